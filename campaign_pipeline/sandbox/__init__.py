@@ -1,0 +1,1 @@
+"""HTTP emulators of the Mailchimp and Salesforce APIs, with a deterministic data generator."""

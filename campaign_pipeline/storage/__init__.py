@@ -1,0 +1,1 @@
+"""Postgres, embedded or external: connection, the pandas IO manager and helpers for the pipeline's tables."""
