@@ -2,14 +2,75 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-SyncMode = Literal["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]
-SYNC_MODES: tuple[str, ...] = ("campaign", "activity", "campaign_and_activity", "notes", "campaign_totals")
+SyncMode = Literal[
+    "campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"
+]
+SYNC_MODES: tuple[str, ...] = (
+    "campaign",
+    "activity",
+    "campaign_and_activity",
+    "notes",
+    "campaign_totals",
+)
+
+# Metrics a user may map onto Campaign fields: the campaign_totals columns (docs/frames.md).
+CAMPAIGN_TOTALS_METRICS: tuple[str, ...] = (
+    "emails_sent",
+    "delivered",
+    "unique_opens",
+    "total_opens",
+    "unique_subscriber_clicks",
+    "total_clicks",
+    "hard_bounces",
+    "soft_bounces",
+    "unsubscribes",
+    "forwards",
+    "forward_opens",
+    "abuse_reports",
+    "open_rate",
+    "click_rate",
+    "click_to_open_rate",
+    "non_recipient_members",
+)
+# Metrics a user may map onto CampaignMember fields: the member_statuses metric columns.
+MEMBER_METRICS: tuple[str, ...] = (
+    "total_opens",
+    "unique_opens",
+    "total_clicks",
+    "unique_clicks",
+    "first_open_at",
+    "last_open_at",
+    "first_click_at",
+    "last_click_at",
+    "time_to_open_minutes",
+    "last_clicked_url",
+    "distinct_urls_clicked",
+    "bounce_type",
+    "unsubscribed_at",
+    "latest_status_at",
+    "sent_at",
+    "sent_at_is_exact",
+    "was_opened",
+    "was_clicked",
+    "was_bounced",
+    "was_unsubscribed",
+)
+# Salesforce API names: a letter, then letters, digits and single underscores (custom fields end in __c).
+_SALESFORCE_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class ProfileError(ValueError):
@@ -20,28 +81,196 @@ class MailchimpSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     list_id: str | None = Field(
-        default=None, description="Mailchimp audience (list) whose campaigns are synced; None = the account's only list."
+        default=None,
+        description="Mailchimp audience (list) whose campaigns are synced; None = the account's only list.",
     )
     attribution_window_days: int = Field(
-        default=30, ge=0, le=365, description="Days after a send during which a campaign is re-synced."
+        default=30,
+        ge=0,
+        le=365,
+        description="Days after a send during which a campaign is re-synced.",
+    )
+
+
+class MatchingPolicy(BaseModel):
+    """Step 3: how Mailchimp members are matched to Salesforce Leads/Contacts, and what happens to the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    create_leads_for_unmatched: bool = Field(
+        default=False,
+        description="Create a Lead for each member that matches no Lead or Contact.",
+    )
+    lead_company_default: str = Field(
+        default="[not provided]",
+        min_length=1,
+        max_length=255,
+        description="Lead.Company (required by Salesforce) for Leads created from unmatched members.",
+    )
+    lead_source: str = Field(
+        default="Mailchimp",
+        max_length=255,
+        description="Lead.LeadSource of created Leads.",
+    )
+
+
+def _check_field_name(field_name: str) -> str:
+    if not _SALESFORCE_FIELD_NAME.fullmatch(
+        field_name
+    ) or "__" in field_name.removesuffix("__c"):
+        raise ValueError(
+            f"{field_name!r} is not a Salesforce field API name (e.g. NumberSent or Total_Opens__c)"
+        )
+    return field_name
+
+
+class FieldMapping(BaseModel):
+    """Step 4: which computed metric goes into which Salesforce field. Defaults need no custom fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"campaign_totals metric -> Campaign field. Metrics: {', '.join(CAMPAIGN_TOTALS_METRICS)}.",
+    )
+    campaign_member: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"member metric -> CampaignMember field. Metrics: {', '.join(MEMBER_METRICS)}.",
+    )
+    campaign_key_field: str | None = Field(
+        default=None,
+        description="Campaign external-ID field that holds the Mailchimp campaign id (upserts by it when set).",
+    )
+    campaign_member_key_field: str | None = Field(
+        default=None,
+        description="CampaignMember external-ID field that holds the member's sync key.",
+    )
+    task_status_field: str | None = Field(
+        default=None,
+        description="Task field for the response type (modes activity); None = Task.Subject only.",
+    )
+    task_url_field: str | None = Field(
+        default=None,
+        description="Task field for the clicked URL (modes activity); None = Task.Description.",
+    )
+    task_key_field: str | None = Field(
+        default=None, description="Task external-ID field that holds the event id."
+    )
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign_metrics_known(cls, mapping: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(mapping, CAMPAIGN_TOTALS_METRICS, "Campaign")
+
+    @field_validator("campaign_member")
+    @classmethod
+    def _member_metrics_known(cls, mapping: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(mapping, MEMBER_METRICS, "CampaignMember")
+
+    @field_validator(
+        "campaign_key_field",
+        "campaign_member_key_field",
+        "task_status_field",
+        "task_url_field",
+        "task_key_field",
+    )
+    @classmethod
+    def _single_field_name(cls, field_name: str | None) -> str | None:
+        return None if field_name is None else _check_field_name(field_name)
+
+
+# Fields the record builders set themselves; a mapping onto them would silently overwrite ours.
+_RESERVED_FIELDS = {
+    "Campaign": {
+        "Id",
+        "Name",
+        "Type",
+        "Status",
+        "StartDate",
+        "IsActive",
+        "Description",
+    },
+    "CampaignMember": {"Id", "CampaignId", "LeadId", "ContactId", "Status"},
+}
+
+
+def _check_mapping(
+    mapping: dict[str, str], allowed_metrics: tuple[str, ...], sobject: str
+) -> dict[str, str]:
+    for metric, field_name in mapping.items():
+        if metric not in allowed_metrics:
+            raise ValueError(
+                f"unknown metric {metric!r}; allowed: {', '.join(allowed_metrics)}"
+            )
+        _check_field_name(field_name)
+        if field_name in _RESERVED_FIELDS[sobject]:
+            raise ValueError(
+                f"{sobject}.{field_name} is set by the sync itself and cannot be mapped (metric {metric!r})"
+            )
+    targets = list(mapping.values())
+    doubled = sorted({name for name in targets if targets.count(name) > 1})
+    if doubled:
+        raise ValueError(
+            f"{sobject} field(s) {', '.join(doubled)} mapped from more than one metric"
+        )
+    return mapping
+
+
+class SyncSettings(BaseModel):
+    """How the push to Salesforce behaves: API choice, budgets, and a preview switch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bulk_threshold: int = Field(
+        default=2000,
+        ge=1,
+        description="Records of one kind at or above which Bulk API 2.0 is used instead of Collections.",
+    )
+    api_call_budget: int = Field(
+        default=5000, ge=1, description="Most Salesforce API calls one run may make."
+    )
+    limit_usage_stop_fraction: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Stop the run cleanly once the org's daily API usage (Sforce-Limit-Info) passes this fraction.",
+    )
+    preview_only: bool = Field(
+        default=False, description="Compute and show what would change; write nothing."
+    )
+    field_limit_policy: Literal["truncate", "reject"] = Field(
+        default="truncate",
+        description="Too-long text: truncate with a marker, or reject the record with a reason.",
     )
 
 
 class SyncProfile(BaseModel):
-    """Step 1 mode, step 2 audience, step 3 matching, step 4 field mapping. Extended by the Salesforce side."""
+    """Step 1 mode, step 2 audience, step 3 matching, step 4 field mapping, then sync settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     mode: SyncMode = "campaign"
     mailchimp: MailchimpSettings = MailchimpSettings()
+    matching: MatchingPolicy = MatchingPolicy()
     status_rule: Literal["latest", "highest_rank"] = Field(
         default="latest",
         description="latest: status of the most recent event; highest_rank: Clicked > Opened > Bounced > Unsubscribed > Sent.",
     )
+    field_mapping: FieldMapping = FieldMapping()
+    sync: SyncSettings = SyncSettings()
 
     @property
     def attribution_window_days(self) -> int:
         return self.mailchimp.attribution_window_days
+
+    @model_validator(mode="after")
+    def _member_mapping_needs_members(self) -> SyncProfile:
+        if self.mode == "campaign_totals" and self.field_mapping.campaign_member:
+            raise ValueError(
+                "field_mapping.campaign_member is set but mode campaign_totals writes no CampaignMembers; "
+                "remove it or use mode campaign"
+            )
+        return self
 
 
 def default_profile() -> SyncProfile:
@@ -54,15 +283,28 @@ def load_profile(path: str | Path) -> SyncProfile:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
-        raise ProfileError(f"sync profile {path} does not exist (set CAMPAIGN_PIPELINE_PROFILE to its path)") from exc
+        raise ProfileError(
+            f"sync profile {path} does not exist (set CAMPAIGN_PIPELINE_PROFILE to its path)"
+        ) from exc
     except yaml.YAMLError as exc:
         raise ProfileError(f"sync profile {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ProfileError(f"sync profile {path} must be a mapping of settings, got {type(raw).__name__}")
+        raise ProfileError(
+            f"sync profile {path} must be a mapping of settings, got {type(raw).__name__}"
+        )
     try:
         return SyncProfile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_describe_error(err) for err in exc.errors())
         raise ProfileError(f"sync profile {path} is invalid: {problems}") from exc
+
+
+def _describe_error(err: dict) -> str:
+    location = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        # pydantic already lists the allowed values ("Input should be 'a', 'b' or 'c'").
+        return f"{location}: {message} (got {err.get('input')!r})"
+    if err["type"] == "extra_forbidden":
+        return f"{location}: unknown setting"
+    return f"{location}: {message}"
