@@ -1,0 +1,415 @@
+"""Turn Mailchimp report pages (email-activity, unsubscribed, sent-to) into the frames of docs/frames.md."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RAW_EMAIL_EVENT_COLUMNS = [
+    "event_id",
+    "campaign_id",
+    "email_id",
+    "email_address",
+    "action",
+    "timestamp",
+    "url",
+    "bounce_type",
+]
+CAMPAIGN_RECIPIENT_COLUMNS = [
+    "campaign_id",
+    "email_id",
+    "email_address",
+    "send_status",
+    "sent_at",
+    "sent_at_is_exact",
+]
+QUARANTINE_COLUMNS = ["campaign_id", "source", "record", "reason"]
+
+ACTIVITY_ACTIONS = frozenset({"open", "click", "bounce"})
+BOUNCE_TYPES = frozenset({"hard", "soft"})
+SEND_STATUSES = frozenset({"sent", "hard", "soft"})
+
+# Mailchimp ids are short alphanumeric strings; anything else would make an unsafe partition key.
+_CAMPAIGN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,64}$")
+# Deliberately loose: one "@" with something on both sides. Mailchimp already validated the
+# address when it was subscribed; this only catches records that are broken in transit.
+_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def is_valid_campaign_id(campaign_id: object) -> bool:
+    """True when the id is a Mailchimp-shaped campaign id, safe to use as a Dagster partition key."""
+    return isinstance(campaign_id, str) and bool(
+        _CAMPAIGN_ID_PATTERN.match(campaign_id)
+    )
+
+
+def email_hash(email_address: str) -> str:
+    """Mailchimp's subscriber hash: md5 of the lower-cased, stripped address."""
+    return hashlib.md5(email_address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def email_hashes(email_addresses: pd.Series) -> pd.Series:
+    """email_hash over a column; lower/strip are vectorised, md5 itself has no vector form."""
+    normalised = email_addresses.astype(str).str.strip().str.lower()
+    hashes = [
+        hashlib.md5(address.encode("utf-8")).hexdigest() for address in normalised
+    ]
+    return pd.Series(hashes, index=email_addresses.index, dtype=object)
+
+
+def _iso_utc(timestamps: pd.Series) -> pd.Series:
+    # Fixed-width microsecond form so one instant always gives one string, whatever offset
+    # Mailchimp wrote it with.
+    return timestamps.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_ids(events: pd.DataFrame) -> pd.Series:
+    """sha1 of campaign_id|email_id|action|timestamp(ISO UTC)|url — the identity of an event."""
+    if events.empty:
+        return pd.Series([], index=events.index, dtype=object)
+    urls = events["url"].astype(object).where(events["url"].notna(), "")
+    identity = (
+        events["campaign_id"].astype(str)
+        + "|"
+        + events["email_id"].astype(str)
+        + "|"
+        + events["action"].astype(str)
+        + "|"
+        + _iso_utc(events["timestamp"])
+        + "|"
+        + urls.astype(str)
+    )
+    ids = [hashlib.sha1(key.encode("utf-8")).hexdigest() for key in identity]
+    return pd.Series(ids, index=events.index, dtype=object)
+
+
+@dataclass(frozen=True)
+class ParsedRecords:
+    """Rows that passed validation, and the records split off with the reason they were refused."""
+
+    frame: pd.DataFrame
+    quarantined: pd.DataFrame
+
+
+def empty_raw_email_events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_id": pd.Series([], dtype=object),
+            "campaign_id": pd.Series([], dtype=object),
+            "email_id": pd.Series([], dtype=object),
+            "email_address": pd.Series([], dtype=object),
+            "action": pd.Series([], dtype=object),
+            "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "url": pd.Series([], dtype=object),
+            "bounce_type": pd.Series([], dtype=object),
+        }
+    )
+
+
+def empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(
+        {column: pd.Series([], dtype=object) for column in QUARANTINE_COLUMNS}
+    )
+
+
+def _quarantine_frame(
+    campaign_id: str, source: str, rejected: list[tuple[Any, str]]
+) -> pd.DataFrame:
+    if not rejected:
+        return empty_quarantine()
+    return pd.DataFrame(
+        {
+            "campaign_id": campaign_id,
+            "source": source,
+            "record": [
+                json.dumps(record, sort_keys=True, default=str)
+                for record, _ in rejected
+            ],
+            "reason": [reason for _, reason in rejected],
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+
+
+def _text_or_na(values: pd.Series) -> pd.Series:
+    """Strings stay, blanks and non-strings become NA (the frames never hold empty strings)."""
+    as_object = values.astype(object)
+    is_text = as_object.map(
+        lambda value: isinstance(value, str) and value.strip() != ""
+    ).astype(bool)
+    return as_object.where(is_text, pd.NA)
+
+
+def _parse_timestamps(values: pd.Series) -> pd.Series:
+    as_text = values.astype(object).where(
+        values.map(lambda value: isinstance(value, str)).astype(bool), None
+    )
+    return pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601").astype(
+        "datetime64[ns, UTC]"
+    )
+
+
+def _member_address_problem(record: Any) -> str | None:
+    if not isinstance(record, Mapping):
+        return f"record is a {type(record).__name__}, not an object"
+    address = record.get("email_address")
+    if not isinstance(address, str) or not address.strip():
+        return "missing email_address"
+    if not _EMAIL_PATTERN.match(address.strip()):
+        return f"email_address {address!r} is not an email address"
+    return None
+
+
+def _finish_events(
+    campaign_id: str,
+    rows: pd.DataFrame,
+    source: str,
+    rejected: list[tuple[Any, str]],
+    allowed_actions: frozenset[str],
+) -> ParsedRecords:
+    """Validate flattened event rows column-wise, split off the bad ones, compute identities."""
+    if rows.empty:
+        return ParsedRecords(
+            empty_raw_email_events(), _quarantine_frame(campaign_id, source, rejected)
+        )
+
+    timestamps = _parse_timestamps(rows["raw_timestamp"])
+    urls = _text_or_na(rows["raw_url"])
+    bounce_types = rows["raw_bounce_type"].astype(object)
+    action = rows["action"].astype(object)
+
+    reasons = pd.Series(pd.NA, index=rows.index, dtype=object)
+
+    def refuse(mask: pd.Series, reason: pd.Series | str) -> None:
+        # First reason wins: a record is quarantined once, with the most basic thing wrong with it.
+        target = mask & reasons.isna()
+        if target.any():
+            reasons.loc[target] = (
+                reason if isinstance(reason, str) else reason.loc[target]
+            )
+
+    refuse(
+        ~action.isin(allowed_actions), "unknown action " + action.astype(str).map(repr)
+    )
+    refuse(
+        timestamps.isna(),
+        "unparseable timestamp " + rows["raw_timestamp"].astype(str).map(repr),
+    )
+    refuse((action == "click") & urls.isna(), "click without url")
+    refuse(
+        (action == "bounce") & ~bounce_types.isin(BOUNCE_TYPES),
+        "bounce with type "
+        + bounce_types.astype(str).map(repr)
+        + " (expected 'hard' or 'soft')",
+    )
+
+    bad = reasons.notna()
+    for position in np.flatnonzero(bad.to_numpy()):
+        rejected.append((rows["raw_record"].iat[position], str(reasons.iat[position])))
+
+    good = ~bad
+    email_addresses = rows.loc[good, "email_address"].astype(str).str.strip()
+    events = pd.DataFrame(
+        {
+            "campaign_id": campaign_id,
+            "email_id": email_hashes(email_addresses),
+            "email_address": email_addresses,
+            "action": action[good],
+            "timestamp": timestamps[good],
+            # url belongs to clicks and bounce_type to bounces; anything else Mailchimp sends
+            # along (e.g. a url on an open) is not part of the event's identity.
+            "url": urls[good].where(action[good] == "click", pd.NA),
+            "bounce_type": bounce_types[good].where(action[good] == "bounce", pd.NA),
+        }
+    )
+    events.insert(0, "event_id", event_ids(events))
+    events = dedupe_events(events)
+    return ParsedRecords(events, _quarantine_frame(campaign_id, source, rejected))
+
+
+def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per event_id, in a stable order (time, then identity)."""
+    if events.empty:
+        return events.reset_index(drop=True)
+    deduped = events.drop_duplicates(subset="event_id", keep="first")
+    return deduped.sort_values(["timestamp", "event_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def parse_email_activity(
+    campaign_id: str, email_records: Iterable[Any]
+) -> ParsedRecords:
+    """Flatten `/reports/{id}/email-activity` `emails` records into raw_email_events rows.
+
+    A record without a usable address is refused whole; an activity with an unknown action,
+    an unparseable timestamp, a click without url or a bounce without a hard/soft type is
+    refused alone, and the member's other activity proceeds.
+    """
+    rejected: list[tuple[Any, str]] = []
+    addresses: list[str] = []
+    actions: list[Any] = []
+    raw_timestamps: list[Any] = []
+    raw_urls: list[Any] = []
+    raw_bounce_types: list[Any] = []
+    raw_records: list[Any] = []
+    for record in email_records:
+        problem = _member_address_problem(record)
+        if problem is None and not isinstance(record.get("activity", []), list):
+            problem = "activity is not a list"
+        if problem is not None:
+            rejected.append((record, problem))
+            continue
+        address = record["email_address"]
+        for activity in record.get("activity") or []:
+            if not isinstance(activity, Mapping):
+                rejected.append(
+                    (
+                        {"email_address": address, "activity": activity},
+                        "activity is not an object",
+                    )
+                )
+                continue
+            addresses.append(address)
+            actions.append(activity.get("action"))
+            raw_timestamps.append(activity.get("timestamp"))
+            raw_urls.append(activity.get("url"))
+            raw_bounce_types.append(activity.get("type"))
+            raw_records.append(
+                {
+                    "email_address": address,
+                    "email_id": record.get("email_id"),
+                    "activity": activity,
+                }
+            )
+    rows = pd.DataFrame(
+        {
+            "email_address": pd.Series(addresses, dtype=object),
+            "action": pd.Series(actions, dtype=object),
+            "raw_timestamp": pd.Series(raw_timestamps, dtype=object),
+            "raw_url": pd.Series(raw_urls, dtype=object),
+            "raw_bounce_type": pd.Series(raw_bounce_types, dtype=object),
+            "raw_record": pd.Series(raw_records, dtype=object),
+        }
+    )
+    return _finish_events(
+        campaign_id, rows, "email-activity", rejected, ACTIVITY_ACTIONS
+    )
+
+
+def parse_unsubscribes(
+    campaign_id: str, unsubscribe_records: Iterable[Any]
+) -> ParsedRecords:
+    """`/reports/{id}/unsubscribed` `unsubscribes` records as raw_email_events rows with action `unsubscribe`."""
+    rejected: list[tuple[Any, str]] = []
+    kept: list[Mapping[str, Any]] = []
+    for record in unsubscribe_records:
+        problem = _member_address_problem(record)
+        if problem is not None:
+            rejected.append((record, problem))
+        else:
+            kept.append(record)
+    rows = pd.DataFrame(
+        {
+            "email_address": pd.Series(
+                [record["email_address"] for record in kept], dtype=object
+            ),
+            "action": pd.Series(["unsubscribe"] * len(kept), dtype=object),
+            "raw_timestamp": pd.Series(
+                [record.get("timestamp") for record in kept], dtype=object
+            ),
+            "raw_url": pd.Series([None] * len(kept), dtype=object),
+            "raw_bounce_type": pd.Series([None] * len(kept), dtype=object),
+            "raw_record": pd.Series(kept, dtype=object),
+        }
+    )
+    return _finish_events(
+        campaign_id, rows, "unsubscribed", rejected, frozenset({"unsubscribe"})
+    )
+
+
+def empty_campaign_recipients() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "campaign_id": pd.Series([], dtype=object),
+            "email_id": pd.Series([], dtype=object),
+            "email_address": pd.Series([], dtype=object),
+            "send_status": pd.Series([], dtype=object),
+            "sent_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "sent_at_is_exact": pd.Series([], dtype=bool),
+        }
+    )
+
+
+def parse_sent_to(
+    campaign_id: str,
+    sent_to_records: Iterable[Any],
+    sent_at: pd.Timestamp | None,
+    sent_at_is_exact: bool,
+) -> ParsedRecords:
+    """`/reports/{id}/sent-to` records as campaign_recipients rows, one per member.
+
+    Mailchimp gives no per-recipient send time, so every row carries the campaign's send time;
+    for automation emails that is approximate and `sent_at_is_exact` says so.
+    """
+    rejected: list[tuple[Any, str]] = []
+    kept: list[Mapping[str, Any]] = []
+    for record in sent_to_records:
+        problem = _member_address_problem(record)
+        if problem is None and record.get("status") not in SEND_STATUSES:
+            problem = (
+                f"send status {record.get('status')!r} is not one of sent, hard, soft"
+            )
+        if problem is not None:
+            rejected.append((record, problem))
+        else:
+            kept.append(record)
+    if not kept:
+        return ParsedRecords(
+            empty_campaign_recipients(),
+            _quarantine_frame(campaign_id, "sent-to", rejected),
+        )
+    email_addresses = pd.Series(
+        [record["email_address"].strip() for record in kept], dtype=object
+    )
+    sent_at_utc = (
+        pd.NaT
+        if sent_at is None or pd.isna(sent_at)
+        else pd.Timestamp(sent_at).tz_convert("UTC")
+    )
+    recipients = pd.DataFrame(
+        {
+            "campaign_id": campaign_id,
+            "email_id": email_hashes(email_addresses),
+            "email_address": email_addresses,
+            "send_status": pd.Series(
+                [record["status"] for record in kept], dtype=object
+            ),
+            "sent_at": pd.Series(
+                [sent_at_utc] * len(kept), dtype="datetime64[ns, UTC]"
+            ),
+            "sent_at_is_exact": bool(sent_at_is_exact),
+        }
+    )
+    # A member is sent a campaign once; a duplicate row (same hash) is a paging artefact.
+    recipients = recipients.drop_duplicates(
+        subset="email_id", keep="first"
+    ).reset_index(drop=True)
+    return ParsedRecords(
+        recipients, _quarantine_frame(campaign_id, "sent-to", rejected)
+    )
+
+
+def parse_timestamp(value: Any) -> pd.Timestamp | None:
+    """One Mailchimp timestamp as a UTC instant, or None when absent/unparseable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    parsed = pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601")
+    return None if pd.isna(parsed) else parsed

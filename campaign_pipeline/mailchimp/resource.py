@@ -1,0 +1,566 @@
+"""The Mailchimp Marketing API client as a Dagster resource: paging, retries, connection cap, sandbox fallback."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import requests
+from mailchimp_marketing import Client
+from mailchimp_marketing.api_client import ApiClientError
+from pydantic import Field, PrivateAttr
+
+from campaign_pipeline.core.events import is_valid_campaign_id, parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "MAILCHIMP_API_KEY"
+SANDBOX_SOURCE_MESSAGE = f"Mailchimp source: SANDBOX (no {API_KEY_ENV} set)"
+LIVE_SOURCE_MESSAGE = "Mailchimp source: Mailchimp API"
+# Mailchimp refuses more than 10 simultaneous connections per API key (429 beyond that).
+MAILCHIMP_CONNECTION_LIMIT = 10
+MAILCHIMP_MAX_PAGE_SIZE = 1000
+_DATA_CENTER_PATTERN = re.compile(r"^[a-z]{2,4}[0-9]{1,3}$")
+
+# One semaphore per key and process, so every resource copy and thread shares the same cap.
+_connection_slots: dict[str, threading.BoundedSemaphore] = {}
+_connection_slots_lock = threading.Lock()
+
+
+class MailchimpApiError(RuntimeError):
+    """Mailchimp refused a request or kept failing; the message names the endpoint and the reason."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class _TransientError(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class MailchimpCallStats:
+    """Counts of requests made; assets take the difference around a fetch for their metadata."""
+
+    api_calls: int = 0
+    pages: int = 0
+    retries: int = 0
+    throttled: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )
+
+    def add(
+        self, api_calls: int = 0, pages: int = 0, retries: int = 0, throttled: int = 0
+    ) -> None:
+        with self._lock:
+            self.api_calls += api_calls
+            self.pages += pages
+            self.retries += retries
+            self.throttled += throttled
+
+    def snapshot(self) -> MailchimpCallStats:
+        with self._lock:
+            return MailchimpCallStats(
+                self.api_calls, self.pages, self.retries, self.throttled
+            )
+
+    def since(self, earlier: MailchimpCallStats) -> MailchimpCallStats:
+        now = self.snapshot()
+        return MailchimpCallStats(
+            now.api_calls - earlier.api_calls,
+            now.pages - earlier.pages,
+            now.retries - earlier.retries,
+            now.throttled - earlier.throttled,
+        )
+
+
+@dataclass(frozen=True)
+class SentCampaign:
+    """A sent regular campaign or automation email: one `mailchimp_campaigns` partition."""
+
+    id: str
+    type: str
+    send_time: pd.Timestamp | None
+    title: str | None
+    list_id: str | None
+    automation_id: str | None = None
+
+    @property
+    def sent_at_is_exact(self) -> bool:
+        # Automation emails go out member by member; Mailchimp gives no per-recipient time.
+        return self.type != "automation"
+
+
+def _data_center(api_key: str) -> str:
+    """The `<dc>` suffix of a Mailchimp key (`...-us21`), validated without ever echoing the key."""
+    _, sep, dc = api_key.strip().rpartition("-")
+    if not sep or not _DATA_CENTER_PATTERN.match(dc):
+        raise MailchimpApiError(
+            f"{API_KEY_ENV} does not end in a data-center suffix like '-us21'; copy the whole key from "
+            "Mailchimp (Account > Extras > API keys)"
+        )
+    return dc
+
+
+@dataclass
+class _SandboxHandle:
+    base_url: str
+    api_key: str
+    sandbox: Any
+    account: Any
+
+
+_sandboxes: dict[str, _SandboxHandle] = {}
+_sandboxes_lock = threading.Lock()
+
+
+def sandbox_state_path_default() -> str:
+    from campaign_pipeline.storage.database import data_dir
+
+    return str(data_dir() / "sandbox" / "mailchimp_state.json")
+
+
+def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle:
+    """One in-process sandbox server per state file and process, stopped when the process exits."""
+    with _sandboxes_lock:
+        handle = _sandboxes.get(state_path)
+        if handle is not None:
+            return handle
+        from pathlib import Path
+
+        from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
+        from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+        Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+        account = SandboxAccount(
+            seed=seed, n_members=n_members, state_path=Path(state_path)
+        )
+        sandbox = MailchimpSandbox(account)
+        sandbox.__enter__()
+        atexit.register(sandbox.__exit__, None, None, None)
+        handle = _SandboxHandle(
+            base_url=sandbox.base_url,
+            api_key=sandbox.api_key,
+            sandbox=sandbox,
+            account=account,
+        )
+        _sandboxes[state_path] = handle
+        logger.info(
+            "%s: serving %s on %s", SANDBOX_SOURCE_MESSAGE, state_path, sandbox.base_url
+        )
+        return handle
+
+
+class MailchimpResource(dg.ConfigurableResource):
+    """Reads campaign reports from the Mailchimp Marketing API v3 (or the sandbox when no key is set)."""
+
+    api_key: str | None = Field(
+        default=None,
+        description=f"Mailchimp API key ending in -<dc>; bind with dg.EnvVar('{API_KEY_ENV}'). Unset = sandbox.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Override of the API root (e.g. a sandbox's http://127.0.0.1:PORT/3.0); None = https://<dc>.api.mailchimp.com/3.0.",
+    )
+    list_id: str | None = Field(
+        default=None, description="Only campaigns sent to this audience; None = all."
+    )
+    page_size: int = Field(
+        default=500,
+        ge=1,
+        le=MAILCHIMP_MAX_PAGE_SIZE,
+        description="Records per page (count).",
+    )
+    overlap_minutes: int = Field(
+        default=60,
+        ge=0,
+        description="How far before the cursor an incremental email-activity fetch starts.",
+    )
+    filter_bots: bool = Field(
+        default=False,
+        description="Ask Mailchimp to drop bot and privacy-proxy activity (email-activity filter).",
+    )
+    max_connections: int = Field(
+        default=MAILCHIMP_CONNECTION_LIMIT,
+        ge=1,
+        le=MAILCHIMP_CONNECTION_LIMIT,
+        description="Simultaneous requests per process; Mailchimp allows 10 per key.",
+    )
+    max_retries: int = Field(
+        default=8,
+        ge=0,
+        le=20,
+        description="Retries of one request on 429, 5xx and timeouts.",
+    )
+    backoff_base_seconds: float = Field(
+        default=1.0, ge=0, description="First retry waits up to this long."
+    )
+    backoff_max_seconds: float = Field(
+        default=60.0, ge=0, description="Cap of one retry wait."
+    )
+    timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Per-request timeout."
+    )
+    sandbox_state_path: str | None = Field(
+        default=None,
+        description="Sandbox state file when no key is set; None = <data dir>/sandbox/mailchimp_state.json.",
+    )
+    sandbox_members: int = Field(
+        default=5_000, ge=1, description="Audience size of a freshly generated sandbox."
+    )
+    sandbox_seed: int = Field(
+        default=7, description="Seed of a freshly generated sandbox."
+    )
+
+    _stats: MailchimpCallStats = PrivateAttr(default_factory=MailchimpCallStats)
+    _client: Any = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="")
+    _key_fingerprint: str = PrivateAttr(default="")
+
+    # ---------------------------------------------------------------- connection
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return not (self.api_key or "").strip()
+
+    @property
+    def source_description(self) -> str:
+        return SANDBOX_SOURCE_MESSAGE if self.uses_sandbox else LIVE_SOURCE_MESSAGE
+
+    @property
+    def stats(self) -> MailchimpCallStats:
+        return self._stats
+
+    def _api_client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if self.uses_sandbox:
+            handle = _start_sandbox(
+                self.sandbox_state_path or sandbox_state_path_default(),
+                self.sandbox_members,
+                self.sandbox_seed,
+            )
+            api_key, base_url = handle.api_key, self.base_url or handle.base_url
+        else:
+            api_key, base_url = (self.api_key or "").strip(), self.base_url
+        server = _data_center(api_key)
+        client = Client()
+        client.set_config(
+            {"api_key": api_key, "server": server, "timeout": self.timeout_seconds}
+        )
+        if base_url:
+            client.api_client.host = base_url.rstrip("/")
+        # Only a short fingerprint of the key identifies its connection slots; the key itself is never kept elsewhere.
+        import hashlib
+
+        self._key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        self._client = client
+        logger.info(self.source_description)
+        return client
+
+    def _slots(self) -> threading.BoundedSemaphore:
+        with _connection_slots_lock:
+            slots = _connection_slots.get(self._key_fingerprint)
+            if slots is None:
+                slots = threading.BoundedSemaphore(self.max_connections)
+                _connection_slots[self._key_fingerprint] = slots
+            return slots
+
+    # ---------------------------------------------------------------- one request
+
+    def _backoff_seconds(self, attempt: int, retry_after: float | None) -> float:
+        cap = min(self.backoff_max_seconds, self.backoff_base_seconds * (2**attempt))
+        # Full jitter: many workers throttled at once must not come back in lock-step.
+        wait = random.uniform(0, cap)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.backoff_max_seconds))
+        return wait
+
+    def _attempt(self, client: Any, path: str, query: list[tuple[str, Any]]) -> Any:
+        with self._slots():
+            self._stats.add(api_calls=1)
+            try:
+                result = client.reports.api_client.call_api(
+                    path, "GET", query_params=query
+                )
+            except ApiClientError as error:
+                status = error.status_code
+                if status is None:
+                    # The client wraps timeouts and connection errors with no status.
+                    raise _TransientError(
+                        f"network error ({type(error.text).__name__})"
+                    ) from None
+                if status == 429 or status >= 500:
+                    raise _TransientError(f"HTTP {status}") from None
+                detail = (
+                    error.text.get("detail") if isinstance(error.text, dict) else None
+                )
+                title = (
+                    error.text.get("title") if isinstance(error.text, dict) else None
+                )
+                raise MailchimpApiError(
+                    f"Mailchimp GET {path} failed with HTTP {status}"
+                    + (f" ({title}: {detail})" if title or detail else "")
+                    + (f"; check {API_KEY_ENV}" if status in (401, 403) else ""),
+                    status=status,
+                ) from None
+        if isinstance(result, requests.Response):
+            # mailchimp-marketing 3.0.80 returns, not raises, a response whose body is empty.
+            retry_after = _retry_after_seconds(result)
+            if result.status_code == 429 or result.status_code >= 500:
+                raise _TransientError(
+                    f"HTTP {result.status_code} with an empty body", retry_after
+                )
+            if result.ok:
+                raise _TransientError(f"HTTP {result.status_code} with an empty body")
+            raise MailchimpApiError(
+                f"Mailchimp GET {path} failed with HTTP {result.status_code}",
+                result.status_code,
+            )
+        if not isinstance(result, (dict, list)):
+            raise _TransientError("response was not JSON")
+        return result
+
+    def _get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        """One GET with retries on 429 (raised or returned empty), 5xx, timeouts and connection errors."""
+        client = self._api_client()
+        query_pairs = [
+            (name, value) for name, value in (query or {}).items() if value is not None
+        ]
+        last_reason = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return self._attempt(client, path, query_pairs)
+            except _TransientError as transient:
+                last_reason = transient.reason
+                if attempt == self.max_retries:
+                    break
+                self._stats.add(retries=1, throttled=int("429" in transient.reason))
+                wait = self._backoff_seconds(attempt, transient.retry_after)
+                logger.warning(
+                    "Mailchimp GET %s: %s; retry %d in %.2fs",
+                    path,
+                    last_reason,
+                    attempt + 1,
+                    wait,
+                )
+                time.sleep(wait)
+        raise MailchimpApiError(
+            f"Mailchimp GET {path} still failing after {self.max_retries + 1} attempts (last: {last_reason})"
+        )
+
+    def _get_all(
+        self, path: str, items_key: str, query: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Every record of a paged collection: the first page tells the total, the rest load in parallel."""
+        page_size = self.page_size
+        base_query = dict(query or {})
+        first = self._get(path, {**base_query, "count": page_size, "offset": 0})
+        self._stats.add(pages=1)
+        records = list(_items(first, items_key, path))
+        total = int(first.get("total_items", len(records)) or 0)
+        if total <= page_size or len(records) < page_size:
+            return records
+        offsets = list(range(page_size, total, page_size))
+
+        def fetch(offset: int) -> list[Any]:
+            page = self._get(path, {**base_query, "count": page_size, "offset": offset})
+            self._stats.add(pages=1)
+            return list(_items(page, items_key, path))
+
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_connections, len(offsets))
+        ) as pool:
+            for page_records in pool.map(fetch, offsets):
+                records.extend(page_records)
+        return records
+
+    # ---------------------------------------------------------------- what the assets use
+
+    def ping(self) -> dict[str, Any]:
+        return self._get("/ping")
+
+    def list_sent_campaigns(
+        self, since_send_time: pd.Timestamp | None = None
+    ) -> list[SentCampaign]:
+        """Sent regular campaigns and sending/sent automation emails, oldest send first."""
+        since_param = (
+            _format_since(since_send_time) if since_send_time is not None else None
+        )
+        campaign_records = self._get_all(
+            "/campaigns",
+            "campaigns",
+            {
+                "status": "sent",
+                "since_send_time": since_param,
+                "list_id": self.list_id,
+                "sort_field": "send_time",
+                "sort_dir": "ASC",
+            },
+        )
+        found: dict[str, SentCampaign] = {}
+        for record in campaign_records:
+            campaign = _sent_campaign(record)
+            if campaign is not None:
+                found[campaign.id] = campaign
+        for automation in self._get_all("/automations", "automations"):
+            automation_id = automation.get("id")
+            if not isinstance(automation_id, str) or not is_valid_campaign_id(
+                automation_id
+            ):
+                continue
+            if self.list_id and (automation.get("recipients") or {}).get(
+                "list_id"
+            ) not in (None, self.list_id):
+                continue
+            emails = self._get(f"/automations/{automation_id}/emails")
+            self._stats.add(pages=1)
+            for email in _items(
+                emails, "emails", f"/automations/{automation_id}/emails"
+            ):
+                campaign = _sent_campaign(email, automation_id=automation_id)
+                if campaign is None or campaign.id in found:
+                    continue
+                if since_send_time is not None and campaign.send_time < since_send_time:
+                    continue
+                found[campaign.id] = campaign
+        return sorted(
+            found.values(), key=lambda campaign: (campaign.send_time, campaign.id)
+        )
+
+    def fetch_email_activity(
+        self, campaign_id: str, since: pd.Timestamp | None = None
+    ) -> list[Any]:
+        """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
+        query: dict[str, Any] = {
+            "since": _format_since(since) if since is not None else None
+        }
+        if self.filter_bots:
+            # The 3.0.80 client's get_email_activity_for_campaign rejects this keyword, hence call_api.
+            query["activity_filter_bots"] = "true"
+        return self._get_all(
+            f"/reports/{_checked(campaign_id)}/email-activity", "emails", query
+        )
+
+    def fetch_unsubscribes(self, campaign_id: str) -> list[Any]:
+        return self._get_all(
+            f"/reports/{_checked(campaign_id)}/unsubscribed", "unsubscribes"
+        )
+
+    def fetch_recipients(self, campaign_id: str) -> list[Any]:
+        return self._get_all(f"/reports/{_checked(campaign_id)}/sent-to", "sent_to")
+
+    def fetch_report(self, campaign_id: str) -> dict[str, Any]:
+        report = self._get(f"/reports/{_checked(campaign_id)}")
+        self._stats.add(pages=1)
+        return report
+
+    def fetch_content_html(self, campaign_id: str) -> str:
+        content = self._get(f"/campaigns/{_checked(campaign_id)}/content")
+        self._stats.add(pages=1)
+        html = content.get("html") if isinstance(content, dict) else None
+        return html if isinstance(html, str) else ""
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _checked(campaign_id: str) -> str:
+    if not is_valid_campaign_id(campaign_id):
+        raise MailchimpApiError(
+            f"campaign id {campaign_id!r} is not a Mailchimp campaign id (letters and digits only)"
+        )
+    return campaign_id
+
+
+def _items(page: Any, items_key: str, path: str) -> list[Any]:
+    if not isinstance(page, dict):
+        raise MailchimpApiError(
+            f"Mailchimp GET {path} returned {type(page).__name__}, expected an object"
+        )
+    items = page.get(items_key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise MailchimpApiError(
+            f"Mailchimp GET {path}: '{items_key}' is {type(items).__name__}, expected a list"
+        )
+    return items
+
+
+def _format_since(moment: pd.Timestamp) -> str:
+    # Whole seconds, rounded down: Mailchimp's filters take ISO 8601 with an offset.
+    utc = (
+        pd.Timestamp(moment).tz_convert("UTC")
+        if pd.Timestamp(moment).tzinfo
+        else pd.Timestamp(moment).tz_localize("UTC")
+    )
+    return utc.floor("s").strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _sent_campaign(
+    record: Any, automation_id: str | None = None
+) -> SentCampaign | None:
+    if not isinstance(record, dict):
+        return None
+    campaign_id = record.get("id")
+    if not is_valid_campaign_id(campaign_id):
+        logger.warning("Skipping Mailchimp campaign with unusable id %r", campaign_id)
+        return None
+    status = record.get("status")
+    if automation_id is None and status not in ("sent", None):
+        return None
+    if automation_id is not None and status not in ("sending", "sent", "paused", None):
+        return None
+    send_time = parse_timestamp(record.get("send_time")) or parse_timestamp(
+        record.get("start_time")
+    )
+    if send_time is None:
+        return None
+    settings = record.get("settings") or {}
+    recipients = record.get("recipients") or {}
+    campaign_type = (
+        "automation"
+        if automation_id is not None
+        else str(record.get("type") or "regular")
+    )
+    return SentCampaign(
+        id=campaign_id,
+        type=campaign_type,
+        send_time=send_time,
+        title=settings.get("title") or settings.get("subject_line"),
+        list_id=recipients.get("list_id"),
+        automation_id=automation_id,
+    )
+
+
+def total_pages(records: int, page_size: int) -> int:
+    """Pages a collection of `records` needs: at least one (the empty first page)."""
+    return max(1, math.ceil(records / page_size))
+
+
+CallableFetch = Callable[[str], list[Any]]
