@@ -1,0 +1,1 @@
+"""Tests of the Salesforce side: desired records, diff, matching, ledger, sync engine, assets."""
