@@ -1,0 +1,252 @@
+"""Postgres landing of Mailchimp events: kept forever, keyed by event identity, with per-campaign fetch cursors."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from campaign_pipeline.core.events import RAW_EMAIL_EVENT_COLUMNS, empty_raw_email_events
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
+
+LANDED_EVENTS_TABLE = "landed_email_events"
+CURSORS_TABLE = "mailchimp_fetch_cursors"
+QUARANTINE_TABLE = "quarantined_records"
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} (
+    event_id      text PRIMARY KEY,
+    campaign_id   text NOT NULL,
+    email_id      text NOT NULL,
+    email_address text NOT NULL,
+    action        text NOT NULL,
+    "timestamp"   timestamptz NOT NULL,
+    url           text,
+    bounce_type   text,
+    landed_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS {LANDED_EVENTS_TABLE}_campaign_idx
+    ON "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} (campaign_id);
+CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{CURSORS_TABLE} (
+    campaign_id     text PRIMARY KEY,
+    fetched_through timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (
+    record_key  text PRIMARY KEY,
+    campaign_id text NOT NULL,
+    source      text NOT NULL,
+    record      jsonb NOT NULL,
+    reason      text NOT NULL,
+    seen_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS {QUARANTINE_TABLE}_campaign_idx
+    ON "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (campaign_id);
+"""
+
+_EVENT_COLUMNS_SQL = ", ".join(f'"{column}"' for column in RAW_EMAIL_EVENT_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    new_events: int
+    total_events: int
+    cursor: pd.Timestamp | None
+    new_quarantined: int
+    total_quarantined: int
+
+
+def _frame_to_csv(frame: pd.DataFrame) -> io.StringIO:
+    """CSV for COPY: NA becomes an unquoted empty field, which COPY reads as NULL (the frames hold no empty strings)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
+    buffer.seek(0)
+    return buffer
+
+
+class LandingStore:
+    """The landed_email_events, mailchimp_fetch_cursors and quarantined_records tables."""
+
+    def __init__(self, engine: sa.Engine | None = None):
+        self.engine = engine if engine is not None else get_engine()
+        self._ensure_tables()
+
+    def _ensure_tables(self) -> None:
+        with self.engine.begin() as conn:
+            # Several run processes may start at once; the lock keeps their DDL from racing on the catalog.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('campaign_pipeline.mailchimp_landing'))"))
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PIPELINE_SCHEMA}"'))
+            conn.exec_driver_sql(_DDL)
+
+    # ------------------------------------------------------------------ cursors
+
+    def cursor(self, campaign_id: str) -> pd.Timestamp | None:
+        """The instant up to which this campaign's email activity has been fetched, or None (never)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.text(f'SELECT fetched_through FROM "{PIPELINE_SCHEMA}".{CURSORS_TABLE} WHERE campaign_id = :c'),
+                {"c": campaign_id},
+            ).scalar_one_or_none()
+        return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+
+    # ------------------------------------------------------------------ landing
+
+    def land(
+        self,
+        campaign_id: str,
+        events: pd.DataFrame,
+        quarantined: pd.DataFrame,
+        fetched_through: pd.Timestamp | None,
+    ) -> LandingResult:
+        """Insert new events (existing event_ids untouched), quarantine records, advance the cursor — one transaction.
+
+        The cursor only moves forward, so a fetch that saw nothing new never rewinds it.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                new_events = self._copy_events(cur, events)
+                new_quarantined = self._insert_quarantine(cur, quarantined)
+                if fetched_through is not None:
+                    cur.execute(
+                        f'INSERT INTO "{PIPELINE_SCHEMA}".{CURSORS_TABLE} (campaign_id, fetched_through, updated_at) '
+                        "VALUES (%s, %s, now()) ON CONFLICT (campaign_id) DO UPDATE SET "
+                        f"fetched_through = GREATEST({CURSORS_TABLE}.fetched_through, EXCLUDED.fetched_through), "
+                        "updated_at = now()",
+                        (campaign_id, fetched_through.to_pydatetime()),
+                    )
+                cur.execute(
+                    f'SELECT count(*) FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} WHERE campaign_id = %s',
+                    (campaign_id,),
+                )
+                total_events = int(cur.fetchone()[0])
+                cur.execute(
+                    f'SELECT count(*) FROM "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} WHERE campaign_id = %s',
+                    (campaign_id,),
+                )
+                total_quarantined = int(cur.fetchone()[0])
+                cur.execute(
+                    f'SELECT fetched_through FROM "{PIPELINE_SCHEMA}".{CURSORS_TABLE} WHERE campaign_id = %s',
+                    (campaign_id,),
+                )
+                row = cur.fetchone()
+            raw.commit()
+        except Exception:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        cursor = None if row is None or row[0] is None else pd.Timestamp(row[0]).tz_convert("UTC")
+        return LandingResult(new_events, total_events, cursor, new_quarantined, total_quarantined)
+
+    def _copy_events(self, cur, events: pd.DataFrame) -> int:
+        if events.empty:
+            return 0
+        cur.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS incoming_email_events (LIKE "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
+            "INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        outgoing = events[RAW_EMAIL_EVENT_COLUMNS].copy()
+        outgoing["timestamp"] = outgoing["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        cur.copy_expert(
+            f"COPY incoming_email_events ({_EVENT_COLUMNS_SQL}) FROM STDIN WITH (FORMAT csv)",
+            _frame_to_csv(outgoing),
+        )
+        cur.execute(
+            f'INSERT INTO "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} ({_EVENT_COLUMNS_SQL}) '
+            f"SELECT DISTINCT ON (event_id) {_EVENT_COLUMNS_SQL} FROM incoming_email_events "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+        return cur.rowcount
+
+    def _insert_quarantine(self, cur, quarantined: pd.DataFrame) -> int:
+        if quarantined.empty:
+            return 0
+        keys = [
+            hashlib.sha1(f"{campaign}|{source}|{record}|{reason}".encode()).hexdigest()
+            for campaign, source, record, reason in zip(
+                quarantined["campaign_id"],
+                quarantined["source"],
+                quarantined["record"],
+                quarantined["reason"],
+                strict=True,
+            )
+        ]
+        rows = list(
+            zip(
+                keys,
+                quarantined["campaign_id"],
+                quarantined["source"],
+                quarantined["record"],
+                quarantined["reason"],
+                strict=True,
+            )
+        )
+        from psycopg2.extras import execute_values
+
+        # The same bad record comes back on every re-fetch; it is quarantined once, first seen_at kept.
+        inserted = execute_values(
+            cur,
+            f'INSERT INTO "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (record_key, campaign_id, source, record, reason) '
+            "VALUES %s ON CONFLICT (record_key) DO NOTHING RETURNING record_key",
+            rows,
+            template="(%s, %s, %s, %s::jsonb, %s)",
+            page_size=1000,
+            fetch=True,
+        )
+        return len(inserted)
+
+    # ------------------------------------------------------------------ reading
+
+    def events(self, campaign_id: str) -> pd.DataFrame:
+        """Every landed event of the campaign as a raw_email_events frame (COPY out, then one CSV parse)."""
+        buffer = io.StringIO()
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                query = cur.mogrify(
+                    f'SELECT {_EVENT_COLUMNS_SQL} FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
+                    'WHERE campaign_id = %s ORDER BY "timestamp", event_id',
+                    (campaign_id,),
+                ).decode()
+                cur.execute("SET LOCAL TIME ZONE 'UTC'")
+                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
+            raw.commit()
+        finally:
+            raw.close()
+        if buffer.tell() == 0:
+            return empty_raw_email_events()
+        buffer.seek(0)
+        frame = pd.read_csv(
+            buffer,
+            header=None,
+            names=RAW_EMAIL_EVENT_COLUMNS,
+            dtype=str,
+            keep_default_na=False,
+            na_values={"url": [""], "bounce_type": [""]},
+        )
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601").astype(
+            "datetime64[ns, UTC]"
+        )
+        for column in ("url", "bounce_type"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), pd.NA)
+        for column in ("event_id", "campaign_id", "email_id", "email_address", "action"):
+            frame[column] = frame[column].astype(object)
+        return frame
+
+    def quarantined(self, campaign_id: str | None = None) -> pd.DataFrame:
+        """Quarantined records (all campaigns, or one), newest first."""
+        where = "WHERE campaign_id = :c" if campaign_id is not None else ""
+        with self.engine.connect() as conn:
+            return pd.read_sql(
+                sa.text(
+                    f'SELECT campaign_id, source, record::text AS record, reason, seen_at FROM "{PIPELINE_SCHEMA}".'
+                    f"{QUARANTINE_TABLE} {where} ORDER BY seen_at DESC, record_key"
+                ),
+                conn,
+                params={"c": campaign_id} if campaign_id is not None else {},
+            )
