@@ -52,15 +52,9 @@ class RawEmailEvents(pa.DataFrameModel):
         str_length={"min_value": 1},
         description="Mailchimp campaign id (automation emails: the email's campaign id).",
     )
-    email_id: Series[str] = pa.Field(
-        str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address."
-    )
-    email_address: Series[str] = pa.Field(
-        description="The address as Mailchimp wrote it (may be mixed case)."
-    )
-    action: Series[str] = pa.Field(
-        isin=list(EVENT_ACTIONS), description="open, click, bounce or unsubscribe."
-    )
+    email_id: Series[str] = pa.Field(str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address.")
+    email_address: Series[str] = pa.Field(description="The address as Mailchimp wrote it (may be mixed case).")
+    action: Series[str] = pa.Field(isin=list(EVENT_ACTIONS), description="open, click, bounce or unsubscribe.")
     timestamp: Series[UtcTimestamp] = pa.Field(description="Instant of the event, UTC.")
     url: Series[str] = pa.Field(
         nullable=True,
@@ -92,15 +86,9 @@ class RawEmailEvents(pa.DataFrameModel):
 class CampaignRecipients(pa.DataFrameModel):
     """Who a campaign was sent to (Mailchimp sent-to), one row per campaign x member."""
 
-    campaign_id: Series[str] = pa.Field(
-        str_length={"min_value": 1}, description="Mailchimp campaign id."
-    )
-    email_id: Series[str] = pa.Field(
-        str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address."
-    )
-    email_address: Series[str] = pa.Field(
-        description="The address as Mailchimp wrote it."
-    )
+    campaign_id: Series[str] = pa.Field(str_length={"min_value": 1}, description="Mailchimp campaign id.")
+    email_id: Series[str] = pa.Field(str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address.")
+    email_address: Series[str] = pa.Field(description="The address as Mailchimp wrote it.")
     send_status: Series[str] = pa.Field(
         isin=list(SEND_STATUSES),
         description="sent-to status: sent, or hard / soft when the send bounced.",
@@ -108,9 +96,7 @@ class CampaignRecipients(pa.DataFrameModel):
     sent_at: Series[UtcTimestamp] = pa.Field(
         description="Campaign send time (automation: the email's send time, approximate)."
     )
-    sent_at_is_exact: Series[bool] = pa.Field(
-        description="False for automation emails, whose sent_at is approximate."
-    )
+    sent_at_is_exact: Series[bool] = pa.Field(description="False for automation emails, whose sent_at is approximate.")
 
     class Config:
         name = "CampaignRecipients"
@@ -122,64 +108,32 @@ class CampaignRecipients(pa.DataFrameModel):
 class MailchimpCampaignReport(pa.DataFrameModel):
     """Mailchimp's own report totals, one row per campaign; the only source of forwards and abuse reports."""
 
-    campaign_id: Series[str] = pa.Field(
-        unique=True, str_length={"min_value": 1}, description="Mailchimp campaign id."
-    )
-    campaign_title: Series[str] = pa.Field(
-        nullable=True, description="Campaign title (settings.title)."
-    )
-    subject_line: Series[str] = pa.Field(
-        nullable=True, description="Subject line of the email."
-    )
+    campaign_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1}, description="Mailchimp campaign id.")
+    campaign_title: Series[str] = pa.Field(nullable=True, description="Campaign title (settings.title).")
+    subject_line: Series[str] = pa.Field(nullable=True, description="Subject line of the email.")
     campaign_type: Series[str] = pa.Field(
         isin=list(CAMPAIGN_TYPES),
         description="Mailchimp campaign type; automation for automation emails.",
     )
-    send_time: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="When the campaign was sent, UTC."
-    )
+    send_time: Series[UtcTimestamp] = pa.Field(nullable=True, description="When the campaign was sent, UTC.")
     emails_sent: Series[np.int64] = pa.Field(ge=0, description="Emails sent.")
-    abuse_reports: Series[np.int64] = pa.Field(
-        ge=0, description="Abuse (spam) reports."
-    )
-    unsubscribed: Series[np.int64] = pa.Field(
-        ge=0, description="Unsubscribes attributed to the campaign."
-    )
+    abuse_reports: Series[np.int64] = pa.Field(ge=0, description="Abuse (spam) reports.")
+    unsubscribed: Series[np.int64] = pa.Field(ge=0, description="Unsubscribes attributed to the campaign.")
     hard_bounces: Series[np.int64] = pa.Field(ge=0, description="Hard bounces.")
     soft_bounces: Series[np.int64] = pa.Field(ge=0, description="Soft bounces.")
-    forwards_count: Series[np.int64] = pa.Field(
-        ge=0, description="Times the campaign was forwarded."
-    )
-    forwards_opens: Series[np.int64] = pa.Field(
-        ge=0, description="Opens of forwarded copies."
-    )
-    opens_total: Series[np.int64] = pa.Field(
-        ge=0, description="All opens, repeats included."
-    )
-    unique_opens: Series[np.int64] = pa.Field(
-        ge=0, description="Members who opened at least once."
-    )
-    clicks_total: Series[np.int64] = pa.Field(
-        ge=0, description="All clicks, repeats included."
-    )
-    unique_clicks: Series[np.int64] = pa.Field(
-        ge=0, description="Distinct (member, URL) clicks as Mailchimp counts."
-    )
-    unique_subscriber_clicks: Series[np.int64] = pa.Field(
-        ge=0, description="Members who clicked at least once."
-    )
-    open_rate: Series[float] = pa.Field(
-        ge=0, le=1, description="Mailchimp's open rate, a fraction 0..1."
-    )
-    click_rate: Series[float] = pa.Field(
-        ge=0, le=1, description="Mailchimp's click rate, a fraction 0..1."
-    )
+    forwards_count: Series[np.int64] = pa.Field(ge=0, description="Times the campaign was forwarded.")
+    forwards_opens: Series[np.int64] = pa.Field(ge=0, description="Opens of forwarded copies.")
+    opens_total: Series[np.int64] = pa.Field(ge=0, description="All opens, repeats included.")
+    unique_opens: Series[np.int64] = pa.Field(ge=0, description="Members who opened at least once.")
+    clicks_total: Series[np.int64] = pa.Field(ge=0, description="All clicks, repeats included.")
+    unique_clicks: Series[np.int64] = pa.Field(ge=0, description="Distinct (member, URL) clicks as Mailchimp counts.")
+    unique_subscriber_clicks: Series[np.int64] = pa.Field(ge=0, description="Members who clicked at least once.")
+    open_rate: Series[float] = pa.Field(ge=0, le=1, description="Mailchimp's open rate, a fraction 0..1.")
+    click_rate: Series[float] = pa.Field(ge=0, le=1, description="Mailchimp's click rate, a fraction 0..1.")
 
     class Config:
         name = "MailchimpCampaignReport"
-        description = (
-            "Mailchimp's campaign report (reports/{campaign_id}), flattened to one row."
-        )
+        description = "Mailchimp's campaign report (reports/{campaign_id}), flattened to one row."
         coerce = False
 
 
@@ -187,9 +141,7 @@ class MemberStatuses(pa.DataFrameModel):
     """Per campaign x member: latest status and the member metrics analysts know from dbt_mailchimp."""
 
     campaign_id: Series[str] = pa.Field(description="Mailchimp campaign id.")
-    email_id: Series[str] = pa.Field(
-        str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address."
-    )
+    email_id: Series[str] = pa.Field(str_matches=MD5_HEX, description="md5 of the lower-cased, stripped address.")
     email_address: Series[str] = pa.Field(
         description="The address from sent-to, or from the member's latest event when not a recipient."
     )
@@ -201,9 +153,7 @@ class MemberStatuses(pa.DataFrameModel):
         isin=list(SEND_STATUSES),
         description="sent-to status; NA when not a recipient.",
     )
-    sent_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="Send time; NaT when not a recipient."
-    )
+    sent_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Send time; NaT when not a recipient.")
     sent_at_is_exact: Series[bool] = pa.Field(
         description="False when sent_at is approximate (automation emails) or unknown (not a recipient)."
     )
@@ -215,53 +165,29 @@ class MemberStatuses(pa.DataFrameModel):
         nullable=True,
         description="Instant of the event behind latest_status; sent_at for Sent.",
     )
-    total_opens: Series[np.int64] = pa.Field(
-        ge=0, description="Opens, repeats included."
-    )
-    unique_opens: Series[np.int64] = pa.Field(
-        isin=[0, 1], description="1 when the member opened at least once."
-    )
-    total_clicks: Series[np.int64] = pa.Field(
-        ge=0, description="Clicks, repeats included."
-    )
-    unique_clicks: Series[np.int64] = pa.Field(
-        isin=[0, 1], description="1 when the member clicked at least once."
-    )
-    first_open_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="First open; NaT when none."
-    )
-    last_open_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="Last open; NaT when none."
-    )
-    first_click_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="First click; NaT when none."
-    )
-    last_click_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="Last click; NaT when none."
-    )
+    total_opens: Series[np.int64] = pa.Field(ge=0, description="Opens, repeats included.")
+    unique_opens: Series[np.int64] = pa.Field(isin=[0, 1], description="1 when the member opened at least once.")
+    total_clicks: Series[np.int64] = pa.Field(ge=0, description="Clicks, repeats included.")
+    unique_clicks: Series[np.int64] = pa.Field(isin=[0, 1], description="1 when the member clicked at least once.")
+    first_open_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="First open; NaT when none.")
+    last_open_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Last open; NaT when none.")
+    first_click_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="First click; NaT when none.")
+    last_click_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Last click; NaT when none.")
     time_to_open_minutes: Series[float] = pa.Field(
         nullable=True,
         description="Minutes from sent_at to first open; NaN when not opened or no send time.",
     )
-    last_clicked_url: Series[str] = pa.Field(
-        nullable=True, description="URL of the latest click; NA when none."
-    )
-    distinct_urls_clicked: Series[np.int64] = pa.Field(
-        ge=0, description="Distinct URLs the member clicked."
-    )
+    last_clicked_url: Series[str] = pa.Field(nullable=True, description="URL of the latest click; NA when none.")
+    distinct_urls_clicked: Series[np.int64] = pa.Field(ge=0, description="Distinct URLs the member clicked.")
     bounce_type: Series[str] = pa.Field(
         nullable=True,
         isin=list(BOUNCE_TYPES),
         description="hard or soft: hard wins over soft, from events or from the sent-to status; NA when not bounced.",
     )
-    unsubscribed_at: Series[UtcTimestamp] = pa.Field(
-        nullable=True, description="Latest unsubscribe; NaT when none."
-    )
+    unsubscribed_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Latest unsubscribe; NaT when none.")
     was_opened: Series[bool] = pa.Field(description="Opened at least once.")
     was_clicked: Series[bool] = pa.Field(description="Clicked at least once.")
-    was_bounced: Series[bool] = pa.Field(
-        description="Bounced (event or sent-to hard/soft)."
-    )
+    was_bounced: Series[bool] = pa.Field(description="Bounced (event or sent-to hard/soft).")
     was_unsubscribed: Series[bool] = pa.Field(description="Unsubscribed.")
 
     class Config:
@@ -285,46 +211,20 @@ class MemberStatuses(pa.DataFrameModel):
 class CampaignTotals(pa.DataFrameModel):
     """Per campaign totals computed from member statuses, plus the counts only Mailchimp's report has."""
 
-    campaign_id: Series[str] = pa.Field(
-        unique=True, description="Mailchimp campaign id."
-    )
+    campaign_id: Series[str] = pa.Field(unique=True, description="Mailchimp campaign id.")
     emails_sent: Series[np.int64] = pa.Field(ge=0, description="Recipients in sent-to.")
-    delivered: Series[np.int64] = pa.Field(
-        ge=0, description="emails_sent minus recipients who bounced."
-    )
-    unique_opens: Series[np.int64] = pa.Field(
-        ge=0, description="Recipients who opened at least once."
-    )
-    total_opens: Series[np.int64] = pa.Field(
-        ge=0, description="Opens by recipients, repeats included."
-    )
-    unique_subscriber_clicks: Series[np.int64] = pa.Field(
-        ge=0, description="Recipients who clicked at least once."
-    )
-    total_clicks: Series[np.int64] = pa.Field(
-        ge=0, description="Clicks by recipients, repeats included."
-    )
-    hard_bounces: Series[np.int64] = pa.Field(
-        ge=0, description="Recipients whose bounce is hard."
-    )
-    soft_bounces: Series[np.int64] = pa.Field(
-        ge=0, description="Recipients whose bounce is soft."
-    )
-    unsubscribes: Series[np.int64] = pa.Field(
-        ge=0, description="Recipients who unsubscribed."
-    )
-    forwards: Series[np.int64] = pa.Field(
-        ge=0, description="From Mailchimp's report only (forwards_count)."
-    )
-    forward_opens: Series[np.int64] = pa.Field(
-        ge=0, description="From Mailchimp's report only (forwards_opens)."
-    )
-    abuse_reports: Series[np.int64] = pa.Field(
-        ge=0, description="From Mailchimp's report only."
-    )
-    open_rate: Series[float] = pa.Field(
-        ge=0, le=1, description="unique_opens / delivered; 0 when delivered is 0."
-    )
+    delivered: Series[np.int64] = pa.Field(ge=0, description="emails_sent minus recipients who bounced.")
+    unique_opens: Series[np.int64] = pa.Field(ge=0, description="Recipients who opened at least once.")
+    total_opens: Series[np.int64] = pa.Field(ge=0, description="Opens by recipients, repeats included.")
+    unique_subscriber_clicks: Series[np.int64] = pa.Field(ge=0, description="Recipients who clicked at least once.")
+    total_clicks: Series[np.int64] = pa.Field(ge=0, description="Clicks by recipients, repeats included.")
+    hard_bounces: Series[np.int64] = pa.Field(ge=0, description="Recipients whose bounce is hard.")
+    soft_bounces: Series[np.int64] = pa.Field(ge=0, description="Recipients whose bounce is soft.")
+    unsubscribes: Series[np.int64] = pa.Field(ge=0, description="Recipients who unsubscribed.")
+    forwards: Series[np.int64] = pa.Field(ge=0, description="From Mailchimp's report only (forwards_count).")
+    forward_opens: Series[np.int64] = pa.Field(ge=0, description="From Mailchimp's report only (forwards_opens).")
+    abuse_reports: Series[np.int64] = pa.Field(ge=0, description="From Mailchimp's report only.")
+    open_rate: Series[float] = pa.Field(ge=0, le=1, description="unique_opens / delivered; 0 when delivered is 0.")
     click_rate: Series[float] = pa.Field(
         ge=0,
         le=1,
@@ -367,8 +267,5 @@ def empty_frame(model: type[pa.DataFrameModel]) -> pd.DataFrame:
     """A zero-row frame with the model's columns and dtypes, for campaigns with nothing to report yet."""
     schema = model.to_schema()
     return pd.DataFrame(
-        {
-            name: pd.Series(dtype=column.dtype.type)
-            for name, column in schema.columns.items()
-        },
+        {name: pd.Series(dtype=column.dtype.type) for name, column in schema.columns.items()},
     )

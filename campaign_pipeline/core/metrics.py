@@ -1,0 +1,383 @@
+"""Member metrics and campaign totals from recipients and events, and their reconciliation with Mailchimp's report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from campaign_pipeline.core.schemas import CampaignTotals, MemberStatuses, empty_frame
+from campaign_pipeline.core.statuses import LAST_EVENT_COLUMNS
+from campaign_pipeline.core.statuses import status_rule as resolve_status_rule
+
+# Action codes follow the tie rank of their statuses (see statuses.EVENT_STATUSES): a larger code wins a tie.
+ACTION_CODES: dict[str, int] = {"unsubscribe": 0, "bounce": 1, "open": 2, "click": 3}
+_UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK = 0, 1, 2, 3
+# Bounce type codes: hard outranks soft when a member has both.
+_BOUNCE_TYPE_NAMES = np.array([pd.NA, "soft", "hard"], dtype=object)
+_BOUNCE_TYPE_CODES = {"soft": 1, "hard": 2}
+_NAT = np.iinfo(np.int64).min
+_NS_PER_MINUTE = 60 * 1_000_000_000
+
+MEMBER_STATUS_COLUMNS: tuple[str, ...] = tuple(MemberStatuses.to_schema().columns)
+CAMPAIGN_TOTAL_COLUMNS: tuple[str, ...] = tuple(CampaignTotals.to_schema().columns)
+
+# Computed total -> Mailchimp report column it is reconciled against. Forwards and abuse reports
+# are copied from the report, so comparing them would be comparing a number with itself.
+RECONCILED_METRICS: dict[str, str] = {
+    "emails_sent": "emails_sent",
+    "unique_opens": "unique_opens",
+    "total_opens": "opens_total",
+    "unique_subscriber_clicks": "unique_subscriber_clicks",
+    "total_clicks": "clicks_total",
+    "hard_bounces": "hard_bounces",
+    "soft_bounces": "soft_bounces",
+    "unsubscribes": "unsubscribed",
+    "open_rate": "open_rate",
+    "click_rate": "click_rate",
+}
+
+
+def _sorted_codes(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of two string columns over their joint values, numbered in sorted value order.
+
+    Sorted numbering makes every later tie-break and the output order independent of input row order.
+    Categoricals sharing one category list (what the bench and bulk loads give) skip hashing strings.
+    """
+    if (
+        isinstance(left.dtype, pd.CategoricalDtype)
+        and isinstance(right.dtype, pd.CategoricalDtype)
+        and left.cat.categories.equals(right.cat.categories)
+    ):
+        categories = left.cat.categories
+        left_codes = left.cat.codes.to_numpy(dtype=np.int64)
+        right_codes = right.cat.codes.to_numpy(dtype=np.int64)
+        if (left_codes < 0).any() or (right_codes < 0).any():
+            raise ValueError(f"column {left.name} has missing values; every row needs one")
+        if not categories.is_monotonic_increasing:
+            rank = np.empty(len(categories), dtype=np.int64)
+            rank[np.argsort(categories.to_numpy(dtype=object))] = np.arange(len(categories))
+            categories = categories.sort_values()
+            left_codes, right_codes = rank[left_codes], rank[right_codes]
+        return left_codes, right_codes, categories.to_numpy(dtype=object)
+    joint = np.concatenate([left.to_numpy(dtype=object), right.to_numpy(dtype=object)])
+    codes, uniques = pd.factorize(joint, sort=True)
+    if (codes < 0).any():
+        raise ValueError(f"column {left.name} has missing values; every row needs one")
+    return codes[: len(left)].astype(np.int64), codes[len(left) :].astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _codes_of(values: pd.Series, codes: dict[str, int]) -> np.ndarray:
+    """int64 code of each value by `codes`; -1 for values not in it (NA included). Categoricals map categories only."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        category_codes = np.array(
+            [codes.get(category, -1) for category in values.cat.categories] + [-1], dtype=np.int64
+        )
+        # Code -1 (NA) indexes the trailing -1.
+        return category_codes[values.cat.codes.to_numpy(dtype=np.int64)]
+    return values.map(codes).fillna(-1).to_numpy(dtype=np.int64)
+
+
+def _bits(max_value: int) -> int:
+    return max(int(max_value).bit_length(), 1)
+
+
+def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        raise TypeError(f"column {column} must be tz-aware UTC datetimes (datetime64[ns, UTC]), got {values.dtype}")
+    return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+@dataclass
+class _Events:
+    """Distinct events as parallel arrays, sorted by (member, instant, action, url)."""
+
+    member: np.ndarray
+    instant_ns: np.ndarray
+    action: np.ndarray
+    url: np.ndarray  # 0 = no URL, else 1 + index into the sorted URL list
+
+
+def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: np.ndarray, url: np.ndarray) -> _Events:
+    """Drop repeated events (same identity) and sort; exact on every input.
+
+    The identity (campaign, member, action, instant, url) usually packs losslessly into one int64
+    (Mailchimp timestamps are whole seconds), and sorting one int64 array is far cheaper than a
+    four-key lexsort; when it does not fit, the lexsort path gives the same answer.
+    """
+    if len(member) == 0:
+        return _Events(member, instant_ns, action, url)
+    start_ns = int(instant_ns.min())
+    relative_ns = instant_ns - start_ns
+    unit = next(u for u in (1_000_000_000, 1_000_000, 1_000, 1) if not (relative_ns % u).any())
+    relative = relative_ns // unit
+    member_bits, instant_bits = _bits(int(member.max())), _bits(int(relative.max()))
+    url_bits = _bits(int(url.max()))
+    if member_bits + instant_bits + 2 + url_bits <= 63:
+        packed = (member << (instant_bits + 2 + url_bits)) | (relative << (2 + url_bits)) | (action << url_bits) | url
+        packed.sort()
+        distinct = packed[np.r_[True, packed[1:] != packed[:-1]]]
+        return _Events(
+            member=distinct >> (instant_bits + 2 + url_bits),
+            instant_ns=((distinct >> (2 + url_bits)) & ((1 << instant_bits) - 1)) * unit + start_ns,
+            action=(distinct >> url_bits) & 3,
+            url=distinct & ((1 << url_bits) - 1),
+        )
+    order = np.lexsort((url, action, instant_ns, member))
+    member, instant_ns, action, url = member[order], instant_ns[order], action[order], url[order]
+    first = np.r_[
+        True,
+        (member[1:] != member[:-1])
+        | (instant_ns[1:] != instant_ns[:-1])
+        | (action[1:] != action[:-1])
+        | (url[1:] != url[:-1]),
+    ]
+    return _Events(member[first], instant_ns[first], action[first], url[first])
+
+
+def _runs(sorted_members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (inclusive) positions of each run of equal members in a sorted array."""
+    starts = np.flatnonzero(np.r_[True, sorted_members[1:] != sorted_members[:-1]])
+    ends = np.r_[starts[1:] - 1, len(sorted_members) - 1]
+    return starts, ends
+
+
+def _as_utc_datetimes(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule: str = "latest") -> pd.DataFrame:
+    """One row per campaign x member: latest status (by `status_rule`, see core.statuses) and the member's response metrics.
+
+    `recipients` is a CampaignRecipients frame, `events` a RawEmailEvents frame (docs/frames.md). The same
+    event given twice counts once. Members are matched on `email_id`, so case differences in the address do
+    not split a member. Members with events but not in sent-to are kept with `is_recipient` False. Rows come
+    out sorted by campaign_id, email_id, whatever order the inputs had.
+    """
+    rule = resolve_status_rule(status_rule)
+    if len(recipients) == 0 and len(events) == 0:
+        return empty_frame(MemberStatuses)
+
+    campaign_r, campaign_e, campaign_names = _sorted_codes(recipients["campaign_id"], events["campaign_id"])
+    email_r, email_e, email_ids = _sorted_codes(recipients["email_id"], events["email_id"])
+
+    # Member = (campaign, email). The dense key space is used when small (one campaign per partition,
+    # or a few in bulk); otherwise sort-compress the keys that occur.
+    key_r = campaign_r * len(email_ids) + email_r
+    key_e = campaign_e * len(email_ids) + email_e
+    key_space = len(campaign_names) * len(email_ids)
+    if key_space <= 4 * (len(key_r) + len(key_e)) + 1024:
+        present = np.zeros(key_space, dtype=bool)
+        present[key_r] = True
+        present[key_e] = True
+        member_keys = np.flatnonzero(present)
+        member_of_key = np.cumsum(present) - 1
+        member_r, member_e = member_of_key[key_r], member_of_key[key_e]
+    else:
+        member_keys, inverse = np.unique(np.concatenate([key_r, key_e]), return_inverse=True)
+        member_r, member_e = inverse[: len(key_r)], inverse[len(key_r) :]
+    member_count = len(member_keys)
+    if len(member_r) and np.bincount(member_r, minlength=member_count).max() > 1:
+        duplicated = pd.Series(member_keys[member_r]).duplicated()
+        first = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise ValueError(
+            f"recipients list campaign {recipients['campaign_id'].iloc[first]} member "
+            f"{recipients['email_id'].iloc[first]} more than once; sent-to has one row per member"
+        )
+
+    action_e = _codes_of(events["action"], ACTION_CODES)
+    if (action_e < 0).any():
+        bad = events.loc[action_e < 0, ["event_id", "action"]].iloc[0]
+        raise ValueError(f"event {bad['event_id']} has action {bad['action']!r}; allowed: {sorted(ACTION_CODES)}")
+    url_codes, url_names = pd.factorize(events["url"], sort=True)
+    url_e = url_codes.astype(np.int64) + 1
+    instant_e = _utc_ns(events["timestamp"], "timestamp")
+    distinct = _distinct_sorted_events(member_e, instant_e, action_e, url_e)
+
+    # Per member, per action: event count, first and last instant.
+    counts = np.zeros((4, member_count), dtype=np.int64)
+    first_ns = np.full((4, member_count), _NAT, dtype=np.int64)
+    last_ns = np.full((4, member_count), _NAT, dtype=np.int64)
+    last_url = np.zeros(member_count, dtype=np.int64)
+    distinct_urls = np.zeros(member_count, dtype=np.int64)
+    for code in (_UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK):
+        of_action = distinct.action == code
+        members = distinct.member[of_action]
+        if len(members) == 0:
+            continue
+        instants = distinct.instant_ns[of_action]
+        starts, ends = _runs(members)
+        run_members = members[starts]
+        counts[code, run_members] = ends - starts + 1
+        first_ns[code, run_members] = instants[starts]
+        last_ns[code, run_members] = instants[ends]
+        if code == _CLICK:
+            urls = distinct.url[of_action]
+            # Sorted by (member, instant, url): the run's last click is the latest, ties broken by URL order.
+            last_url[run_members] = urls[ends]
+            member_url = np.unique(members * (len(url_names) + 1) + urls)
+            distinct_urls += np.bincount(member_url // (len(url_names) + 1), minlength=member_count)
+
+    # Bounce type: hard beats soft, from bounce events (before de-duplication is fine for a maximum)
+    # and from sent-to.
+    bounce_type = np.zeros(member_count, dtype=np.int64)
+    event_bounce = np.where(action_e == _BOUNCE, _codes_of(events["bounce_type"], _BOUNCE_TYPE_CODES), -1)
+    np.maximum.at(bounce_type, member_e, event_bounce)
+    np.maximum.at(bounce_type, member_r, _codes_of(recipients["send_status"], _BOUNCE_TYPE_CODES))
+    bounce_type = np.maximum(bounce_type, 0)
+
+    is_recipient = np.zeros(member_count, dtype=bool)
+    is_recipient[member_r] = True
+    sent_ns = np.full(member_count, _NAT, dtype=np.int64)
+    sent_ns[member_r] = _utc_ns(recipients["sent_at"], "sent_at")
+    sent_exact = np.zeros(member_count, dtype=bool)
+    sent_exact[member_r] = recipients["sent_at_is_exact"].to_numpy(dtype=bool)
+    send_status_names = np.full(member_count, pd.NA, dtype=object)
+    send_status_names[member_r] = recipients["send_status"].to_numpy(dtype=object)
+
+    email_address = np.full(member_count, pd.NA, dtype=object)
+    email_address[member_r] = recipients["email_address"].to_numpy(dtype=object)
+    if not is_recipient.all():
+        # Non-recipients take the address of their latest event (largest address on a tie, so
+        # the pick does not depend on row order).
+        outsider_rows = ~is_recipient[member_e]
+        outsiders = pd.DataFrame(
+            {
+                "member": member_e[outsider_rows],
+                "instant": instant_e[outsider_rows],
+                "email_address": events["email_address"].to_numpy(dtype=object)[outsider_rows],
+            }
+        ).sort_values(["member", "instant", "email_address"])
+        latest_address = outsiders.drop_duplicates("member", keep="last")
+        email_address[latest_address["member"].to_numpy()] = latest_address["email_address"].to_numpy()
+
+    rule_input = pd.DataFrame(
+        {column: _as_utc_datetimes(last_ns[code]) for code, column in enumerate(LAST_EVENT_COLUMNS)}
+    )
+    rule_input["send_status"] = send_status_names
+    rule_input["sent_at"] = _as_utc_datetimes(sent_ns)
+    statuses = rule(rule_input)
+
+    campaign_index = member_keys // len(email_ids)
+    email_index = member_keys % len(email_ids)
+    first_open = first_ns[_OPEN]
+    opened = counts[_OPEN] > 0
+    clicked = counts[_CLICK] > 0
+    time_to_open = np.where(opened & (sent_ns != _NAT), (first_open - sent_ns) / _NS_PER_MINUTE, np.nan)
+    url_lookup = np.concatenate([np.array([pd.NA], dtype=object), np.asarray(url_names, dtype=object)])
+    frame = pd.DataFrame(
+        {
+            "campaign_id": campaign_names[campaign_index],
+            "email_id": email_ids[email_index],
+            "email_address": email_address,
+            "is_recipient": is_recipient,
+            "send_status": send_status_names,
+            "sent_at": _as_utc_datetimes(sent_ns),
+            "sent_at_is_exact": sent_exact,
+            "latest_status": statuses["latest_status"].to_numpy(),
+            "latest_status_at": statuses["latest_status_at"].array,
+            "total_opens": counts[_OPEN],
+            "unique_opens": opened.astype(np.int64),
+            "total_clicks": counts[_CLICK],
+            "unique_clicks": clicked.astype(np.int64),
+            "first_open_at": _as_utc_datetimes(first_open),
+            "last_open_at": _as_utc_datetimes(last_ns[_OPEN]),
+            "first_click_at": _as_utc_datetimes(first_ns[_CLICK]),
+            "last_click_at": _as_utc_datetimes(last_ns[_CLICK]),
+            "time_to_open_minutes": time_to_open,
+            "last_clicked_url": url_lookup[last_url],
+            "distinct_urls_clicked": distinct_urls,
+            "bounce_type": _BOUNCE_TYPE_NAMES[bounce_type],
+            "unsubscribed_at": _as_utc_datetimes(last_ns[_UNSUBSCRIBE]),
+            "was_opened": opened,
+            "was_clicked": clicked,
+            "was_bounced": bounce_type > 0,
+            "was_unsubscribed": counts[_UNSUBSCRIBE] > 0,
+        }
+    )
+    return frame
+
+
+def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    # 0 for an empty denominator; capped at 1 because a bounced recipient can still open or click,
+    # which would otherwise push a rate on delivered past 100%.
+    safe = denominator.where(denominator > 0, 1)
+    return (numerator / safe).where(denominator > 0, 0.0).clip(upper=1.0).astype(np.float64)
+
+
+def campaign_totals(member_statuses: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """One row per campaign: totals over recipients, rates on delivered, forwards and abuse reports from `report`.
+
+    `member_statuses` is a MemberStatuses frame, `report` a MailchimpCampaignReport frame. Campaigns in either
+    appear; members outside sent-to are only counted in `non_recipient_members`.
+    """
+    recipients = member_statuses.loc[
+        member_statuses["is_recipient"],
+        ["campaign_id", "email_id", "was_opened", "total_opens", "was_clicked", "total_clicks", "was_unsubscribed"],
+    ].assign(
+        is_hard_bounce=member_statuses["bounce_type"].eq("hard").fillna(False).astype(bool),
+        is_soft_bounce=member_statuses["bounce_type"].eq("soft").fillna(False).astype(bool),
+    )
+    per_campaign = recipients.groupby("campaign_id", sort=False).agg(
+        emails_sent=("email_id", "size"),
+        unique_opens=("was_opened", "sum"),
+        total_opens=("total_opens", "sum"),
+        unique_subscriber_clicks=("was_clicked", "sum"),
+        total_clicks=("total_clicks", "sum"),
+        hard_bounces=("is_hard_bounce", "sum"),
+        soft_bounces=("is_soft_bounce", "sum"),
+        unsubscribes=("was_unsubscribed", "sum"),
+    )
+    outsiders = member_statuses.loc[~member_statuses["is_recipient"], "campaign_id"].value_counts()
+    from_report = report.set_index("campaign_id")[["forwards_count", "forwards_opens", "abuse_reports"]].rename(
+        columns={"forwards_count": "forwards", "forwards_opens": "forward_opens"}
+    )
+    campaign_ids = sorted(
+        set(member_statuses["campaign_id"]).union(report["campaign_id"]),
+    )
+    if not campaign_ids:
+        return empty_frame(CampaignTotals)
+    totals = pd.DataFrame(index=pd.Index(campaign_ids, name="campaign_id", dtype=object))
+    totals = totals.join(per_campaign).join(from_report)
+    totals["non_recipient_members"] = outsiders.reindex(totals.index)
+    count_columns = [
+        c for c in CAMPAIGN_TOTAL_COLUMNS if c not in ("campaign_id", "open_rate", "click_rate", "click_to_open_rate")
+    ]
+    totals["delivered"] = 0
+    totals[count_columns] = totals[count_columns].fillna(0).astype(np.int64)
+    totals["delivered"] = (totals["emails_sent"] - totals["hard_bounces"] - totals["soft_bounces"]).clip(lower=0)
+    totals["open_rate"] = _rate(totals["unique_opens"], totals["delivered"])
+    totals["click_rate"] = _rate(totals["unique_subscriber_clicks"], totals["delivered"])
+    totals["click_to_open_rate"] = _rate(totals["unique_subscriber_clicks"], totals["unique_opens"])
+    return totals.reset_index()[list(CAMPAIGN_TOTAL_COLUMNS)]
+
+
+def reconcile_totals(computed: pd.DataFrame, report: pd.DataFrame, tolerance: float = 0.02) -> pd.DataFrame:
+    """The numbers where computed totals and Mailchimp's report differ by more than `tolerance` (relative).
+
+    One row per campaign x metric beyond tolerance: campaign_id, metric, computed, mailchimp, difference,
+    relative_difference (to the larger magnitude). Campaigns missing from either side are not compared.
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    joined = computed.merge(report, on="campaign_id", suffixes=("", "_mailchimp"), how="inner")
+    rows = []
+    for metric, report_column in RECONCILED_METRICS.items():
+        mailchimp_column = report_column if report_column != metric else f"{metric}_mailchimp"
+        rows.append(
+            pd.DataFrame(
+                {
+                    "campaign_id": joined["campaign_id"],
+                    "metric": metric,
+                    "computed": joined[metric].astype(np.float64),
+                    "mailchimp": joined[mailchimp_column].astype(np.float64),
+                }
+            )
+        )
+    compared = pd.concat(rows, ignore_index=True)
+    compared["difference"] = compared["computed"] - compared["mailchimp"]
+    scale = np.maximum(compared["computed"].abs(), compared["mailchimp"].abs())
+    compared["relative_difference"] = (compared["difference"].abs() / scale.where(scale > 0, 1)).astype(np.float64)
+    # A tiny epsilon keeps float rounding of equal rates from reading as drift.
+    return compared[compared["relative_difference"] > tolerance + 1e-12].reset_index(drop=True)
