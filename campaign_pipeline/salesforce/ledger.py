@@ -1,0 +1,148 @@
+"""The sync ledger: per record kind and stable key, the Salesforce Id, content hash and last write result."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import sqlalchemy as sa
+
+from campaign_pipeline.core.diff import LEDGER_COLUMNS, RESULT_ERROR, RESULT_OK, RESULT_PENDING
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
+
+LEDGER_TABLE = "sync_ledger"
+# Columns a results frame passed to record_results carries.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "sync_key",
+    "campaign_id",
+    "salesforce_id",
+    "content_hash",
+    "last_result",
+    "error_code",
+    "error_message",
+)
+
+
+class SyncLedger:
+    """Postgres table of what was last written to Salesforce, so a run sends only what changed.
+
+    A row is written ``pending`` (with any Id already known) before a create is sent and replaced by the outcome
+    right after each batch; a run that dies in between leaves ``pending`` rows, which the next run looks up in
+    Salesforce before creating anything, so a crash never duplicates a record.
+    """
+
+    def __init__(self, engine: sa.Engine, schema: str = PIPELINE_SCHEMA, table: str = LEDGER_TABLE) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.table = table
+        self._qualified = f'"{schema}"."{table}"'
+        ensure_schema(engine, schema)
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"table:{self._qualified}"})
+            conn.execute(
+                sa.text(
+                    f"""
+                    CREATE TABLE IF NOT EXISTS {self._qualified} (
+                        object_kind   text        NOT NULL,
+                        sync_key      text        NOT NULL,
+                        campaign_id   text,
+                        salesforce_id text,
+                        content_hash  text,
+                        last_result   text        NOT NULL,
+                        error_code    text,
+                        error_message text,
+                        attempted_at  timestamptz NOT NULL DEFAULT now(),
+                        PRIMARY KEY (object_kind, sync_key)
+                    )
+                    """
+                )
+            )
+            conn.execute(
+                sa.text(
+                    f'CREATE INDEX IF NOT EXISTS "{table}_campaign_idx" ON {self._qualified} (object_kind, campaign_id)'
+                )
+            )
+
+    def load(self, object_kind: str, campaign_ids: list[str] | None = None) -> pd.DataFrame:
+        """Ledger rows of a kind (optionally only some campaigns), with LEDGER_COLUMNS plus error details."""
+        query = (
+            f"SELECT sync_key, salesforce_id, content_hash, last_result, error_code, error_message, attempted_at, "
+            f"campaign_id FROM {self._qualified} WHERE object_kind = :kind"
+        )
+        params: dict[str, object] = {"kind": object_kind}
+        if campaign_ids is not None:
+            query += " AND campaign_id = ANY(:campaign_ids)"
+            params["campaign_ids"] = list(campaign_ids)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql_query(sa.text(query), conn, params=params)
+        if frame.empty:
+            frame = pd.DataFrame({column: pd.Series(dtype=object) for column in frame.columns})
+        return frame[[*LEDGER_COLUMNS, "error_code", "error_message", "attempted_at", "campaign_id"]]
+
+    def record_pending(self, object_kind: str, pending: pd.DataFrame) -> None:
+        """Write intent before sending creates: the outcome of these keys is unknown until recorded."""
+        rows = pending[["sync_key", "campaign_id", "content_hash"]].copy()
+        rows["salesforce_id"] = pd.NA
+        rows["last_result"] = RESULT_PENDING
+        rows["error_code"] = pd.NA
+        rows["error_message"] = pd.NA
+        # A pending mark never forgets an Id we already hold (COALESCE in _upsert).
+        self._upsert(object_kind, rows)
+
+    def record_results(self, object_kind: str, results: pd.DataFrame) -> None:
+        """Store the outcome of a batch (RESULT_COLUMNS): ok with the Id, or error with code and message."""
+        bad = ~results["last_result"].isin([RESULT_OK, RESULT_ERROR, RESULT_PENDING])
+        if bad.any():
+            raise ValueError(f"unknown ledger result {results.loc[bad, 'last_result'].iloc[0]!r}")
+        self._upsert(object_kind, results)
+
+    def failures(self, object_kind: str | None = None, campaign_ids: list[str] | None = None) -> pd.DataFrame:
+        """Keys whose last write failed, with Salesforce's error code and message, newest first."""
+        query = (
+            f"SELECT object_kind, sync_key, campaign_id, salesforce_id, error_code, error_message, attempted_at "
+            f"FROM {self._qualified} WHERE last_result = :error"
+        )
+        params: dict[str, object] = {"error": RESULT_ERROR}
+        if object_kind is not None:
+            query += " AND object_kind = :kind"
+            params["kind"] = object_kind
+        if campaign_ids is not None:
+            query += " AND campaign_id = ANY(:campaign_ids)"
+            params["campaign_ids"] = list(campaign_ids)
+        with self.engine.connect() as conn:
+            return pd.read_sql_query(sa.text(query + " ORDER BY attempted_at DESC, sync_key"), conn, params=params)
+
+    def _upsert(self, object_kind: str, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            return
+        frame = rows[list(RESULT_COLUMNS)].copy()
+        frame.insert(0, "object_kind", object_kind)
+        buffer = io.StringIO()
+        # CSV quoting copes with any text in error messages; an unquoted \N is null.
+        frame.astype(object).where(frame.notna(), None).to_csv(buffer, header=False, index=False, na_rep="\\N")
+        buffer.seek(0)
+        columns = ", ".join(("object_kind", *RESULT_COLUMNS))
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(
+                    f"CREATE TEMP TABLE ledger_incoming (LIKE {self._qualified} INCLUDING DEFAULTS) ON COMMIT DROP"
+                )
+                cursor.copy_expert(f"COPY ledger_incoming ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+                cursor.execute(
+                    f"""
+                    INSERT INTO {self._qualified} AS ledger ({columns}, attempted_at)
+                    SELECT {columns}, now() FROM ledger_incoming
+                    ON CONFLICT (object_kind, sync_key) DO UPDATE SET
+                        campaign_id = EXCLUDED.campaign_id,
+                        salesforce_id = COALESCE(EXCLUDED.salesforce_id, ledger.salesforce_id),
+                        content_hash = EXCLUDED.content_hash,
+                        last_result = EXCLUDED.last_result,
+                        error_code = EXCLUDED.error_code,
+                        error_message = EXCLUDED.error_message,
+                        attempted_at = EXCLUDED.attempted_at
+                    """
+                )
+            raw.commit()
+        finally:
+            raw.close()

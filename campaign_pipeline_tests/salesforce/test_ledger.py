@@ -1,0 +1,64 @@
+"""The sync ledger in Postgres: pending intent, results, failures, Ids never forgotten."""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import pytest
+
+from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING
+from campaign_pipeline.salesforce.ledger import SyncLedger
+
+
+@pytest.fixture
+def ledger(pg_engine) -> SyncLedger:
+    return SyncLedger(pg_engine, schema=f"ledger_test_{uuid.uuid4().hex[:8]}")
+
+
+def _results(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "sync_key",
+            "campaign_id",
+            "salesforce_id",
+            "content_hash",
+            "last_result",
+            "error_code",
+            "error_message",
+        ],
+    )
+
+
+def test_pending_then_result_keeps_the_id_and_stores_error_text_verbatim(ledger: SyncLedger) -> None:
+    ledger.record_results("campaign_member", _results([("c1|003A", "c1", "00vA", "h1", RESULT_OK, None, None)]))
+    ledger.record_pending(
+        "campaign_member", pd.DataFrame({"sync_key": ["c1|003A", "c1|003B"], "campaign_id": "c1", "content_hash": "h2"})
+    )
+    loaded = ledger.load("campaign_member", ["c1"]).set_index("sync_key")
+    assert loaded.loc["c1|003A", "salesforce_id"] == "00vA"  # a pending mark keeps the known Id
+    assert loaded.loc["c1|003A", "last_result"] == RESULT_PENDING
+    assert pd.isna(loaded.loc["c1|003B", "salesforce_id"])
+
+    message = 'Field "Name", too long:\ttab, comma, "quote" \\ backslash\nnewline'
+    ledger.record_results(
+        "campaign_member", _results([("c1|003B", "c1", None, "h2", RESULT_ERROR, "STRING_TOO_LONG", message)])
+    )
+    failures = ledger.failures("campaign_member", ["c1"])
+    assert failures["sync_key"].tolist() == ["c1|003B"]
+    assert failures.loc[0, "error_code"] == "STRING_TOO_LONG"
+    assert failures.loc[0, "error_message"] == message
+
+
+def test_load_is_scoped_by_kind_and_campaign(ledger: SyncLedger) -> None:
+    ledger.record_results("campaign", _results([("c1", "c1", "701A", "h", RESULT_OK, None, None)]))
+    ledger.record_results("campaign", _results([("c2", "c2", "701B", "h", RESULT_OK, None, None)]))
+    assert ledger.load("campaign", ["c2"])["salesforce_id"].tolist() == ["701B"]
+    assert ledger.load("campaign_member", ["c1"]).empty
+    assert sorted(ledger.load("campaign")["sync_key"]) == ["c1", "c2"]
+
+
+def test_unknown_result_is_refused(ledger: SyncLedger) -> None:
+    with pytest.raises(ValueError, match="maybe"):
+        ledger.record_results("campaign", _results([("c1", "c1", None, "h", "maybe", None, None)]))
