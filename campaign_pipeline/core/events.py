@@ -45,9 +45,7 @@ _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 def is_valid_campaign_id(campaign_id: object) -> bool:
     """True when the id is a Mailchimp-shaped campaign id, safe to use as a Dagster partition key."""
-    return isinstance(campaign_id, str) and bool(
-        _CAMPAIGN_ID_PATTERN.match(campaign_id)
-    )
+    return isinstance(campaign_id, str) and bool(_CAMPAIGN_ID_PATTERN.match(campaign_id))
 
 
 def email_hash(email_address: str) -> str:
@@ -58,9 +56,7 @@ def email_hash(email_address: str) -> str:
 def email_hashes(email_addresses: pd.Series) -> pd.Series:
     """email_hash over a column; lower/strip are vectorised, md5 itself has no vector form."""
     normalised = email_addresses.astype(str).str.strip().str.lower()
-    hashes = [
-        hashlib.md5(address.encode("utf-8")).hexdigest() for address in normalised
-    ]
+    hashes = [hashlib.md5(address.encode("utf-8")).hexdigest() for address in normalised]
     return pd.Series(hashes, index=email_addresses.index, dtype=object)
 
 
@@ -114,24 +110,17 @@ def empty_raw_email_events() -> pd.DataFrame:
 
 
 def empty_quarantine() -> pd.DataFrame:
-    return pd.DataFrame(
-        {column: pd.Series([], dtype=object) for column in QUARANTINE_COLUMNS}
-    )
+    return pd.DataFrame({column: pd.Series([], dtype=object) for column in QUARANTINE_COLUMNS})
 
 
-def _quarantine_frame(
-    campaign_id: str, source: str, rejected: list[tuple[Any, str]]
-) -> pd.DataFrame:
+def _quarantine_frame(campaign_id: str, source: str, rejected: list[tuple[Any, str]]) -> pd.DataFrame:
     if not rejected:
         return empty_quarantine()
     return pd.DataFrame(
         {
             "campaign_id": campaign_id,
             "source": source,
-            "record": [
-                json.dumps(record, sort_keys=True, default=str)
-                for record, _ in rejected
-            ],
+            "record": [json.dumps(record, sort_keys=True, default=str) for record, _ in rejected],
             "reason": [reason for _, reason in rejected],
         },
         columns=QUARANTINE_COLUMNS,
@@ -141,19 +130,13 @@ def _quarantine_frame(
 def _text_or_na(values: pd.Series) -> pd.Series:
     """Strings stay, blanks and non-strings become NA (the frames never hold empty strings)."""
     as_object = values.astype(object)
-    is_text = as_object.map(
-        lambda value: isinstance(value, str) and value.strip() != ""
-    ).astype(bool)
+    is_text = as_object.map(lambda value: isinstance(value, str) and value.strip() != "").astype(bool)
     return as_object.where(is_text, pd.NA)
 
 
 def _parse_timestamps(values: pd.Series) -> pd.Series:
-    as_text = values.astype(object).where(
-        values.map(lambda value: isinstance(value, str)).astype(bool), None
-    )
-    return pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601").astype(
-        "datetime64[ns, UTC]"
-    )
+    as_text = values.astype(object).where(values.map(lambda value: isinstance(value, str)).astype(bool), None)
+    return pd.to_datetime(as_text, utc=True, errors="coerce", format="ISO8601").astype("datetime64[ns, UTC]")
 
 
 def _member_address_problem(record: Any) -> str | None:
@@ -176,9 +159,7 @@ def _finish_events(
 ) -> ParsedRecords:
     """Validate flattened event rows column-wise, split off the bad ones, compute identities."""
     if rows.empty:
-        return ParsedRecords(
-            empty_raw_email_events(), _quarantine_frame(campaign_id, source, rejected)
-        )
+        return ParsedRecords(empty_raw_email_events(), _quarantine_frame(campaign_id, source, rejected))
 
     timestamps = _parse_timestamps(rows["raw_timestamp"])
     urls = _text_or_na(rows["raw_url"])
@@ -191,13 +172,10 @@ def _finish_events(
         # First reason wins: a record is quarantined once, with the most basic thing wrong with it.
         target = mask & reasons.isna()
         if target.any():
-            reasons.loc[target] = (
-                reason if isinstance(reason, str) else reason.loc[target]
-            )
+            reasons.loc[target] = reason if isinstance(reason, str) else reason.loc[target]
 
-    refuse(
-        ~action.isin(allowed_actions), "unknown action " + action.astype(str).map(repr)
-    )
+    refuse(action.isna(), "missing action")
+    refuse(~action.isin(allowed_actions), "unknown action " + action.astype(str).map(repr))
     refuse(
         timestamps.isna(),
         "unparseable timestamp " + rows["raw_timestamp"].astype(str).map(repr),
@@ -205,9 +183,7 @@ def _finish_events(
     refuse((action == "click") & urls.isna(), "click without url")
     refuse(
         (action == "bounce") & ~bounce_types.isin(BOUNCE_TYPES),
-        "bounce with type "
-        + bounce_types.astype(str).map(repr)
-        + " (expected 'hard' or 'soft')",
+        "bounce with type " + bounce_types.astype(str).map(repr) + " (expected 'hard' or 'soft')",
     )
 
     bad = reasons.notna()
@@ -215,7 +191,7 @@ def _finish_events(
         rejected.append((rows["raw_record"].iat[position], str(reasons.iat[position])))
 
     good = ~bad
-    email_addresses = rows.loc[good, "email_address"].astype(str).str.strip()
+    email_addresses = rows.loc[good, "email_address"].astype(str)
     events = pd.DataFrame(
         {
             "campaign_id": campaign_id,
@@ -239,14 +215,10 @@ def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
     if events.empty:
         return events.reset_index(drop=True)
     deduped = events.drop_duplicates(subset="event_id", keep="first")
-    return deduped.sort_values(["timestamp", "event_id"], kind="stable").reset_index(
-        drop=True
-    )
+    return deduped.sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
 
 
-def parse_email_activity(
-    campaign_id: str, email_records: Iterable[Any]
-) -> ParsedRecords:
+def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> ParsedRecords:
     """Flatten `/reports/{id}/email-activity` `emails` records into raw_email_events rows.
 
     A record without a usable address is refused whole; an activity with an unknown action,
@@ -299,14 +271,10 @@ def parse_email_activity(
             "raw_record": pd.Series(raw_records, dtype=object),
         }
     )
-    return _finish_events(
-        campaign_id, rows, "email-activity", rejected, ACTIVITY_ACTIONS
-    )
+    return _finish_events(campaign_id, rows, "email-activity", rejected, ACTIVITY_ACTIONS)
 
 
-def parse_unsubscribes(
-    campaign_id: str, unsubscribe_records: Iterable[Any]
-) -> ParsedRecords:
+def parse_unsubscribes(campaign_id: str, unsubscribe_records: Iterable[Any]) -> ParsedRecords:
     """`/reports/{id}/unsubscribed` `unsubscribes` records as raw_email_events rows with action `unsubscribe`."""
     rejected: list[tuple[Any, str]] = []
     kept: list[Mapping[str, Any]] = []
@@ -318,21 +286,15 @@ def parse_unsubscribes(
             kept.append(record)
     rows = pd.DataFrame(
         {
-            "email_address": pd.Series(
-                [record["email_address"] for record in kept], dtype=object
-            ),
+            "email_address": pd.Series([record["email_address"] for record in kept], dtype=object),
             "action": pd.Series(["unsubscribe"] * len(kept), dtype=object),
-            "raw_timestamp": pd.Series(
-                [record.get("timestamp") for record in kept], dtype=object
-            ),
+            "raw_timestamp": pd.Series([record.get("timestamp") for record in kept], dtype=object),
             "raw_url": pd.Series([None] * len(kept), dtype=object),
             "raw_bounce_type": pd.Series([None] * len(kept), dtype=object),
             "raw_record": pd.Series(kept, dtype=object),
         }
     )
-    return _finish_events(
-        campaign_id, rows, "unsubscribed", rejected, frozenset({"unsubscribe"})
-    )
+    return _finish_events(campaign_id, rows, "unsubscribed", rejected, frozenset({"unsubscribe"}))
 
 
 def empty_campaign_recipients() -> pd.DataFrame:
@@ -364,9 +326,7 @@ def parse_sent_to(
     for record in sent_to_records:
         problem = _member_address_problem(record)
         if problem is None and record.get("status") not in SEND_STATUSES:
-            problem = (
-                f"send status {record.get('status')!r} is not one of sent, hard, soft"
-            )
+            problem = f"send status {record.get('status')!r} is not one of sent, hard, soft"
         if problem is not None:
             rejected.append((record, problem))
         else:
@@ -376,35 +336,21 @@ def parse_sent_to(
             empty_campaign_recipients(),
             _quarantine_frame(campaign_id, "sent-to", rejected),
         )
-    email_addresses = pd.Series(
-        [record["email_address"].strip() for record in kept], dtype=object
-    )
-    sent_at_utc = (
-        pd.NaT
-        if sent_at is None or pd.isna(sent_at)
-        else pd.Timestamp(sent_at).tz_convert("UTC")
-    )
+    email_addresses = pd.Series([record["email_address"] for record in kept], dtype=object)
+    sent_at_utc = pd.NaT if sent_at is None or pd.isna(sent_at) else pd.Timestamp(sent_at).tz_convert("UTC")
     recipients = pd.DataFrame(
         {
             "campaign_id": campaign_id,
             "email_id": email_hashes(email_addresses),
             "email_address": email_addresses,
-            "send_status": pd.Series(
-                [record["status"] for record in kept], dtype=object
-            ),
-            "sent_at": pd.Series(
-                [sent_at_utc] * len(kept), dtype="datetime64[ns, UTC]"
-            ),
+            "send_status": pd.Series([record["status"] for record in kept], dtype=object),
+            "sent_at": pd.Series([sent_at_utc] * len(kept), dtype="datetime64[ns, UTC]"),
             "sent_at_is_exact": bool(sent_at_is_exact),
         }
     )
     # A member is sent a campaign once; a duplicate row (same hash) is a paging artefact.
-    recipients = recipients.drop_duplicates(
-        subset="email_id", keep="first"
-    ).reset_index(drop=True)
-    return ParsedRecords(
-        recipients, _quarantine_frame(campaign_id, "sent-to", rejected)
-    )
+    recipients = recipients.drop_duplicates(subset="email_id", keep="first").reset_index(drop=True)
+    return ParsedRecords(recipients, _quarantine_frame(campaign_id, "sent-to", rejected))
 
 
 def parse_timestamp(value: Any) -> pd.Timestamp | None:
@@ -413,3 +359,75 @@ def parse_timestamp(value: Any) -> pd.Timestamp | None:
         return None
     parsed = pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601")
     return None if pd.isna(parsed) else parsed
+
+
+REPORT_COUNT_FIELDS: dict[str, tuple[str, ...]] = {
+    "emails_sent": ("emails_sent",),
+    "abuse_reports": ("abuse_reports",),
+    "unsubscribed": ("unsubscribed",),
+    "hard_bounces": ("bounces", "hard_bounces"),
+    "soft_bounces": ("bounces", "soft_bounces"),
+    "forwards_count": ("forwards", "forwards_count"),
+    "forwards_opens": ("forwards", "forwards_opens"),
+    "opens_total": ("opens", "opens_total"),
+    "unique_opens": ("opens", "unique_opens"),
+    "clicks_total": ("clicks", "clicks_total"),
+    "unique_clicks": ("clicks", "unique_clicks"),
+    "unique_subscriber_clicks": ("clicks", "unique_subscriber_clicks"),
+}
+REPORT_RATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "open_rate": ("opens", "open_rate"),
+    "click_rate": ("clicks", "click_rate"),
+}
+
+
+class ReportError(ValueError):
+    """A campaign report that cannot be read; the message names the campaign and the field."""
+
+
+def _dig(report: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = report
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def parse_campaign_report(report: Mapping[str, Any], campaign_type: str | None = None) -> pd.DataFrame:
+    """`/reports/{id}` flattened to the one-row mailchimp_campaign_report frame.
+
+    Missing counters are 0 (Mailchimp omits sections a campaign never had); a counter that is not
+    a whole number is an error naming the campaign and field, since reconciliation depends on it.
+    """
+    campaign_id = report.get("id")
+    if not is_valid_campaign_id(campaign_id):
+        raise ReportError(f"campaign report has no usable id (got {campaign_id!r})")
+    row: dict[str, Any] = {
+        "campaign_id": campaign_id,
+        "campaign_title": report.get("campaign_title") if isinstance(report.get("campaign_title"), str) else pd.NA,
+        "subject_line": report.get("subject_line") if isinstance(report.get("subject_line"), str) else pd.NA,
+        "campaign_type": campaign_type or str(report.get("type") or "regular"),
+    }
+    send_time = parse_timestamp(report.get("send_time"))
+    row["send_time"] = pd.NaT if send_time is None else send_time
+    for column, path in REPORT_COUNT_FIELDS.items():
+        value = _dig(report, path)
+        if value is None:
+            value = 0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value) or value < 0:
+            raise ReportError(f"campaign {campaign_id}: report field {'.'.join(path)} is {value!r}, not a count")
+        row[column] = int(value)
+    for column, path in REPORT_RATE_FIELDS.items():
+        value = _dig(report, path)
+        if value is None:
+            value = 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReportError(f"campaign {campaign_id}: report field {'.'.join(path)} is {value!r}, not a rate")
+        # Mailchimp documents rates as fractions; clamp tiny float noise above 1.
+        row[column] = min(max(float(value), 0.0), 1.0)
+    frame = pd.DataFrame([row])
+    frame["send_time"] = pd.to_datetime(frame["send_time"], utc=True).astype("datetime64[ns, UTC]")
+    for column in REPORT_COUNT_FIELDS:
+        frame[column] = frame[column].astype("int64")
+    for column in ("campaign_id", "campaign_title", "subject_line", "campaign_type"):
+        frame[column] = frame[column].astype(object)
+    return frame

@@ -6,12 +6,21 @@ import csv
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
 
-from campaign_pipeline.core.events import RAW_EMAIL_EVENT_COLUMNS, empty_raw_email_events
+from campaign_pipeline.core.events import (
+    RAW_EMAIL_EVENT_COLUMNS,
+    empty_raw_email_events,
+    parse_email_activity,
+    parse_unsubscribes,
+)
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
+
+if TYPE_CHECKING:
+    from campaign_pipeline.mailchimp.resource import MailchimpCallStats, MailchimpResource
 
 LANDED_EVENTS_TABLE = "landed_email_events"
 CURSORS_TABLE = "mailchimp_fetch_cursors"
@@ -250,3 +259,40 @@ class LandingStore:
                 conn,
                 params={"c": campaign_id} if campaign_id is not None else {},
             )
+
+
+@dataclass(frozen=True)
+class EventSync:
+    """What one incremental fetch of a campaign's events did."""
+
+    campaign_id: str
+    since: pd.Timestamp | None
+    fetched_events: int
+    landing: LandingResult
+    calls: MailchimpCallStats
+
+
+def fetch_and_land_events(mailchimp: MailchimpResource, store: LandingStore, campaign_id: str) -> EventSync:
+    """Fetch email activity after (cursor - overlap) and all unsubscribes, land what is new, advance the cursor.
+
+    The overlap re-reads a little activity Mailchimp may have recorded late with an earlier
+    timestamp; landing by event_id makes the re-read free of duplicates. The cursor is the latest
+    activity instant seen (Mailchimp's clock, not ours), so clock skew cannot open a gap.
+    """
+    before = mailchimp.stats.snapshot()
+    cursor = store.cursor(campaign_id)
+    since = None if cursor is None else cursor - pd.Timedelta(minutes=mailchimp.overlap_minutes)
+    activity = parse_email_activity(campaign_id, mailchimp.fetch_email_activity(campaign_id, since=since))
+    # /unsubscribed has no `since` filter; it is small (a fraction of a percent of recipients).
+    unsubscribes = parse_unsubscribes(campaign_id, mailchimp.fetch_unsubscribes(campaign_id))
+    events = pd.concat([activity.frame, unsubscribes.frame], ignore_index=True)
+    quarantined = pd.concat([activity.quarantined, unsubscribes.quarantined], ignore_index=True)
+    fetched_through = activity.frame["timestamp"].max() if not activity.frame.empty else None
+    landing = store.land(campaign_id, events, quarantined, fetched_through)
+    return EventSync(
+        campaign_id=campaign_id,
+        since=since,
+        fetched_events=len(events),
+        landing=landing,
+        calls=mailchimp.stats.since(before),
+    )

@@ -9,7 +9,6 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,13 +60,9 @@ class MailchimpCallStats:
     pages: int = 0
     retries: int = 0
     throttled: int = 0
-    _lock: threading.Lock = field(
-        default_factory=threading.Lock, repr=False, compare=False
-    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(
-        self, api_calls: int = 0, pages: int = 0, retries: int = 0, throttled: int = 0
-    ) -> None:
+    def add(self, api_calls: int = 0, pages: int = 0, retries: int = 0, throttled: int = 0) -> None:
         with self._lock:
             self.api_calls += api_calls
             self.pages += pages
@@ -76,9 +71,7 @@ class MailchimpCallStats:
 
     def snapshot(self) -> MailchimpCallStats:
         with self._lock:
-            return MailchimpCallStats(
-                self.api_calls, self.pages, self.retries, self.throttled
-            )
+            return MailchimpCallStats(self.api_calls, self.pages, self.retries, self.throttled)
 
     def since(self, earlier: MailchimpCallStats) -> MailchimpCallStats:
         now = self.snapshot()
@@ -148,9 +141,7 @@ def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle
         from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
         Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-        account = SandboxAccount(
-            seed=seed, n_members=n_members, state_path=Path(state_path)
-        )
+        account = SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path))
         sandbox = MailchimpSandbox(account)
         sandbox.__enter__()
         atexit.register(sandbox.__exit__, None, None, None)
@@ -161,9 +152,7 @@ def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle
             account=account,
         )
         _sandboxes[state_path] = handle
-        logger.info(
-            "%s: serving %s on %s", SANDBOX_SOURCE_MESSAGE, state_path, sandbox.base_url
-        )
+        logger.info("%s: serving %s on %s", SANDBOX_SOURCE_MESSAGE, state_path, sandbox.base_url)
         return handle
 
 
@@ -178,9 +167,7 @@ class MailchimpResource(dg.ConfigurableResource):
         default=None,
         description="Override of the API root (e.g. a sandbox's http://127.0.0.1:PORT/3.0); None = https://<dc>.api.mailchimp.com/3.0.",
     )
-    list_id: str | None = Field(
-        default=None, description="Only campaigns sent to this audience; None = all."
-    )
+    list_id: str | None = Field(default=None, description="Only campaigns sent to this audience; None = all.")
     page_size: int = Field(
         default=500,
         ge=1,
@@ -208,25 +195,15 @@ class MailchimpResource(dg.ConfigurableResource):
         le=20,
         description="Retries of one request on 429, 5xx and timeouts.",
     )
-    backoff_base_seconds: float = Field(
-        default=1.0, ge=0, description="First retry waits up to this long."
-    )
-    backoff_max_seconds: float = Field(
-        default=60.0, ge=0, description="Cap of one retry wait."
-    )
-    timeout_seconds: float = Field(
-        default=60.0, gt=0, description="Per-request timeout."
-    )
+    backoff_base_seconds: float = Field(default=1.0, ge=0, description="First retry waits up to this long.")
+    backoff_max_seconds: float = Field(default=60.0, ge=0, description="Cap of one retry wait.")
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout.")
     sandbox_state_path: str | None = Field(
         default=None,
         description="Sandbox state file when no key is set; None = <data dir>/sandbox/mailchimp_state.json.",
     )
-    sandbox_members: int = Field(
-        default=5_000, ge=1, description="Audience size of a freshly generated sandbox."
-    )
-    sandbox_seed: int = Field(
-        default=7, description="Seed of a freshly generated sandbox."
-    )
+    sandbox_members: int = Field(default=5_000, ge=1, description="Audience size of a freshly generated sandbox.")
+    sandbox_seed: int = Field(default=7, description="Seed of a freshly generated sandbox.")
 
     _stats: MailchimpCallStats = PrivateAttr(default_factory=MailchimpCallStats)
     _client: Any = PrivateAttr(default=None)
@@ -261,9 +238,7 @@ class MailchimpResource(dg.ConfigurableResource):
             api_key, base_url = (self.api_key or "").strip(), self.base_url
         server = _data_center(api_key)
         client = Client()
-        client.set_config(
-            {"api_key": api_key, "server": server, "timeout": self.timeout_seconds}
-        )
+        client.set_config({"api_key": api_key, "server": server, "timeout": self.timeout_seconds})
         if base_url:
             client.api_client.host = base_url.rstrip("/")
         # Only a short fingerprint of the key identifies its connection slots; the key itself is never kept elsewhere.
@@ -296,24 +271,16 @@ class MailchimpResource(dg.ConfigurableResource):
         with self._slots():
             self._stats.add(api_calls=1)
             try:
-                result = client.reports.api_client.call_api(
-                    path, "GET", query_params=query
-                )
+                result = client.reports.api_client.call_api(path, "GET", query_params=query)
             except ApiClientError as error:
                 status = error.status_code
                 if status is None:
                     # The client wraps timeouts and connection errors with no status.
-                    raise _TransientError(
-                        f"network error ({type(error.text).__name__})"
-                    ) from None
+                    raise _TransientError(f"network error ({type(error.text).__name__})") from None
                 if status == 429 or status >= 500:
                     raise _TransientError(f"HTTP {status}") from None
-                detail = (
-                    error.text.get("detail") if isinstance(error.text, dict) else None
-                )
-                title = (
-                    error.text.get("title") if isinstance(error.text, dict) else None
-                )
+                detail = error.text.get("detail") if isinstance(error.text, dict) else None
+                title = error.text.get("title") if isinstance(error.text, dict) else None
                 raise MailchimpApiError(
                     f"Mailchimp GET {path} failed with HTTP {status}"
                     + (f" ({title}: {detail})" if title or detail else "")
@@ -324,9 +291,7 @@ class MailchimpResource(dg.ConfigurableResource):
             # mailchimp-marketing 3.0.80 returns, not raises, a response whose body is empty.
             retry_after = _retry_after_seconds(result)
             if result.status_code == 429 or result.status_code >= 500:
-                raise _TransientError(
-                    f"HTTP {result.status_code} with an empty body", retry_after
-                )
+                raise _TransientError(f"HTTP {result.status_code} with an empty body", retry_after)
             if result.ok:
                 raise _TransientError(f"HTTP {result.status_code} with an empty body")
             raise MailchimpApiError(
@@ -340,9 +305,7 @@ class MailchimpResource(dg.ConfigurableResource):
     def _get(self, path: str, query: dict[str, Any] | None = None) -> Any:
         """One GET with retries on 429 (raised or returned empty), 5xx, timeouts and connection errors."""
         client = self._api_client()
-        query_pairs = [
-            (name, value) for name, value in (query or {}).items() if value is not None
-        ]
+        query_pairs = [(name, value) for name, value in (query or {}).items() if value is not None]
         last_reason = ""
         for attempt in range(self.max_retries + 1):
             try:
@@ -365,9 +328,7 @@ class MailchimpResource(dg.ConfigurableResource):
             f"Mailchimp GET {path} still failing after {self.max_retries + 1} attempts (last: {last_reason})"
         )
 
-    def _get_all(
-        self, path: str, items_key: str, query: dict[str, Any] | None = None
-    ) -> list[Any]:
+    def _get_all(self, path: str, items_key: str, query: dict[str, Any] | None = None) -> list[Any]:
         """Every record of a paged collection: the first page tells the total, the rest load in parallel."""
         page_size = self.page_size
         base_query = dict(query or {})
@@ -384,25 +345,31 @@ class MailchimpResource(dg.ConfigurableResource):
             self._stats.add(pages=1)
             return list(_items(page, items_key, path))
 
-        with ThreadPoolExecutor(
-            max_workers=min(self.max_connections, len(offsets))
-        ) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.max_connections, len(offsets))) as pool:
             for page_records in pool.map(fetch, offsets):
                 records.extend(page_records)
         return records
 
     # ---------------------------------------------------------------- what the assets use
 
+    def now(self) -> pd.Timestamp:
+        """Mailchimp's "now": the sandbox clock when serving the sandbox, else the wall clock (UTC).
+
+        The sensor's lookback and the attribution window are measured on it, so a sandbox whose
+        clock is simulated behaves like an account observed at that moment.
+        """
+        if self.uses_sandbox:
+            self._api_client()
+            handle = _sandboxes[self.sandbox_state_path or sandbox_state_path_default()]
+            return pd.Timestamp(handle.account.now).tz_convert("UTC")
+        return pd.Timestamp.now(tz="UTC")
+
     def ping(self) -> dict[str, Any]:
         return self._get("/ping")
 
-    def list_sent_campaigns(
-        self, since_send_time: pd.Timestamp | None = None
-    ) -> list[SentCampaign]:
+    def list_sent_campaigns(self, since_send_time: pd.Timestamp | None = None) -> list[SentCampaign]:
         """Sent regular campaigns and sending/sent automation emails, oldest send first."""
-        since_param = (
-            _format_since(since_send_time) if since_send_time is not None else None
-        )
+        since_param = _format_since(since_send_time) if since_send_time is not None else None
         campaign_records = self._get_all(
             "/campaigns",
             "campaigns",
@@ -421,58 +388,42 @@ class MailchimpResource(dg.ConfigurableResource):
                 found[campaign.id] = campaign
         for automation in self._get_all("/automations", "automations"):
             automation_id = automation.get("id")
-            if not isinstance(automation_id, str) or not is_valid_campaign_id(
-                automation_id
-            ):
+            if not isinstance(automation_id, str) or not is_valid_campaign_id(automation_id):
                 continue
-            if self.list_id and (automation.get("recipients") or {}).get(
-                "list_id"
-            ) not in (None, self.list_id):
+            if self.list_id and (automation.get("recipients") or {}).get("list_id") not in (None, self.list_id):
                 continue
             emails = self._get(f"/automations/{automation_id}/emails")
             self._stats.add(pages=1)
-            for email in _items(
-                emails, "emails", f"/automations/{automation_id}/emails"
-            ):
+            for email in _items(emails, "emails", f"/automations/{automation_id}/emails"):
                 campaign = _sent_campaign(email, automation_id=automation_id)
                 if campaign is None or campaign.id in found:
                     continue
                 if since_send_time is not None and campaign.send_time < since_send_time:
                     continue
                 found[campaign.id] = campaign
-        return sorted(
-            found.values(), key=lambda campaign: (campaign.send_time, campaign.id)
-        )
+        return sorted(found.values(), key=lambda campaign: (campaign.send_time, campaign.id))
 
-    def fetch_email_activity(
-        self, campaign_id: str, since: pd.Timestamp | None = None
-    ) -> list[Any]:
+    def fetch_email_activity(self, campaign_id: str, since: pd.Timestamp | None = None) -> list[Any]:
         """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
-        query: dict[str, Any] = {
-            "since": _format_since(since) if since is not None else None
-        }
+        query: dict[str, Any] = {"since": _format_since(since) if since is not None else None}
         if self.filter_bots:
             # The 3.0.80 client's get_email_activity_for_campaign rejects this keyword, hence call_api.
             query["activity_filter_bots"] = "true"
-        return self._get_all(
-            f"/reports/{_checked(campaign_id)}/email-activity", "emails", query
-        )
+        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/email-activity", "emails", query)
 
     def fetch_unsubscribes(self, campaign_id: str) -> list[Any]:
-        return self._get_all(
-            f"/reports/{_checked(campaign_id)}/unsubscribed", "unsubscribes"
-        )
+        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/unsubscribed", "unsubscribes")
 
     def fetch_recipients(self, campaign_id: str) -> list[Any]:
-        return self._get_all(f"/reports/{_checked(campaign_id)}/sent-to", "sent_to")
+        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/sent-to", "sent_to")
 
     def fetch_report(self, campaign_id: str) -> dict[str, Any]:
-        report = self._get(f"/reports/{_checked(campaign_id)}")
+        report = self._get(f"/reports/{checked_campaign_id(campaign_id)}")
         self._stats.add(pages=1)
         return report
 
     def fetch_content_html(self, campaign_id: str) -> str:
-        content = self._get(f"/campaigns/{_checked(campaign_id)}/content")
+        content = self._get(f"/campaigns/{checked_campaign_id(campaign_id)}/content")
         self._stats.add(pages=1)
         html = content.get("html") if isinstance(content, dict) else None
         return html if isinstance(html, str) else ""
@@ -481,26 +432,20 @@ class MailchimpResource(dg.ConfigurableResource):
 # -------------------------------------------------------------------- helpers
 
 
-def _checked(campaign_id: str) -> str:
+def checked_campaign_id(campaign_id: str) -> str:
     if not is_valid_campaign_id(campaign_id):
-        raise MailchimpApiError(
-            f"campaign id {campaign_id!r} is not a Mailchimp campaign id (letters and digits only)"
-        )
+        raise MailchimpApiError(f"campaign id {campaign_id!r} is not a Mailchimp campaign id (letters and digits only)")
     return campaign_id
 
 
 def _items(page: Any, items_key: str, path: str) -> list[Any]:
     if not isinstance(page, dict):
-        raise MailchimpApiError(
-            f"Mailchimp GET {path} returned {type(page).__name__}, expected an object"
-        )
+        raise MailchimpApiError(f"Mailchimp GET {path} returned {type(page).__name__}, expected an object")
     items = page.get(items_key)
     if items is None:
         return []
     if not isinstance(items, list):
-        raise MailchimpApiError(
-            f"Mailchimp GET {path}: '{items_key}' is {type(items).__name__}, expected a list"
-        )
+        raise MailchimpApiError(f"Mailchimp GET {path}: '{items_key}' is {type(items).__name__}, expected a list")
     return items
 
 
@@ -522,9 +467,7 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
-def _sent_campaign(
-    record: Any, automation_id: str | None = None
-) -> SentCampaign | None:
+def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaign | None:
     if not isinstance(record, dict):
         return None
     campaign_id = record.get("id")
@@ -536,18 +479,12 @@ def _sent_campaign(
         return None
     if automation_id is not None and status not in ("sending", "sent", "paused", None):
         return None
-    send_time = parse_timestamp(record.get("send_time")) or parse_timestamp(
-        record.get("start_time")
-    )
+    send_time = parse_timestamp(record.get("send_time")) or parse_timestamp(record.get("start_time"))
     if send_time is None:
         return None
     settings = record.get("settings") or {}
     recipients = record.get("recipients") or {}
-    campaign_type = (
-        "automation"
-        if automation_id is not None
-        else str(record.get("type") or "regular")
-    )
+    campaign_type = "automation" if automation_id is not None else str(record.get("type") or "regular")
     return SentCampaign(
         id=campaign_id,
         type=campaign_type,
@@ -561,6 +498,3 @@ def _sent_campaign(
 def total_pages(records: int, page_size: int) -> int:
     """Pages a collection of `records` needs: at least one (the empty first page)."""
     return max(1, math.ceil(records / page_size))
-
-
-CallableFetch = Callable[[str], list[Any]]

@@ -1,0 +1,230 @@
+"""Per-campaign Mailchimp assets: landed events, recipients, Mailchimp's own report and the sent HTML."""
+
+import dagster as dg
+import pandas as pd
+
+from campaign_pipeline.core.events import (
+    empty_campaign_recipients,
+    empty_raw_email_events,
+    parse_campaign_report,
+    parse_sent_to,
+    parse_timestamp,
+)
+from campaign_pipeline.core.schemas import (
+    CampaignRecipientsType,
+    MailchimpCampaignReportType,
+    RawEmailEventsType,
+)
+from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
+
+MAILCHIMP_GROUP = "mailchimp"
+MAILCHIMP_POOL = "mailchimp"
+# A batched backfill of many campaigns runs as few runs; each run still pages campaign by campaign.
+MAILCHIMP_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
+# Lets the Postgres IO manager split a multi-campaign frame back into campaign partitions.
+_PARTITION_METADATA = {"partition_expr": "campaign_id"}
+PREVIEW_ROWS = 10
+
+
+def _campaign_ids(context: dg.AssetExecutionContext) -> list[str]:
+    return [checked_campaign_id(key) for key in context.partition_keys]
+
+
+def _preview(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(PREVIEW_ROWS).astype(str).to_markdown(index=False))
+
+
+def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, str]:
+    context.log.info(mailchimp.source_description)
+    return {"mailchimp_source": mailchimp.source_description}
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=MAILCHIMP_GROUP,
+    pool=MAILCHIMP_POOL,
+    dagster_type=RawEmailEventsType,
+    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"mailchimp", "postgres"},
+    description=(
+        "Every open, click, bounce and unsubscribe of the campaign ever landed. Each run fetches email "
+        "activity since the campaign's cursor minus an overlap, plus all unsubscribes, and lands new events "
+        "in campaign_pipeline.landed_email_events keyed by event identity; landed events are never deleted, "
+        "so members deleted in Mailchimp keep their history. Malformed records go to "
+        "campaign_pipeline.quarantined_records with the reason."
+    ),
+)
+def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
+    store = LandingStore()
+    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    frames: list[pd.DataFrame] = []
+    totals = {
+        "new_events": 0,
+        "total_events": 0,
+        "quarantined_new": 0,
+        "quarantined_total": 0,
+        "pages": 0,
+        "api_calls": 0,
+    }
+    cursors: dict[str, str] = {}
+    for campaign_id in _campaign_ids(context):
+        sync = fetch_and_land_events(mailchimp, store, campaign_id)
+        totals["new_events"] += sync.landing.new_events
+        totals["total_events"] += sync.landing.total_events
+        totals["quarantined_new"] += sync.landing.new_quarantined
+        totals["quarantined_total"] += sync.landing.total_quarantined
+        totals["pages"] += sync.calls.pages
+        totals["api_calls"] += sync.calls.api_calls
+        cursors[campaign_id] = sync.landing.cursor.isoformat() if sync.landing.cursor is not None else "none"
+        context.log.info(
+            f"campaign {campaign_id}: since={sync.since.isoformat() if sync.since is not None else 'beginning'}, "
+            f"{sync.fetched_events} fetched, {sync.landing.new_events} new, {sync.landing.total_events} landed, "
+            f"{sync.landing.new_quarantined} newly quarantined, {sync.calls.api_calls} API calls"
+        )
+        frames.append(store.events(campaign_id))
+    events = pd.concat(frames, ignore_index=True) if frames else empty_raw_email_events()
+    if len(frames) > 1:
+        events = events.sort_values(["campaign_id", "timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    metadata.update(
+        {
+            "new_events": totals["new_events"],
+            "total_events": totals["total_events"],
+            "cursor": cursors[next(iter(cursors))] if len(cursors) == 1 else dg.MetadataValue.json(cursors),
+            "pages": totals["pages"],
+            "api_calls": totals["api_calls"],
+            "quarantined_new": totals["quarantined_new"],
+            "quarantined_total": totals["quarantined_total"],
+            "dagster/row_count": len(events),
+            "actions": dg.MetadataValue.json({k: int(v) for k, v in events["action"].value_counts().items()}),
+            "preview": _preview(events),
+        }
+    )
+    return dg.Output(events, metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=MAILCHIMP_GROUP,
+    pool=MAILCHIMP_POOL,
+    dagster_type=CampaignRecipientsType,
+    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"mailchimp"},
+    description=(
+        "Who the campaign was sent to (Mailchimp sent-to), one row per member, with the send status "
+        "(sent / hard / soft bounce). Mailchimp gives no per-recipient send time: sent_at is the campaign's "
+        "send time, and for automation emails it is approximate (sent_at_is_exact = false)."
+    ),
+)
+def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
+    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    before = mailchimp.stats.snapshot()
+    store = LandingStore()
+    frames: list[pd.DataFrame] = []
+    quarantined = 0
+    approximate = 0
+    for campaign_id in _campaign_ids(context):
+        report = mailchimp.fetch_report(campaign_id)
+        is_automation = str(report.get("type") or "") == "automation"
+        parsed = parse_sent_to(
+            campaign_id,
+            mailchimp.fetch_recipients(campaign_id),
+            sent_at=parse_timestamp(report.get("send_time")),
+            sent_at_is_exact=not is_automation,
+        )
+        if not parsed.quarantined.empty:
+            quarantined += store.land(campaign_id, empty_raw_email_events(), parsed.quarantined, None).new_quarantined
+        approximate += int(is_automation)
+        frames.append(parsed.frame)
+    recipients = pd.concat(frames, ignore_index=True) if frames else empty_campaign_recipients()
+    calls = mailchimp.stats.since(before)
+    metadata.update(
+        {
+            "dagster/row_count": len(recipients),
+            "send_status": dg.MetadataValue.json(
+                {k: int(v) for k, v in recipients["send_status"].value_counts().items()}
+            ),
+            "sent_at_is_exact": approximate == 0,
+            "quarantined_new": quarantined,
+            "pages": calls.pages,
+            "api_calls": calls.api_calls,
+            "preview": _preview(recipients),
+        }
+    )
+    if approximate:
+        context.log.warning("Automation email: sent_at is the email's send time, approximate per recipient")
+    return dg.Output(recipients, metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=MAILCHIMP_GROUP,
+    pool=MAILCHIMP_POOL,
+    dagster_type=MailchimpCampaignReportType,
+    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"mailchimp"},
+    description=(
+        "Mailchimp's own campaign report (reports/{id}): sends, opens, clicks, bounces, unsubscribes, and the "
+        "totals only Mailchimp has (forwards, abuse reports). Used to reconcile totals computed from events."
+    ),
+)
+def mailchimp_campaign_report(
+    context: dg.AssetExecutionContext, mailchimp: MailchimpResource
+) -> dg.Output[pd.DataFrame]:
+    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    before = mailchimp.stats.snapshot()
+    reports = pd.concat(
+        [parse_campaign_report(mailchimp.fetch_report(campaign_id)) for campaign_id in _campaign_ids(context)],
+        ignore_index=True,
+    )
+    calls = mailchimp.stats.since(before)
+    first = reports.iloc[0]
+    metadata.update(
+        {
+            "dagster/row_count": len(reports),
+            "emails_sent": int(reports["emails_sent"].sum()),
+            "unique_opens": int(reports["unique_opens"].sum()),
+            "unique_subscriber_clicks": int(reports["unique_subscriber_clicks"].sum()),
+            "campaign_type": str(first["campaign_type"]),
+            "api_calls": calls.api_calls,
+            "preview": _preview(reports),
+        }
+    )
+    return dg.Output(reports, metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=MAILCHIMP_GROUP,
+    pool=MAILCHIMP_POOL,
+    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"mailchimp", "html"},
+    description="The campaign's sent email as HTML (campaigns/{id}/content), attached to Notes for compliance records.",
+)
+def campaign_content(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
+    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    before = mailchimp.stats.snapshot()
+    rows = [
+        {"campaign_id": campaign_id, "html": mailchimp.fetch_content_html(campaign_id)}
+        for campaign_id in _campaign_ids(context)
+    ]
+    content = pd.DataFrame(rows, columns=["campaign_id", "html"]).astype(object)
+    calls = mailchimp.stats.since(before)
+    metadata.update(
+        {
+            "dagster/row_count": len(content),
+            "html_bytes": int(content["html"].map(lambda html: len(html.encode("utf-8"))).sum()),
+            "api_calls": calls.api_calls,
+        }
+    )
+    return dg.Output(content, metadata=metadata)
+
+
+MAILCHIMP_ASSETS = [raw_email_events, campaign_recipients, mailchimp_campaign_report, campaign_content]

@@ -1,0 +1,55 @@
+"""What the Mailchimp side contributes to Definitions: assets per mode, resources, the sensor and schedule."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from campaign_pipeline.mailchimp.assets import (
+    campaign_content,
+    campaign_recipients,
+    mailchimp_campaign_report,
+    raw_email_events,
+)
+from campaign_pipeline.mailchimp.resource import API_KEY_ENV, MailchimpResource
+from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule
+from campaign_pipeline.mailchimp.sensors import DEFAULT_LOOKBACK_DAYS, RunTarget, build_mailchimp_sensor
+from campaign_pipeline.profile import SyncProfile
+
+# Modes that attach the sent email (HTML) to the Lead/Contact.
+MODES_NEEDING_CONTENT = frozenset({"notes"})
+# campaign_totals needs no per-member frames, but the report still reconciles against events.
+
+
+def mailchimp_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
+    """The Mailchimp assets the profile's mode uses (campaign_content only when notes attach the HTML)."""
+    assets = [raw_email_events, campaign_recipients, mailchimp_campaign_report]
+    if profile.mode in MODES_NEEDING_CONTENT:
+        assets.append(campaign_content)
+    return assets
+
+
+def mailchimp_resource(profile: SyncProfile | None = None) -> MailchimpResource:
+    """The resource bound under key "mailchimp": the key from MAILCHIMP_API_KEY, or the sandbox when unset."""
+    list_id = profile.mailchimp.list_id if profile is not None else None
+    if os.environ.get(API_KEY_ENV, "").strip():
+        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), list_id=list_id)
+    # No key: the sandbox. Binding an unset EnvVar would fail at load, hence the branch.
+    return MailchimpResource(list_id=list_id)
+
+
+def mailchimp_resources(profile: SyncProfile | None = None) -> dict[str, MailchimpResource]:
+    return {"mailchimp": mailchimp_resource(profile)}
+
+
+def build_mailchimp_sensors(
+    job: RunTarget,
+    profile: SyncProfile,
+    *,
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    """The new-sends sensor and the attribution-window resync schedule, both targeting `job`."""
+    sensor = build_mailchimp_sensor(job, lookback_days=lookback_days)
+    schedule = build_mailchimp_resync_schedule(job, attribution_window_days=profile.attribution_window_days)
+    return [sensor], [schedule]

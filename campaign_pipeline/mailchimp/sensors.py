@@ -1,0 +1,148 @@
+"""The sensor that finds new Mailchimp sends, adds their campaign partitions and requests their runs."""
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+import dagster as dg
+import pandas as pd
+
+from campaign_pipeline.core.events import is_valid_campaign_id
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+# What the sensor and schedule can target: a job (define_asset_job gives an unresolved one),
+# an asset selection, or a job's name.
+RunTarget = Union[dg.JobDefinition, "UnresolvedAssetJobDefinition", dg.AssetSelection, str]
+
+DEFAULT_LOOKBACK_DAYS = 7
+# Sends listed again on the next tick: a campaign whose send_time is written late (or equal to the
+# newest one seen) is still picked up; the ids in the cursor keep it from being requested twice.
+RELIST_SLACK = pd.Timedelta(hours=1)
+SENSOR_NAME = "mailchimp_new_sends_sensor"
+
+
+@dataclass
+class NewSendsCursor:
+    """The newest send time seen and the ids seen at or after (newest - slack)."""
+
+    max_send_time: pd.Timestamp | None = None
+    recent_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "NewSendsCursor":
+        if not raw:
+            return cls()
+        stored = json.loads(raw)
+        max_send_time = stored.get("max_send_time")
+        return cls(
+            max_send_time=pd.Timestamp(max_send_time).tz_convert("UTC") if max_send_time else None,
+            recent_ids=list(stored.get("recent_ids", [])),
+        )
+
+    def serialize(self) -> str:
+        return json.dumps(
+            {
+                "max_send_time": self.max_send_time.isoformat() if self.max_send_time is not None else None,
+                "recent_ids": sorted(self.recent_ids),
+            }
+        )
+
+    def advanced(self, campaigns: list[SentCampaign]) -> "NewSendsCursor":
+        send_times = [c.send_time for c in campaigns if c.send_time is not None]
+        if self.max_send_time is not None:
+            send_times.append(self.max_send_time)
+        if not send_times:
+            return self
+        newest = max(send_times)
+        keep_from = newest - RELIST_SLACK
+        recent = {c.id for c in campaigns if c.send_time is not None and c.send_time >= keep_from}
+        # Ids from earlier ticks stay while they are inside the slack window of the new maximum.
+        if self.max_send_time is not None and self.max_send_time >= keep_from:
+            recent.update(self.recent_ids)
+        return NewSendsCursor(max_send_time=newest, recent_ids=sorted(recent))
+
+
+def new_sends(
+    campaigns: list[SentCampaign],
+    cursor: NewSendsCursor,
+    now: pd.Timestamp,
+    lookback_days: int,
+) -> list[SentCampaign]:
+    """Campaigns not seen before; on the first tick (empty cursor) only those sent within the lookback."""
+    if cursor.max_send_time is None:
+        horizon = now - pd.Timedelta(days=lookback_days)
+        return [c for c in campaigns if c.send_time is not None and c.send_time >= horizon]
+    seen = set(cursor.recent_ids)
+    return [
+        c
+        for c in campaigns
+        if c.send_time is not None and c.id not in seen and c.send_time >= cursor.max_send_time - RELIST_SLACK
+    ]
+
+
+def build_mailchimp_sensor(
+    target: "RunTarget",
+    *,
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    minimum_interval_seconds: int = 300,
+    name: str = SENSOR_NAME,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+) -> dg.SensorDefinition:
+    """A sensor over `target` (the lead's per-campaign job or an asset selection).
+
+    Each tick lists campaigns sent since the cursor (minus a slack), adds a `mailchimp_campaigns`
+    partition for each new one and requests its run, all in one SensorResult so a partition is
+    never requested before it exists. The first tick only looks back `lookback_days`.
+    """
+    if lookback_days < 0:
+        raise ValueError(f"lookback_days must be 0 or more, got {lookback_days}")
+
+    @dg.sensor(
+        name=name,
+        target=target,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=(
+            "Finds new Mailchimp sends (regular campaigns and automation emails), adds their "
+            f"mailchimp_campaigns partitions and requests their runs. The first tick looks back {lookback_days} days."
+        ),
+    )
+    def mailchimp_new_sends_sensor(
+        context: dg.SensorEvaluationContext, mailchimp: MailchimpResource
+    ) -> dg.SensorResult:
+        cursor = NewSendsCursor.parse(context.cursor)
+        now = mailchimp.now()
+        since = (
+            now - pd.Timedelta(days=lookback_days)
+            if cursor.max_send_time is None
+            else cursor.max_send_time - RELIST_SLACK
+        )
+        context.log.info(f"{mailchimp.source_description}; listing sends since {since.isoformat()}")
+        listed = mailchimp.list_sent_campaigns(since_send_time=since)
+        usable = [c for c in listed if is_valid_campaign_id(c.id)]
+        for rejected in set(c.id for c in listed) - set(c.id for c in usable):
+            context.log.warning(f"Skipping campaign id {rejected!r}: not a safe partition key")
+        fresh = new_sends(usable, cursor, now, lookback_days)
+        existing = set(context.instance.get_dynamic_partitions(mailchimp_campaigns.name))
+        to_add = [c.id for c in fresh if c.id not in existing]
+        next_cursor = cursor.advanced(usable)
+        if not fresh:
+            return dg.SensorResult(skip_reason="No new Mailchimp sends", cursor=next_cursor.serialize())
+        return dg.SensorResult(
+            dynamic_partitions_requests=[mailchimp_campaigns.build_add_request(to_add)] if to_add else [],
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"new-send:{c.id}",
+                    partition_key=c.id,
+                    tags={"mailchimp/campaign_type": c.type, "mailchimp/trigger": "new_send"},
+                )
+                for c in fresh
+            ],
+            cursor=next_cursor.serialize(),
+        )
+
+    return mailchimp_new_sends_sensor
