@@ -1,0 +1,1 @@
+"""Tests of the Mailchimp sandbox: emulator shapes, faults and the synthetic generator."""

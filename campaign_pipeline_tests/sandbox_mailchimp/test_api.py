@@ -1,0 +1,117 @@
+"""The sandbox driven by the real mailchimp-marketing client over HTTP: shapes, paging, errors, truth."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import requests
+
+from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
+
+from .conftest import client_for
+from .fetching import canonical, fetch_events, fetch_pages, fetch_recipients
+
+
+def test_ping_and_wrong_key_is_401_problem_json(sandbox: MailchimpSandbox, client) -> None:
+    assert client.ping.get() == {"health_status": "Everything's Chimpy!"}
+    wrong = client_for(sandbox, api_key="0123456789abcdef-us21")
+    with pytest.raises(Exception) as raised:
+        wrong.ping.get()
+    assert raised.value.status_code == 401
+    response = requests.get(f"{sandbox.base_url}/ping", auth=("anyone", "nope-us21"), timeout=10)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem = response.json()
+    assert set(problem) == {"type", "title", "status", "detail", "instance"}
+    assert problem["status"] == 401
+    assert sandbox.api_key not in response.text
+
+
+def test_unknown_campaign_is_404_and_count_over_1000_is_400(sandbox: MailchimpSandbox, client) -> None:
+    with pytest.raises(Exception) as raised:
+        client.reports.get_campaign_report("doesnotexist")
+    assert raised.value.status_code == 404
+    campaign_id = sandbox.account.campaign_ids()[0]
+    response = requests.get(
+        f"{sandbox.base_url}/reports/{campaign_id}/email-activity",
+        params={"count": 1001},
+        auth=("x", sandbox.api_key),
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert response.json()["title"] == "Invalid Resource"
+
+
+def test_campaign_list_filters_sort_and_paging(sandbox: MailchimpSandbox, client) -> None:
+    account = sandbox.account
+    everything = client.campaigns.list(count=1000)
+    assert everything["total_items"] == len(account.campaign_ids(include_unsent=True))
+    sent = client.campaigns.list(count=1000, status="sent", sort_field="send_time", sort_dir="DESC")
+    sent_ids = [c["id"] for c in sent["campaigns"]]
+    regular_ids = [s.campaign_id for s in account.campaign_specs() if not s.is_automation]
+    assert sent_ids == list(reversed(regular_ids))
+    assert all(c["type"] == "regular" and c["send_time"].endswith("+00:00") for c in sent["campaigns"])
+    automation = client.campaigns.list(count=1000, type="automation")
+    assert {c["status"] for c in automation["campaigns"]} == {"sending"}
+    assert len(automation["campaigns"]) == 2
+    newest_send = sent["campaigns"][0]["send_time"]
+    since = client.campaigns.list(count=1000, since_send_time=sent["campaigns"][1]["send_time"])
+    assert [c["id"] for c in since["campaigns"]] == [sent_ids[0]]
+    assert newest_send
+    paged = fetch_pages(lambda **kw: client.campaigns.list(**kw), "campaigns", 2)
+    assert [c["id"] for c in paged] == [c["id"] for c in everything["campaigns"]]
+    assert client.campaigns.list(list_id="other")["total_items"] == 0
+
+
+def test_content_holds_the_campaign_links(sandbox: MailchimpSandbox, client) -> None:
+    spec = sandbox.account.campaign_specs()[0]
+    content = client.campaigns.get_content(spec.campaign_id)
+    assert content["html"].startswith("<!doctype html>")
+    assert all(url in content["html"] for url in spec.urls)
+
+
+@pytest.mark.parametrize("page_size", [7, 1000])
+def test_full_fetch_equals_truth_for_every_campaign(sandbox: MailchimpSandbox, client, page_size: int) -> None:
+    account = sandbox.account
+    assert len(account.campaign_ids()) == 5
+    for campaign_id in account.campaign_ids():
+        events, quarantined = fetch_events(client, campaign_id, page_size=page_size)
+        pd.testing.assert_frame_equal(canonical(events), canonical(account.truth_events(campaign_id)))
+        assert len(quarantined) == len(account.malformed_records(campaign_id)) == 3
+        recipients = fetch_recipients(client, campaign_id, page_size=page_size)
+        pd.testing.assert_frame_equal(recipients, account.truth_recipients(campaign_id), check_dtype=False)
+
+
+def test_report_totals_reconcile_with_the_events(sandbox: MailchimpSandbox, client) -> None:
+    account = sandbox.account
+    for campaign_id in account.campaign_ids():
+        report = client.reports.get_campaign_report(campaign_id)
+        events = account.truth_events(campaign_id)
+        recipients = account.truth_recipients(campaign_id)
+        opens = events[events.action == "open"]
+        clicks = events[events.action == "click"]
+        assert report["emails_sent"] == len(recipients)
+        assert report["opens"]["opens_total"] == len(opens)
+        assert report["opens"]["unique_opens"] == opens.email_id.nunique()
+        assert report["clicks"]["clicks_total"] == len(clicks)
+        assert report["clicks"]["unique_subscriber_clicks"] == clicks.email_id.nunique()
+        assert report["clicks"]["unique_clicks"] == len(clicks.drop_duplicates(["email_id", "url"]))
+        assert report["bounces"]["hard_bounces"] == (recipients.send_status == "hard").sum()
+        assert report["bounces"]["soft_bounces"] == (recipients.send_status == "soft").sum()
+        assert report["unsubscribed"] == (events.action == "unsubscribe").sum()
+        delivered = len(recipients) - report["bounces"]["hard_bounces"] - report["bounces"]["soft_bounces"]
+        assert report["opens"]["open_rate"] == pytest.approx(opens.email_id.nunique() / delivered)
+        assert set(report["forwards"]) == {"forwards_count", "forwards_opens"}
+        assert report["type"] == ("automation" if account.spec(campaign_id).is_automation else "regular")
+
+
+def test_automation_emails_are_reportable_campaigns(sandbox: MailchimpSandbox, client) -> None:
+    workflows = client.automations.list()["automations"]
+    assert len(workflows) == 1
+    emails = client.automations.list_all_workflow_emails(workflows[0]["id"])["emails"]
+    assert [e["position"] for e in emails] == [1, 2]
+    for email in emails:
+        report = client.reports.get_campaign_report(email["id"])
+        assert report["type"] == "automation"
+        recipients = sandbox.account.truth_recipients(email["id"])
+        assert not recipients.sent_at_is_exact.any()
+    assert client.lists.get_list(sandbox.account.list_id)["stats"]["member_count"] == 600
