@@ -345,7 +345,8 @@ def campaign_totals(member_statuses: pd.DataFrame, report: pd.DataFrame) -> pd.D
         c for c in CAMPAIGN_TOTAL_COLUMNS if c not in ("campaign_id", "open_rate", "click_rate", "click_to_open_rate")
     ]
     totals["delivered"] = 0
-    totals[count_columns] = totals[count_columns].fillna(0).astype(np.int64)
+    # Joins leave NaN (float or, for an empty side, object) where a campaign has no rows; counts stay far below 2**53.
+    totals[count_columns] = totals[count_columns].astype(np.float64).fillna(0).astype(np.int64)
     totals["delivered"] = (totals["emails_sent"] - totals["hard_bounces"] - totals["soft_bounces"]).clip(lower=0)
     totals["open_rate"] = _rate(totals["unique_opens"], totals["delivered"])
     totals["click_rate"] = _rate(totals["unique_subscriber_clicks"], totals["delivered"])
