@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import random
@@ -279,8 +280,8 @@ class MailchimpResource(dg.ConfigurableResource):
                     raise _TransientError(f"network error ({type(error.text).__name__})") from None
                 if status == 429 or status >= 500:
                     raise _TransientError(f"HTTP {status}") from None
-                detail = error.text.get("detail") if isinstance(error.text, dict) else None
-                title = error.text.get("title") if isinstance(error.text, dict) else None
+                problem = _problem_body(error.text)
+                detail, title = problem.get("detail"), problem.get("title")
                 raise MailchimpApiError(
                     f"Mailchimp GET {path} failed with HTTP {status}"
                     + (f" ({title}: {detail})" if title or detail else "")
@@ -447,6 +448,19 @@ def _items(page: Any, items_key: str, path: str) -> list[Any]:
     if not isinstance(items, list):
         raise MailchimpApiError(f"Mailchimp GET {path}: '{items_key}' is {type(items).__name__}, expected a list")
     return items
+
+
+def _problem_body(text: Any) -> dict[str, Any]:
+    """Mailchimp's application/problem+json error; the client hands it over as a dict or as raw text."""
+    if isinstance(text, dict):
+        return text
+    if isinstance(text, (str, bytes)):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
 
 
 def _format_since(moment: pd.Timestamp) -> str:
