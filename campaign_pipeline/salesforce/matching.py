@@ -1,0 +1,128 @@
+"""Matching Mailchimp members to Salesforce Contacts and Leads by email: escaped SOQL, chunked IN-lists, one pick.
+
+Rules (design §2): emails compare case-insensitively; a Contact wins over a Lead; converted Leads are skipped;
+several candidates of the winning kind pick the oldest (CreatedDate, then Id) and the pick is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote_plus
+
+import numpy as np
+import pandas as pd
+from simple_salesforce.format import format_soql
+
+from campaign_pipeline.salesforce.resource import MAX_QUERY_URI_CHARS, SalesforceClient
+
+MATCH_COLUMNS: tuple[str, ...] = (
+    "campaign_id",
+    "email_id",
+    "email_address",
+    "salesforce_id",
+    "salesforce_object",
+    "candidate_count",
+    "match_note",
+)
+UNMATCHED_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address", "reason")
+PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date")
+
+_QUERIES = {
+    "Contact": "SELECT Id, Email, CreatedDate FROM Contact WHERE Email IN {}",
+    # Converted Leads live on as Contacts; matching them would double-count the person.
+    "Lead": "SELECT Id, Email, CreatedDate FROM Lead WHERE Email IN {} AND IsConverted = false",
+}
+
+
+def chunk_for_in_list(
+    values: list[str], template: str, max_uri_chars: int = MAX_QUERY_URI_CHARS
+) -> Iterator[list[str]]:
+    """Split values so each `template.format(IN-list)` query stays under the URI limit once URL-encoded."""
+    base = len(quote_plus(format_soql(template, [])))
+    chunk: list[str] = []
+    size = base
+    for value in values:
+        # Each value costs its escaped, quoted, URL-encoded literal plus the separating comma.
+        cost = len(quote_plus(format_soql("{}", value))) + 3
+        if chunk and size + cost > max_uri_chars:
+            yield chunk
+            chunk, size = [], base
+        chunk.append(value)
+        size += cost
+    if chunk:
+        yield chunk
+
+
+def fetch_people(client: SalesforceClient, emails: list[str]) -> pd.DataFrame:
+    """Contacts and unconverted Leads whose Email is one of ``emails`` (any case), as PEOPLE_COLUMNS."""
+    wanted = sorted({email.strip().lower() for email in emails if isinstance(email, str) and email.strip()})
+    rows: list[dict] = []
+    for sobject, template in _QUERIES.items():
+        for chunk in chunk_for_in_list(wanted, template):
+            # format_soql quotes and escapes every value, so an address like o'brien@x.com stays one literal.
+            for record in client.query_all(format_soql(template, chunk)):
+                rows.append(
+                    {
+                        "salesforce_id": record["Id"],
+                        "salesforce_object": sobject,
+                        "email": record.get("Email"),
+                        "created_date": record.get("CreatedDate"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=list(PEOPLE_COLUMNS))
+
+
+def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(matches, unmatched) for members (campaign_id, email_id, email_address) against fetched people.
+
+    Pure and vectorised: candidates are ranked Contact before Lead, then oldest CreatedDate, then Id.
+    """
+    people = people.dropna(subset=["email"]).copy()
+    people["email_key"] = people["email"].str.strip().str.lower()
+    people["kind_rank"] = np.where(people["salesforce_object"] == "Contact", 0, 1)
+    people["created_at"] = pd.to_datetime(people["created_date"], utc=True, errors="coerce", format="ISO8601")
+    ranked = people.sort_values(["email_key", "kind_rank", "created_at", "salesforce_id"], na_position="last")
+    counts = ranked.groupby("email_key").agg(
+        candidate_count=("salesforce_id", "size"),
+        contacts=("kind_rank", lambda ranks: int((ranks == 0).sum())),
+    )
+    best = ranked.drop_duplicates("email_key", keep="first").set_index("email_key")
+    best = best.join(counts)
+
+    keyed = members[["campaign_id", "email_id", "email_address"]].copy()
+    keyed["email_key"] = keyed["email_address"].str.strip().str.lower()
+    joined = keyed.merge(
+        best[["salesforce_id", "salesforce_object", "candidate_count", "contacts"]],
+        left_on="email_key",
+        right_index=True,
+        how="left",
+    )
+    found = joined["salesforce_id"].notna()
+    matches = joined[found].copy()
+    matches["candidate_count"] = matches["candidate_count"].astype("int64")
+    several = matches["candidate_count"] > 1
+    matches["match_note"] = np.where(
+        several,
+        "picked "
+        + matches["salesforce_object"]
+        + " "
+        + matches["salesforce_id"]
+        + " of "
+        + matches["candidate_count"].astype(str)
+        + " candidates (Contact over Lead, then oldest)",
+        "",
+    )
+    unmatched = joined[~found].copy()
+    unmatched["reason"] = "no Contact or unconverted Lead has this email"
+    return (
+        matches[list(MATCH_COLUMNS)].reset_index(drop=True),
+        unmatched[list(UNMATCHED_COLUMNS)].reset_index(drop=True),
+    )
+
+
+def match_campaign_members(
+    client: SalesforceClient, member_statuses: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fetch the people for a campaign's members and match them (see ``match_members``)."""
+    people = fetch_people(client, member_statuses["email_address"].tolist())
+    return match_members(member_statuses, people)

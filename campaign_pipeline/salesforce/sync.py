@@ -1,0 +1,747 @@
+"""The sync engine: writes desired-record frames to Salesforce idempotently, incrementally and frugally.
+
+Entry point: ``sync_desired_records(client, ledger, desired, settings)``.
+
+``desired`` is an ordered list of ``DesiredRecords(kind, frame)``; parents come before children (Campaign, then
+its CampaignMemberStatus values, then CampaignMembers; modes activity/notes append Tasks, Notes, Attachments).
+A frame has the shape described in ``campaign_pipeline.core.salesforce_records`` (meta columns + Salesforce
+field columns). A ``RecordKind`` says which sObject a frame is, which field takes the parent's Salesforce Id,
+which fields can only be set on create, which fields find an existing record (crash recovery, DUPLICATE_VALUE),
+and which external-ID field, if any, makes creates upserts.
+
+For every kind the engine:
+
+1. checks each field column against the org's describe (before any write; a missing field is an error naming
+   it) and shortens text to the org's field lengths;
+2. fills the parent reference from the ledger, diffs against the ledger (``core.diff``) and sends only new
+   keys, changed hashes and keys whose last write failed, so a run with nothing new makes zero write calls;
+3. looks up records whose earlier create has an unknown outcome (ledger ``pending``) instead of creating twice;
+4. sends through sObject Collections (200 records a call) below ``settings.bulk_threshold`` records and Bulk
+   API 2.0 ingest jobs at or above it, recording intent before and outcomes after every batch;
+5. records per-record failures with Salesforce's code and message, retries lock errors within the run and
+   leaves every other failure for the next run, never stopping the other records.
+
+An exhausted API-call budget, the org's quota nearing its end or REQUEST_LIMIT_EXCEEDED stop the run cleanly:
+the report says so and everything written so far is in the ledger.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from simple_salesforce.format import format_soql
+
+from campaign_pipeline.core import diff as diffing
+from campaign_pipeline.core.salesforce_records import (
+    CAMPAIGN,
+    CAMPAIGN_MEMBER,
+    CAMPAIGN_MEMBER_STATUS,
+    enforce_field_limits,
+    salesforce_field_columns,
+)
+from campaign_pipeline.profile import SyncSettings
+from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
+from campaign_pipeline.salesforce.matching import chunk_for_in_list
+from campaign_pipeline.salesforce.resource import (
+    TRANSIENT_RECORD_ERRORS,
+    SalesforceCallFailed,
+    SalesforceClient,
+    SalesforceStopped,
+)
+
+logger = logging.getLogger(__name__)
+
+COLLECTION_SIZE = 200
+TEXT_FIELD_TYPES = frozenset({"string", "textarea", "url", "email", "phone", "picklist", "combobox"})
+FAILURE_COLUMNS: tuple[str, ...] = ("object_kind", "sync_key", "campaign_id", "error_code", "error_message")
+BULK_POLL_LIMIT = 600
+
+
+class SalesforceFieldError(ValueError):
+    """A mapped or written field does not exist (or cannot be written) in the org; names object and field."""
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """What the engine needs to know about one kind of record to write it safely."""
+
+    name: str
+    sobject: str
+    parent_field: str | None = None
+    parent_kind: str | None = None
+    create_only_fields: tuple[str, ...] = ()
+    lookup_fields: tuple[str, ...] = ()
+    external_id_field: str | None = None
+    # Look every create up first: for records the org may have made itself (default CampaignMemberStatus values).
+    lookup_before_create: bool = False
+
+
+CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",))
+CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
+    CAMPAIGN_MEMBER_STATUS,
+    "CampaignMemberStatus",
+    parent_field="CampaignId",
+    parent_kind=CAMPAIGN,
+    create_only_fields=("CampaignId", "Label"),
+    lookup_fields=("CampaignId", "Label"),
+    lookup_before_create=True,
+)
+CAMPAIGN_MEMBER_KIND = RecordKind(
+    CAMPAIGN_MEMBER,
+    "CampaignMember",
+    parent_field="CampaignId",
+    parent_kind=CAMPAIGN,
+    create_only_fields=("CampaignId", "ContactId", "LeadId"),
+    lookup_fields=("CampaignId", "ContactId", "LeadId"),
+)
+
+
+def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordKind:
+    """The kind keyed by an external-ID field: creates become upserts and lookups use the key."""
+    if not external_id_field:
+        return kind
+    return replace(kind, external_id_field=external_id_field, lookup_fields=(external_id_field,))
+
+
+@dataclass
+class DesiredRecords:
+    kind: RecordKind
+    frame: pd.DataFrame
+
+
+@dataclass
+class KindOutcome:
+    kind: str
+    sobject: str
+    desired: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    rejected: int = 0
+    to_create: int = 0
+    to_update: int = 0
+    api: str = "none"
+
+
+@dataclass
+class SyncReport:
+    """What a run did (or, in preview, would do), for logs and asset metadata."""
+
+    target: str
+    preview_only: bool
+    outcomes: dict[str, KindOutcome] = field(default_factory=dict)
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(FAILURE_COLUMNS)))
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stopped: str | None = None
+    calls: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+
+    def total(self, attribute: str) -> int:
+        return sum(getattr(outcome, attribute) for outcome in self.outcomes.values())
+
+    @property
+    def write_calls(self) -> int:
+        return self.calls.get("write", 0)
+
+    @property
+    def read_calls(self) -> int:
+        return self.calls.get("read", 0)
+
+
+# -- values on the wire ----------------------------------------------------------------------------------------
+def _wire_value(value: Any, field_type: str) -> Any:
+    """A frame value as JSON for Salesforce: NA -> null, numpy scalars -> Python, instants -> ISO UTC."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        moment = value.tz_convert("UTC") if value.tzinfo else value.tz_localize("UTC")
+        if field_type == "date":
+            return moment.strftime("%Y-%m-%d")
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        value = int(value)
+    if isinstance(value, (np.floating,)):
+        value = float(value)
+    if field_type == "percent" and isinstance(value, (int, float)):
+        # Our rates are fractions (0..1); Salesforce percent fields hold percentages.
+        return round(value * 100.0, 6)
+    if field_type in ("double", "currency", "percent") and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _csv_value(value: Any, *, for_update: bool) -> str:
+    if value is None:
+        # Bulk API 2.0: an empty cell leaves a field unchanged on update; #N/A sets it to null.
+        return "#N/A" if for_update else ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class _Batch:
+    """Records of one kind and one action on their way out: the rows, and their payload dicts."""
+
+    rows: pd.DataFrame
+    payloads: list[dict]
+
+
+class SyncEngine:
+    """Writes DesiredRecords for one run; see the module docstring. Use ``sync_desired_records``."""
+
+    def __init__(self, client: SalesforceClient, ledger: SyncLedger, settings: SyncSettings) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.settings = settings
+        self.report = SyncReport(target=client.target, preview_only=settings.preview_only)
+        self._failures: list[pd.DataFrame] = []
+        self._changes: list[pd.DataFrame] = []
+        self._field_types: dict[str, dict[str, str]] = {}
+
+    # -- orchestration -------------------------------------------------------------------------------------------
+    def run(self, desired: Sequence[DesiredRecords]) -> SyncReport:
+        try:
+            for batch in desired:
+                self._check_fields(batch.kind, batch.frame)
+            for batch in desired:
+                self._sync_kind(batch.kind, batch.frame)
+        except SalesforceStopped as stop:
+            self.report.stopped = str(stop)
+            logger.warning("Salesforce sync stopped: %s", stop)
+        finally:
+            self.report.calls = dict(self.client.stats.calls)
+            self.report.retries = self.client.stats.retries
+            if self._failures:
+                self.report.failures = pd.concat(self._failures, ignore_index=True)[list(FAILURE_COLUMNS)]
+            if self._changes:
+                self.report.changes = pd.concat(self._changes, ignore_index=True)
+        return self.report
+
+    def _check_fields(self, kind: RecordKind, frame: pd.DataFrame) -> None:
+        """Every field column (and the parent field) must exist and be writable in the org; fail before writing."""
+        describe = self.client.describe(kind.sobject)
+        fields = {entry["name"].lower(): entry for entry in describe["fields"]}
+        self._field_types[kind.name] = {entry["name"]: entry["type"] for entry in describe["fields"]}
+        wanted = salesforce_field_columns(frame)
+        if kind.parent_field and kind.parent_field not in wanted:
+            wanted.append(kind.parent_field)
+        for name in wanted:
+            entry = fields.get(name.lower())
+            if entry is None:
+                raise SalesforceFieldError(
+                    f"{kind.sobject}.{name} does not exist in the Salesforce org ({self.client.target}); "
+                    "create the field or change field_mapping in the sync profile"
+                )
+            if not (entry.get("createable") or entry.get("updateable")):
+                raise SalesforceFieldError(
+                    f"{kind.sobject}.{name} is read-only in the Salesforce org; remove it from the mapping"
+                )
+
+    def _text_limits(self, kind: RecordKind, frame: pd.DataFrame) -> dict[str, int]:
+        describe = self.client.describe(kind.sobject)
+        columns = set(salesforce_field_columns(frame))
+        return {
+            entry["name"]: int(entry["length"])
+            for entry in describe["fields"]
+            if entry["name"] in columns and entry["type"] in TEXT_FIELD_TYPES and entry.get("length")
+        }
+
+    def _sync_kind(self, kind: RecordKind, frame: pd.DataFrame) -> None:
+        outcome = KindOutcome(kind.name, kind.sobject, desired=len(frame))
+        self.report.outcomes[kind.name] = outcome
+        if frame.empty:
+            return
+        frame = enforce_field_limits(
+            frame, kind.sobject, policy=self.settings.field_limit_policy, extra_limits=self._text_limits(kind, frame)
+        )
+        campaign_ids = sorted(frame["campaign_id"].dropna().unique().tolist())
+        frame = self._fill_parent_ids(kind, frame, campaign_ids)
+        diffed = diffing.diff_against_ledger(frame, self.ledger.load(kind.name, campaign_ids))
+        parentless = diffed["action"].isin(["create", "update"]) & self._missing_parent(kind, diffed)
+        counts = diffing.summarise_actions(diffed)
+        outcome.unchanged = counts["unchanged"]
+        outcome.rejected = counts["rejected"]
+        outcome.to_create = int(((diffed["action"] == "create") & ~parentless).sum())
+        outcome.to_update = int(((diffed["action"] == "update") & ~parentless).sum())
+        self._changes.append(self._change_preview(kind, diffed[diffed["action"] != "unchanged"]))
+        if self.settings.preview_only:
+            return
+
+        rejected = diffed[diffed["action"] == "rejected"]
+        self._record(kind, rejected, None, "error", "FIELD_LIMIT", rejected["reject_reason"])
+        outcome.failed += len(rejected)
+        waiting = diffed[parentless]
+        if len(waiting):
+            reason = f"parent {kind.parent_kind} has no Salesforce Id yet (its write failed or was not made)"
+            self._record(kind, waiting, None, "error", "PARENT_NOT_SYNCED", reason)
+            outcome.failed += len(waiting)
+        todo = diffed[diffed["action"].isin(["create", "update"]) & ~parentless].copy()
+        if todo.empty:
+            return
+
+        # Records whose earlier create has an unknown outcome, or that the org may have made itself.
+        lookup = (todo["action"] == "create") & (todo["needs_lookup"] | kind.lookup_before_create)
+        if kind.external_id_field:
+            lookup &= False  # an upsert by external ID is safe to repeat as is
+        if lookup.any():
+            todo = self._adopt_existing(kind, todo, lookup, outcome)
+
+        creates = todo[todo["action"] == "create"]
+        updates = todo[todo["action"] == "update"]
+        use_bulk = len(creates) + len(updates) >= self.settings.bulk_threshold
+        outcome.api = "bulk" if use_bulk else "collections"
+        send = self._send_bulk if use_bulk else self._send_collections
+        if len(creates):
+            send(kind, creates, "create", outcome)
+        if len(updates):
+            send(kind, updates, "update", outcome)
+
+    # -- parents ----------------------------------------------------------------------------------------------------
+    def _fill_parent_ids(self, kind: RecordKind, frame: pd.DataFrame, campaign_ids: list[str]) -> pd.DataFrame:
+        if not kind.parent_field or not kind.parent_kind:
+            return frame
+        parents = self.ledger.load(kind.parent_kind, campaign_ids)
+        parent_ids = parents.dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
+        frame = frame.copy()
+        frame[kind.parent_field] = frame["parent_key"].map(parent_ids).astype(object)
+        return frame
+
+    def _missing_parent(self, kind: RecordKind, diffed: pd.DataFrame) -> pd.Series:
+        if not kind.parent_field:
+            return pd.Series(False, index=diffed.index)
+        return diffed[kind.parent_field].isna() & diffed["parent_key"].notna()
+
+    # -- lookups ------------------------------------------------------------------------------------------------------
+    def _adopt_existing(
+        self, kind: RecordKind, todo: pd.DataFrame, lookup: pd.Series, outcome: KindOutcome
+    ) -> pd.DataFrame:
+        """Find records that already exist for creates; adopt their Id, and skip the write if they already match."""
+        candidates = todo[lookup]
+        fields = [name for name in salesforce_field_columns(todo) if name not in kind.lookup_fields]
+        found = self._lookup(kind, candidates, fields)
+        if found.empty:
+            return todo
+        todo = todo.copy()
+        key_of = self._identity(kind, candidates)
+        found_key = self._identity(kind, found)
+        id_by_identity = dict(zip(found_key, found["Id"], strict=True))
+        record_by_identity = dict(zip(found_key, found.to_dict("records"), strict=True))
+        unchanged_keys = []
+        for index, identity in key_of.items():
+            existing_id = id_by_identity.get(identity)
+            if existing_id is None:
+                continue
+            todo.at[index, "salesforce_id"] = existing_id
+            todo.at[index, "action"] = "update"
+            existing = record_by_identity[identity]
+            types = self._field_types.get(kind.name, {})
+            same = all(
+                _same_value(_wire_value(todo.at[index, name], types.get(name, "")), existing.get(name))
+                for name in fields
+                if name not in kind.create_only_fields
+            )
+            if same:
+                unchanged_keys.append(index)
+        if unchanged_keys:
+            adopted = todo.loc[unchanged_keys]
+            self._record(kind, adopted, adopted["salesforce_id"], "ok", None, None)
+            outcome.unchanged += len(adopted)
+            todo = todo.drop(index=unchanged_keys)
+        return todo
+
+    def _identity(self, kind: RecordKind, rows: pd.DataFrame) -> pd.Series:
+        """A text identity per row from the kind's lookup fields (case-insensitive, null as empty)."""
+        parts = []
+        for name in kind.lookup_fields:
+            column = rows[name] if name in rows.columns else pd.Series(pd.NA, index=rows.index)
+            parts.append(column.astype(object).where(column.notna(), "").astype(str).str.lower())
+        identity = parts[0]
+        for part in parts[1:]:
+            identity = identity + "\x1f" + part
+        return identity
+
+    def _lookup(self, kind: RecordKind, rows: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
+        """Existing records matching rows on the kind's lookup fields (first field =, one other field IN)."""
+        select = ", ".join(dict.fromkeys(["Id", *kind.lookup_fields, *fields]))
+        first, *others = kind.lookup_fields
+        records: list[dict] = []
+        if not others:
+            values = sorted(rows[first].dropna().astype(str).unique())
+            template = f"SELECT {select} FROM {kind.sobject} WHERE {first} IN {{}}"
+            for chunk in chunk_for_in_list(values, template):
+                records += self.client.query_all(format_soql(template, chunk))
+        else:
+            for first_value, group in rows.groupby(first):
+                covered = pd.Series(False, index=group.index)
+                for other in others:
+                    values = sorted(group[other].dropna().astype(str).unique())
+                    covered |= group[other].notna()
+                    template = f"SELECT {select} FROM {kind.sobject} WHERE {first} = {{}} AND {other} IN {{}}"
+                    for chunk in chunk_for_in_list(values, template.replace("{}", "''", 1)):
+                        records += self.client.query_all(format_soql(template, str(first_value), chunk))
+        if not records:
+            return pd.DataFrame(columns=["Id", *kind.lookup_fields])
+        found = pd.DataFrame(records)
+        for name in kind.lookup_fields:
+            if name not in found.columns:
+                found[name] = pd.NA
+        # Several records with one identity: adopt the oldest Id, deterministically.
+        found = found.sort_values("Id").assign(_identity=self._identity(kind, found))
+        return found.drop_duplicates("_identity").drop(columns="_identity")
+
+    # -- payloads -----------------------------------------------------------------------------------------------------
+    def _payloads(self, kind: RecordKind, rows: pd.DataFrame, action: str) -> list[dict]:
+        types = self._field_types.get(kind.name, {})
+        fields = salesforce_field_columns(rows)
+        if action == "update":
+            fields = [name for name in fields if name not in kind.create_only_fields]
+        values = {name: rows[name].to_numpy(dtype=object) for name in fields}
+        payloads = []
+        ids = rows["salesforce_id"].to_numpy(dtype=object)
+        for position in range(len(rows)):
+            record = {name: _wire_value(values[name][position], types.get(name, "")) for name in fields}
+            if action == "create":
+                # A create leaves a null field unset rather than sending null for it.
+                record = {name: value for name, value in record.items() if value is not None}
+            else:
+                record["Id"] = ids[position]
+            payloads.append(record)
+        return payloads
+
+    # -- sObject Collections --------------------------------------------------------------------------------------------
+    def _send_collections(self, kind: RecordKind, rows: pd.DataFrame, action: str, outcome: KindOutcome) -> None:
+        rows = rows.reset_index(drop=True)
+        payloads = self._payloads(kind, rows, action)
+        pending_positions = list(range(len(rows)))
+        for attempt in range(self.client.max_retries + 1):
+            transient: list[int] = []
+            for chunk in _chunks(pending_positions, COLLECTION_SIZE):
+                chunk_rows = rows.iloc[chunk]
+                if action == "create":
+                    self.ledger.record_pending(kind.name, chunk_rows)
+                results = self._collection_call(kind, action, [payloads[i] for i in chunk])
+                if results is None:  # the whole call failed; recorded inside
+                    self._record_call_failure(kind, chunk_rows, outcome, action)
+                    continue
+                transient += self._apply_results(
+                    kind, chunk_rows, chunk, results, action, outcome, final=attempt == self.client.max_retries
+                )
+            if not transient:
+                return
+            pending_positions = transient
+            self.client.stats.retries += 1
+            self.client.sleep(self.client.backoff_seconds * (2**attempt))
+
+    def _collection_call(self, kind: RecordKind, action: str, records: list[dict]) -> list[dict] | None:
+        body_records = [{"attributes": {"type": kind.sobject}, **record} for record in records]
+        body = json.dumps({"allOrNone": False, "records": body_records})
+        what = f"{action} {len(records)} {kind.sobject} record(s) via sObject Collections"
+        try:
+            if action == "create" and kind.external_id_field:
+                return self.client.rest(
+                    "write", what, "PATCH", f"composite/sobjects/{kind.sobject}/{kind.external_id_field}", data=body
+                )
+            if action == "create":
+                return self.client.rest("write", what, "POST", "composite/sobjects", data=body, idempotent=False)
+            return self.client.rest("write", what, "PATCH", "composite/sobjects", data=body)
+        except SalesforceCallFailed as failure:
+            self._last_call_failure = failure
+            logger.warning("%s", failure)
+            return None
+
+    def _record_call_failure(self, kind: RecordKind, rows: pd.DataFrame, outcome: KindOutcome, action: str) -> None:
+        failure = self._last_call_failure
+        code = failure.error_code or "CALL_FAILED"
+        # A create whose answer never came may exist: leave it pending, so the next run looks it up first.
+        result = "pending" if action == "create" and code in ("TIMEOUT", "BULK_JOB_FAILED") else "error"
+        self._record(kind, rows, rows["salesforce_id"], result, code, str(failure))
+        outcome.failed += len(rows)
+
+    def _apply_results(
+        self,
+        kind: RecordKind,
+        rows: pd.DataFrame,
+        positions: list[int],
+        results: list[dict],
+        action: str,
+        outcome: KindOutcome,
+        *,
+        final: bool,
+    ) -> list[int]:
+        """Record one call's per-record results; return positions to retry (lock errors) unless this is final."""
+        ok = np.array([bool(result.get("success")) for result in results])
+        new_ids = [result.get("id") for result in results]
+        codes = [(result.get("errors") or [{}])[0].get("statusCode", "") for result in results]
+        messages = [(result.get("errors") or [{}])[0].get("message", "") for result in results]
+        retry_mask = np.array(
+            [not good and code in TRANSIENT_RECORD_ERRORS and not final for good, code in zip(ok, codes, strict=True)]
+        )
+        duplicate_mask = np.array(
+            [
+                not good and code == "DUPLICATE_VALUE" and action == "create"
+                for good, code in zip(ok, codes, strict=True)
+            ]
+        )
+        ids = pd.Series(new_ids, index=rows.index, dtype=object).where(ok, rows["salesforce_id"])
+        done = ok
+        self._record(kind, rows[done], ids[done], "ok", None, None)
+        if action == "create" or kind.external_id_field:
+            created_flags = [bool(result.get("created", action == "create")) for result in results]
+            outcome.created += int(sum(flag for flag, good in zip(created_flags, ok, strict=True) if good))
+            outcome.updated += int(sum(not flag for flag, good in zip(created_flags, ok, strict=True) if good))
+        else:
+            outcome.updated += int(ok.sum())
+        hard_fail = ~ok & ~retry_mask & ~duplicate_mask
+        failed_rows = rows[hard_fail]
+        self._record(
+            kind,
+            failed_rows,
+            failed_rows["salesforce_id"],
+            "error",
+            pd.Series(codes, index=rows.index)[hard_fail],
+            pd.Series(messages, index=rows.index)[hard_fail],
+        )
+        outcome.failed += int(hard_fail.sum())
+        if duplicate_mask.any():
+            # The record exists (an earlier run, or the org itself made it): adopt it, then bring it up to date.
+            self._adopt_duplicates(kind, rows[duplicate_mask], outcome)
+        return [position for position, retry in zip(positions, retry_mask, strict=True) if retry]
+
+    def _adopt_duplicates(self, kind: RecordKind, rows: pd.DataFrame, outcome: KindOutcome) -> None:
+        adopted = self._adopt_existing(kind, rows.assign(action="create"), pd.Series(True, index=rows.index), outcome)
+        updates = adopted[adopted["action"] == "update"]
+        missing = adopted[adopted["action"] == "create"]
+        if len(missing):
+            self._record(
+                kind,
+                missing,
+                None,
+                "error",
+                "DUPLICATE_VALUE",
+                "Salesforce reports a duplicate that a lookup cannot find",
+            )
+            outcome.failed += len(missing)
+        if len(updates):
+            self._send_collections(kind, updates, "update", outcome)
+
+    # -- Bulk API 2.0 ------------------------------------------------------------------------------------------------------
+    def _send_bulk(
+        self, kind: RecordKind, rows: pd.DataFrame, action: str, outcome: KindOutcome, depth: int = 0
+    ) -> None:
+        rows = rows.reset_index(drop=True)
+        payloads = self._payloads(kind, rows, action)
+        for_update = action == "update"
+        columns = list(dict.fromkeys(name for payload in payloads for name in payload))
+        if for_update:
+            columns = ["Id", *[name for name in columns if name != "Id"]]
+        cells = pd.DataFrame(
+            {name: [_csv_value(payload.get(name), for_update=for_update) for payload in payloads] for name in columns}
+        )
+        buffer = io.StringIO()
+        cells.to_csv(buffer, index=False, lineterminator="\n")
+        if action == "create":
+            self.ledger.record_pending(kind.name, rows)
+        operation = "update" if for_update else ("upsert" if kind.external_id_field else "insert")
+        try:
+            successful, failed = self._bulk_job(kind, operation, buffer.getvalue(), len(rows))
+        except SalesforceCallFailed as failure:
+            self._last_call_failure = failure
+            self._record_call_failure(kind, rows, outcome, action)
+            return
+        # Results echo the uploaded cells, not our keys: pair them back by cell content, in order for repeats.
+        identity = _row_identity(cells, columns)
+        position_of = pd.Series(
+            range(len(rows)), index=identity + "\x1e" + identity.groupby(identity).cumcount().astype(str)
+        )
+        retry_positions: list[int] = []
+        failed_positions: set[int] = set()
+        ok_ids: dict[int, str] = {}
+        created = 0
+        for result_rows, is_ok in ((successful, True), (failed, False)):
+            if result_rows.empty:
+                continue
+            result_identity = _row_identity(result_rows, columns)
+            keys = result_identity + "\x1e" + result_identity.groupby(result_identity).cumcount().astype(str)
+            positions = keys.map(position_of)
+            if is_ok:
+                for position, sf_id, was_created in zip(
+                    positions,
+                    result_rows["sf__Id"],
+                    result_rows.get("sf__Created", pd.Series("false", index=result_rows.index)),
+                    strict=True,
+                ):
+                    if pd.notna(position):
+                        ok_ids[int(position)] = sf_id
+                        created += str(was_created).lower() == "true"
+            else:
+                errors = result_rows["sf__Error"].fillna("")
+                codes = errors.str.split(":", n=1).str[0]
+                messages = errors.str.split(":", n=1).str[1].fillna("").str.strip()
+                valid = positions.notna()
+                positions_ok = positions[valid].astype(int)
+                lock = codes[valid].isin(TRANSIENT_RECORD_ERRORS).to_numpy() & (depth < self.client.max_retries)
+                retry_positions += positions_ok[lock].tolist()
+                hard = positions_ok[~lock].tolist()
+                failed_positions.update(hard)
+                hard_rows = rows.iloc[hard]
+                self._record(
+                    kind,
+                    hard_rows,
+                    hard_rows["salesforce_id"],
+                    "error",
+                    pd.Series(codes[valid][~lock].to_numpy(), index=hard_rows.index),
+                    pd.Series(messages[valid][~lock].to_numpy(), index=hard_rows.index),
+                )
+                outcome.failed += len(hard)
+        if ok_ids:
+            done_rows = rows.iloc[sorted(ok_ids)]
+            self._record(
+                kind, done_rows, pd.Series([ok_ids[p] for p in sorted(ok_ids)], index=done_rows.index), "ok", None, None
+            )
+            if action == "create":
+                outcome.created += created if operation == "upsert" else len(ok_ids)
+                outcome.updated += len(ok_ids) - created if operation == "upsert" else 0
+            else:
+                outcome.updated += len(ok_ids)
+        answered = set(ok_ids) | set(retry_positions) | failed_positions
+        unanswered = [position for position in range(len(rows)) if position not in answered]
+        if unanswered:
+            # Neither succeeded nor failed (unprocessed): a create may or may not exist, so look it up next run.
+            lost = rows.iloc[unanswered]
+            result = "pending" if action == "create" else "error"
+            self._record(
+                kind, lost, lost["salesforce_id"], result, "NOT_PROCESSED", "Bulk job did not process the record"
+            )
+            outcome.failed += len(lost)
+        if retry_positions:
+            self.client.stats.retries += 1
+            self.client.sleep(self.client.backoff_seconds * (2**depth))
+            retry_rows = rows.iloc[retry_positions]
+            sender = self._send_bulk if len(retry_rows) >= self.settings.bulk_threshold else self._send_collections
+            if sender is self._send_bulk:
+                self._send_bulk(kind, retry_rows, action, outcome, depth + 1)
+            else:
+                self._send_collections(kind, retry_rows, action, outcome)
+
+    def _bulk_job(
+        self, kind: RecordKind, operation: str, csv_text: str, expected: int
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        spec = {"object": kind.sobject, "operation": operation, "contentType": "CSV", "lineEnding": "LF"}
+        if operation == "upsert":
+            spec["externalIdFieldName"] = kind.external_id_field
+        what = f"Bulk API 2.0 {operation} of {expected} {kind.sobject} record(s)"
+        job = self.client.rest(
+            "write", f"{what}: create job", "POST", "jobs/ingest", data=json.dumps(spec), idempotent=False
+        )
+        job_path = f"jobs/ingest/{job['id']}"
+        self.client.raw(
+            "write",
+            f"{what}: upload",
+            "PUT",
+            f"{job_path}/batches",
+            data=csv_text.encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+        )
+        self.client.rest("write", f"{what}: close", "PATCH", job_path, data=json.dumps({"state": "UploadComplete"}))
+        state = ""
+        for poll in range(BULK_POLL_LIMIT):
+            info = self.client.rest("read", f"{what}: status", "GET", job_path)
+            state = info.get("state", "")
+            if state in ("JobComplete", "Failed", "Aborted"):
+                break
+            self.client.sleep(min(0.05 * (2**poll), 5.0))
+        if state != "JobComplete":
+            message = info.get("errorMessage") or state
+            raise SalesforceCallFailed(
+                f"{what}: job {job['id']} ended {state}: {message}", error_code="BULK_JOB_FAILED"
+            )
+        successful = self._bulk_results(f"{what}: successful results", f"{job_path}/successfulResults")
+        failed = (
+            self._bulk_results(f"{what}: failed results", f"{job_path}/failedResults")
+            if info.get("numberRecordsFailed", 1)
+            else pd.DataFrame()
+        )
+        return successful, failed
+
+    def _bulk_results(self, what: str, path: str) -> pd.DataFrame:
+        response = self.client.raw("read", what, "GET", path, headers={"Accept": "text/csv"})
+        text = response.text
+        if not text.strip():
+            return pd.DataFrame()
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+    # -- bookkeeping -------------------------------------------------------------------------------------------------------
+    def _record(self, kind: RecordKind, rows: pd.DataFrame, ids: Any, result: str, codes: Any, messages: Any) -> None:
+        if rows.empty:
+            return
+        frame = pd.DataFrame(
+            {
+                "sync_key": rows["sync_key"].to_numpy(),
+                "campaign_id": rows["campaign_id"].to_numpy(),
+                "salesforce_id": (ids.to_numpy() if isinstance(ids, pd.Series) else ids) if ids is not None else pd.NA,
+                "content_hash": rows["content_hash"].to_numpy(),
+                "last_result": result,
+                "error_code": codes.to_numpy() if isinstance(codes, pd.Series) else codes,
+                "error_message": messages.to_numpy() if isinstance(messages, pd.Series) else messages,
+            },
+            index=rows.index,
+        )
+        self.ledger.record_results(kind.name, frame[list(RESULT_COLUMNS)])
+        if result == "error":
+            self._failures.append(frame.assign(object_kind=kind.name))
+
+    def _change_preview(self, kind: RecordKind, changed: pd.DataFrame) -> pd.DataFrame:
+        fields = [name for name in salesforce_field_columns(changed) if name != kind.parent_field]
+        summary = pd.Series("", index=changed.index, dtype=object)
+        for name in fields[:6]:
+            shown = changed[name].astype(object).where(changed[name].notna(), "null").astype(str).str.slice(0, 40)
+            summary = summary + name + "=" + shown + "; "
+        return pd.DataFrame(
+            {
+                "object_kind": kind.name,
+                "sync_key": changed["sync_key"].to_numpy(),
+                "action": np.where(changed["is_retry"], changed["action"] + " (retry)", changed["action"]),
+                "salesforce_id": changed["salesforce_id"].to_numpy(),
+                "fields": summary.str.rstrip("; ").to_numpy(),
+            }
+        )
+
+
+def _same_value(desired: Any, existing: Any) -> bool:
+    if desired is None or existing is None:
+        return desired is None and existing is None
+    if isinstance(desired, (int, float)) and isinstance(existing, (int, float)) and not isinstance(desired, bool):
+        return math.isclose(float(desired), float(existing), rel_tol=1e-9, abs_tol=1e-9)
+    return str(desired) == str(existing)
+
+
+def _row_identity(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    identity = pd.Series("", index=frame.index, dtype=object)
+    for name in columns:
+        values = frame[name].astype(str) if name in frame.columns else pd.Series("", index=frame.index)
+        identity = identity + values + "\x1f"
+    return identity
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def sync_desired_records(
+    client: SalesforceClient, ledger: SyncLedger, desired: Sequence[DesiredRecords], settings: SyncSettings
+) -> SyncReport:
+    """Write the desired records (parents first) and return what happened; see the module docstring."""
+    return SyncEngine(client, ledger, settings).run(desired)
