@@ -51,6 +51,8 @@ class MailchimpFaults:
     max_connections: int = 10
     seed: int = 0
     _forced: list[int] = field(default_factory=list, repr=False)
+    # Set = requests flow; cleared by pause() = admitted requests wait, so tests can hold connections open.
+    _flowing: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _random: random.Random | None = field(default=None, repr=False)
 
@@ -58,6 +60,19 @@ class MailchimpFaults:
         """Make the next `n` API requests (after authentication) fail with `status`."""
         with self._lock:
             self._forced.extend([status] * n)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
+
+    def pause(self) -> None:
+        """Hold every admitted request (after the connection cap check) until resume()."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def wait_if_paused(self, timeout: float = 60.0) -> None:
+        self._flowing.wait(timeout)
 
     def clear(self) -> None:
         with self._lock:
@@ -501,6 +516,7 @@ class MailchimpSandbox:
         self.faults = faults if faults is not None else MailchimpFaults()
         self.routes = MailchimpRoutes(self.account)
         self.request_log: list[tuple[str, str, dict[str, str], int]] = []
+        self._logged = threading.Condition()
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -525,7 +541,9 @@ class MailchimpSandbox:
     def start(self) -> MailchimpSandbox:
         self._server = _Server((self._host, self._port), _Handler)
         self._server.sandbox = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mailchimp-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mailchimp-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -543,6 +561,11 @@ class MailchimpSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def wait_for_log(self, predicate, timeout: float = 30.0) -> bool:
+        """Block until predicate(request_log) holds (or timeout); lets tests wait on events, not on the clock."""
+        with self._logged:
+            return self._logged.wait_for(lambda: predicate(self.request_log), timeout)
 
     def calls(self, path_contains: str = "") -> int:
         """How many requests reached the sandbox whose path contains `path_contains`."""
@@ -597,6 +620,7 @@ class MailchimpSandbox:
                     f"You have exceeded the limit of {self.faults.max_connections} simultaneous connections.",
                 )
                 return
+            self.faults.wait_if_paused()
             if self.faults.slow_ms:
                 time.sleep(self.faults.slow_ms / 1000)
             forced = self.faults.draw()
@@ -658,7 +682,9 @@ class MailchimpSandbox:
         payload: bytes,
         content_type: str | None,
     ) -> None:
-        self.request_log.append((method, path, query, status))
+        with self._logged:
+            self.request_log.append((method, path, query, status))
+            self._logged.notify_all()
         handler.send_response(status)
         if content_type:
             handler.send_header("Content-Type", content_type)
