@@ -1,0 +1,166 @@
+"""Per-campaign metrics assets (member statuses, campaign totals) and the check against Mailchimp's report."""
+
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from campaign_pipeline.core.metrics import campaign_totals as compute_campaign_totals
+from campaign_pipeline.core.metrics import member_statuses as compute_member_statuses
+from campaign_pipeline.core.metrics import reconcile_totals
+from campaign_pipeline.core.schemas import MEMBER_STATUSES, CampaignTotalsType, MemberStatusesType
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.profile import SyncProfile
+
+METRICS_GROUP = "metrics"
+METRICS_SETTINGS_KEY = "metrics_settings"
+PREVIEW_ROWS = 10
+# Same batching as the Mailchimp assets upstream, so one backfill run carries a campaign batch end to end.
+METRICS_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
+# Lets the Postgres IO manager split a multi-campaign frame back into campaign partitions.
+_PARTITION_METADATA = {"partition_expr": "campaign_id"}
+
+
+class MetricsSettings(dg.ConfigurableResource):
+    """How statuses are decided and how much drift from Mailchimp's report is tolerated; bound from the profile."""
+
+    status_rule: Literal["latest", "highest_rank"] = Field(
+        default="latest",
+        description="latest: the most recent event's status; highest_rank: the best status ever reached.",
+    )
+    reconcile_tolerance: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="Relative difference (0.02 = 2%) between computed totals and Mailchimp's report still passing.",
+    )
+
+
+def metrics_resources(profile: SyncProfile | None = None) -> dict[str, MetricsSettings]:
+    """Resources the metrics assets need, under their keys; the profile's status_rule reaches the assets here."""
+    status_rule = profile.status_rule if profile is not None else "latest"
+    return {METRICS_SETTINGS_KEY: MetricsSettings(status_rule=status_rule)}
+
+
+def _markdown_table(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.astype(str).to_markdown(index=False))
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=METRICS_GROUP,
+    dagster_type=MemberStatusesType,
+    backfill_policy=METRICS_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"pandas"},
+    description=(
+        "One row per campaign x member: the member's status (Clicked, Opened, Bounced, Unsubscribed or Sent by "
+        "the profile's status_rule) and response metrics (opens, clicks, first/last times, time to open, "
+        "bounce type, unsubscribe time). Repeated events count once; members compare by email hash, so case "
+        "differences do not split them. Members with events but not in sent-to are kept with "
+        "is_recipient = false. sent_at_is_exact = false marks automation emails, whose send time is approximate."
+    ),
+)
+def member_statuses(
+    context: dg.AssetExecutionContext,
+    metrics_settings: MetricsSettings,
+    campaign_recipients: pd.DataFrame,
+    raw_email_events: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    statuses = compute_member_statuses(campaign_recipients, raw_email_events, status_rule=metrics_settings.status_rule)
+    breakdown = statuses["latest_status"].value_counts().reindex(list(MEMBER_STATUSES), fill_value=0)
+    recipients = statuses["is_recipient"]
+    approximate = int((recipients & ~statuses["sent_at_is_exact"]).sum())
+    non_recipients = int((~recipients).sum())
+    if non_recipients:
+        context.log.warning(
+            f"{non_recipients} member(s) have events but are not in the campaign's sent-to; kept with "
+            "is_recipient = false and counted in campaign_totals.non_recipient_members"
+        )
+    if approximate:
+        context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
+    return dg.Output(
+        statuses,
+        metadata={
+            "dagster/row_count": len(statuses),
+            "status_rule": metrics_settings.status_rule,
+            "status_breakdown": _markdown_table(breakdown.rename_axis("status").reset_index(name="members")),
+            **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
+            "recipients": int(recipients.sum()),
+            "non_recipient_members": non_recipients,
+            "approximate_send_times": approximate,
+            "preview": _markdown_table(statuses.head(PREVIEW_ROWS)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=mailchimp_campaigns,
+    group_name=METRICS_GROUP,
+    dagster_type=CampaignTotalsType,
+    backfill_policy=METRICS_BACKFILL_POLICY,
+    metadata=_PARTITION_METADATA,
+    kinds={"pandas"},
+    description=(
+        "One row per campaign: emails sent, delivered, unique and total opens, subscribers who clicked, total "
+        "clicks, hard and soft bounces, unsubscribes (all over sent-to recipients), forwards, forward opens and "
+        "abuse reports (from Mailchimp's report, the only source), open, click and click-to-open rates on "
+        "delivered (0 when there is nothing to divide by), and members with events outside sent-to."
+    ),
+)
+def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    totals = compute_campaign_totals(member_statuses, mailchimp_campaign_report)
+    metadata: dict[str, object] = {
+        "dagster/row_count": len(totals),
+        "preview": _markdown_table(totals.head(PREVIEW_ROWS)),
+    }
+    if len(totals) == 1:
+        # One campaign (the usual partition run): its numbers as first-class metadata, plottable over runs.
+        only = totals.iloc[0]
+        for column in ("emails_sent", "delivered", "unique_opens", "unique_subscriber_clicks", "unsubscribes"):
+            metadata[column] = int(only[column])
+        for column in ("open_rate", "click_rate", "click_to_open_rate"):
+            metadata[column] = dg.MetadataValue.float(float(only[column]))
+    return dg.Output(totals, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=campaign_totals,
+    name="totals_match_mailchimp_report",
+    additional_ins={"mailchimp_campaign_report": dg.AssetIn()},
+    description=(
+        "Computed totals (sent, opens, clicks, bounces, unsubscribes, rates) agree with Mailchimp's own report "
+        "within metrics_settings.reconcile_tolerance (default 2%, relative). Drift fails the check and lists "
+        "the differing numbers; it never stops the run."
+    ),
+)
+def totals_match_mailchimp_report(
+    metrics_settings: MetricsSettings, campaign_totals: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
+) -> dg.AssetCheckResult:
+    tolerance = metrics_settings.reconcile_tolerance
+    differences = reconcile_totals(campaign_totals, mailchimp_campaign_report, tolerance=tolerance)
+    unreported = sorted(set(campaign_totals["campaign_id"]) - set(mailchimp_campaign_report["campaign_id"]))
+    passed = differences.empty and not unreported
+    metadata: dict[str, object] = {
+        "tolerance": dg.MetadataValue.float(tolerance),
+        "differing_numbers": len(differences),
+        "differences": _markdown_table(differences.round(4)),
+    }
+    if unreported:
+        metadata["campaigns_without_report"] = dg.MetadataValue.text(", ".join(unreported))
+    description = (
+        "Computed totals match Mailchimp's report"
+        if passed
+        else f"{len(differences)} number(s) differ from Mailchimp's report beyond {tolerance:.1%}"
+        + (f"; no report for {', '.join(unreported)}" if unreported else "")
+    )
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=description
+    )
+
+
+metrics_assets: list[dg.AssetsDefinition] = [member_statuses, campaign_totals]
+metrics_asset_checks: list[dg.AssetChecksDefinition] = [totals_match_mailchimp_report]
