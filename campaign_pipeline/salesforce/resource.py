@@ -419,25 +419,29 @@ class SalesforceResource(dg.ConfigurableResource):
 
 
 def _sandbox_session(org: Any) -> str:
-    """A fresh session id from the sandbox org (what an OAuth refresh gives a live org)."""
-    renew = getattr(org, "new_session", None) or getattr(org, "login", None)
-    if renew is not None:
-        value = renew()
-        if isinstance(value, str):
-            return value
-    return org.session_id
+    """A fresh session from the sandbox org's OAuth token endpoint, as a password login renews a live one."""
+    from campaign_pipeline.sandbox.salesforce_api import DEFAULT_PASSWORD
+
+    response = org.requests_session().post(
+        org.token_url,
+        data={"grant_type": "password", "username": org.username, "password": DEFAULT_PASSWORD},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        raise SalesforceCallFailed(
+            f"sandbox org refused a new session ({response.status_code})", error_code="LOGIN_FAILED"
+        )
+    return response.json()["access_token"]
 
 
 def _seed_sandbox_once(org: Any, *, seed: int) -> None:
-    """Give an empty sandbox org Leads and Contacts for part of the Mailchimp sandbox audience."""
+    """Give the sandbox org Leads and Contacts for part of the Mailchimp sandbox audience (once per org)."""
     from campaign_pipeline.sandbox.salesforce_api import seed_people
 
-    if org.records("Contact") or org.records("Lead"):
-        return
     try:
         from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
-        emails = SandboxAccount().audience_emails()
+        emails = SandboxAccount(seed=seed).audience_emails()
     except Exception as exc:  # the Mailchimp sandbox is optional for the Salesforce side
         logger.warning("sandbox org not seeded from the Mailchimp sandbox audience: %s", exc)
         return

@@ -44,10 +44,13 @@ from campaign_pipeline.core.salesforce_records import (
     CAMPAIGN,
     CAMPAIGN_MEMBER,
     CAMPAIGN_MEMBER_STATUS,
+    desired_campaign_member_statuses,
+    desired_campaign_members,
+    desired_campaigns,
     enforce_field_limits,
     salesforce_field_columns,
 )
-from campaign_pipeline.profile import SyncSettings
+from campaign_pipeline.profile import SyncProfile, SyncSettings
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
 from campaign_pipeline.salesforce.matching import chunk_for_in_list
 from campaign_pipeline.salesforce.resource import (
@@ -745,3 +748,46 @@ def sync_desired_records(
 ) -> SyncReport:
     """Write the desired records (parents first) and return what happened; see the module docstring."""
     return SyncEngine(client, ledger, settings).run(desired)
+
+
+def campaign_kind(profile: SyncProfile) -> RecordKind:
+    """Campaign records, upserted by the profile's Campaign external-ID field when it has one."""
+    return with_external_id(CAMPAIGN_KIND, profile.field_mapping.campaign_key_field)
+
+
+def campaign_member_kind(profile: SyncProfile) -> RecordKind:
+    """CampaignMember records, upserted by the profile's CampaignMember external-ID field when it has one."""
+    return with_external_id(CAMPAIGN_MEMBER_KIND, profile.field_mapping.campaign_member_key_field)
+
+
+def campaign_mode_records(
+    profile: SyncProfile,
+    *,
+    campaign_totals: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+    member_statuses: pd.DataFrame | None = None,
+    matches: pd.DataFrame | None = None,
+) -> list[DesiredRecords]:
+    """Desired records of modes campaign (Campaign, its member statuses, members) and campaign_totals (Campaign)."""
+    campaigns = desired_campaigns(
+        campaign_totals,
+        campaign_report,
+        totals_mapping=profile.field_mapping.campaign,
+        key_field=profile.field_mapping.campaign_key_field,
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+    desired = [DesiredRecords(campaign_kind(profile), campaigns)]
+    if profile.mode == "campaign_totals" or member_statuses is None or matches is None:
+        return desired
+    members = desired_campaign_members(
+        member_statuses,
+        matches,
+        member_mapping=profile.field_mapping.campaign_member,
+        key_field=profile.field_mapping.campaign_member_key_field,
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+    return [
+        *desired,
+        DesiredRecords(CAMPAIGN_MEMBER_STATUS_KIND, desired_campaign_member_statuses(campaigns["campaign_id"])),
+        DesiredRecords(campaign_member_kind(profile), members),
+    ]

@@ -1,0 +1,327 @@
+"""Per-campaign Salesforce assets: matches, unmatched members, desired records and the push (salesforce_sync).
+
+Modes activity / notes add their desired-record assets (``sf_tasks``, ``sf_notes``, ``sf_attachments``) to the
+push by passing ``DesiredInput``s to ``build_salesforce_sync`` (see ``campaign_pipeline.salesforce.defs``).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from campaign_pipeline.core.salesforce_records import (
+    APPROXIMATE_SEND_NOTE,
+    desired_campaign_member_statuses,
+    desired_campaign_members,
+    desired_campaigns,
+    desired_leads,
+)
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
+from campaign_pipeline.salesforce.resource import SalesforceResource
+from campaign_pipeline.salesforce.sync import (
+    CAMPAIGN_MEMBER_STATUS_KIND,
+    DesiredRecords,
+    RecordKind,
+    SyncReport,
+    sync_desired_records,
+)
+from campaign_pipeline.storage.database import get_engine
+
+SALESFORCE_GROUP = "salesforce"
+SALESFORCE_POOL = "salesforce"
+SALESFORCE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
+_PARTITION_METADATA = {"partition_expr": "campaign_id"}
+PREVIEW_ROWS = 10
+LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",))
+
+
+def _table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MarkdownMetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    return dg.MetadataValue.md(frame.head(rows).astype(str).to_markdown(index=False))
+
+
+@dataclass(frozen=True)
+class DesiredInput:
+    """An upstream desired-record asset for the push, and the record kind its frame holds."""
+
+    asset_name: str
+    kind: Callable[[SyncProfile], RecordKind]
+
+
+def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        outs={
+            "salesforce_matches": dg.AssetOut(
+                group_name=SALESFORCE_GROUP,
+                metadata=_PARTITION_METADATA,
+                kinds={"salesforce"},
+                description=(
+                    "Campaign members matched to a Salesforce Contact or Lead by email (case-insensitive): a "
+                    "Contact wins over a Lead, converted Leads are skipped, and several candidates pick the oldest "
+                    "(CreatedDate, then Id) with the pick noted in match_note."
+                ),
+            ),
+            "unmatched_members": dg.AssetOut(
+                group_name=SALESFORCE_GROUP,
+                metadata=_PARTITION_METADATA,
+                kinds={"salesforce"},
+                description=(
+                    "Campaign members no Contact or unconverted Lead matches, with the reason. With "
+                    "matching.create_leads_for_unmatched they become Leads and move to salesforce_matches."
+                ),
+            ),
+        },
+        ins={"member_statuses": dg.AssetIn()},
+        partitions_def=mailchimp_campaigns,
+        pool=SALESFORCE_POOL,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        can_subset=False,
+    )
+    def salesforce_matches(
+        context: dg.AssetExecutionContext, salesforce: SalesforceResource, member_statuses: pd.DataFrame
+    ):
+        with salesforce.open_client(
+            api_call_budget=profile.sync.api_call_budget,
+            limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
+            log=context.log,
+        ) as client:
+            matches, unmatched = match_campaign_members(client, member_statuses)
+            created_leads = 0
+            if profile.matching.create_leads_for_unmatched and len(unmatched) and not profile.sync.preview_only:
+                matches, unmatched, created_leads = _match_created_leads(client, profile, matches, unmatched)
+            calls = dict(client.stats.calls)
+        several = int((matches["candidate_count"] > 1).sum())
+        common = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
+        yield dg.Output(
+            matches,
+            output_name="salesforce_matches",
+            metadata={
+                **common,
+                "matched": len(matches),
+                "contacts": int((matches["salesforce_object"] == "Contact").sum()),
+                "leads": int((matches["salesforce_object"] == "Lead").sum()),
+                "several_candidates": several,
+                "leads_created": created_leads,
+                "preview": _table(matches),
+            },
+        )
+        yield dg.Output(
+            unmatched,
+            output_name="unmatched_members",
+            metadata={**common, "unmatched": len(unmatched), "preview": _table(unmatched)},
+        )
+
+    return salesforce_matches
+
+
+def _match_created_leads(client, profile: SyncProfile, matches: pd.DataFrame, unmatched: pd.DataFrame):
+    """Create Leads for unmatched members (idempotent through the ledger) and match the members to them."""
+    leads = desired_leads(
+        unmatched, company=profile.matching.lead_company_default, lead_source=profile.matching.lead_source
+    )
+    ledger = SyncLedger(get_engine())
+    report = sync_desired_records(client, ledger, [DesiredRecords(LEAD_KIND, leads)], profile.sync)
+    known = ledger.load(LEAD_KIND.name).dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
+    lead_ids = ("lead|" + unmatched["email_id"]).map(known)
+    now_matched = unmatched[lead_ids.notna()].assign(
+        salesforce_id=lead_ids[lead_ids.notna()],
+        salesforce_object="Lead",
+        candidate_count=1,
+        match_note="Lead created for an unmatched member",
+    )
+    matches = pd.concat([matches, now_matched[list(MATCH_COLUMNS)]], ignore_index=True)
+    return matches, unmatched[lead_ids.isna()].reset_index(drop=True), report.total("created")
+
+
+def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="sf_campaign",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce", "pandas"},
+        ins={"campaign_totals": dg.AssetIn(), "mailchimp_campaign_report": dg.AssetIn()},
+        description=(
+            "The Campaign each Mailchimp campaign should be in Salesforce: name, type Email, start date, a "
+            "description (saying when the send time is approximate, for automation emails) and the campaign "
+            "totals mapped in field_mapping.campaign. One row per campaign, keyed by the Mailchimp campaign id."
+        ),
+    )
+    def sf_campaign(
+        context: dg.AssetExecutionContext, campaign_totals: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        desired = desired_campaigns(
+            campaign_totals,
+            mailchimp_campaign_report,
+            totals_mapping=profile.field_mapping.campaign,
+            key_field=profile.field_mapping.campaign_key_field,
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        approximate = int((~desired["sent_at_is_exact"]).sum())
+        metadata: dict[str, object] = {
+            "campaigns": len(desired),
+            "approximate_send_times": approximate,
+            "truncated": int((desired["truncated_fields"] != "").sum()),
+            "rejected": int(desired["reject_reason"].notna().sum()),
+            "preview": _table(desired),
+        }
+        if approximate:
+            metadata["note"] = APPROXIMATE_SEND_NOTE
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_campaign
+
+
+def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="sf_campaign_members",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce", "pandas"},
+        ins={"member_statuses": dg.AssetIn(), "salesforce_matches": dg.AssetIn()},
+        description=(
+            "The CampaignMember each matched member should be: its Contact or Lead, the latest status (Sent, "
+            "Opened, Clicked, Bounced, Unsubscribed) and the member metrics mapped in "
+            "field_mapping.campaign_member. Keyed by campaign + Salesforce person."
+        ),
+    )
+    def sf_campaign_members(
+        context: dg.AssetExecutionContext, member_statuses: pd.DataFrame, salesforce_matches: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        desired = desired_campaign_members(
+            member_statuses,
+            salesforce_matches,
+            member_mapping=profile.field_mapping.campaign_member,
+            key_field=profile.field_mapping.campaign_member_key_field,
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        breakdown = desired["Status"].value_counts().to_dict() if len(desired) else {}
+        approximate = int((~desired["sent_at_is_exact"]).sum())
+        metadata: dict[str, object] = {
+            "members": len(desired),
+            "status_breakdown": dg.MetadataValue.json({str(k): int(v) for k, v in breakdown.items()}),
+            "approximate_send_times": approximate,
+            "preview": _table(desired),
+        }
+        if approximate:
+            metadata["note"] = APPROXIMATE_SEND_NOTE
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_campaign_members
+
+
+def report_metadata(report: SyncReport) -> dict[str, object]:
+    """What a sync run did, for the UI: counts, API calls, target, stop reason, failures and changes."""
+    per_kind = {
+        name: {
+            "desired": o.desired,
+            "created": o.created,
+            "updated": o.updated,
+            "unchanged": o.unchanged,
+            "failed": o.failed,
+            "api": o.api,
+            **({"to_create": o.to_create, "to_update": o.to_update} if report.preview_only else {}),
+        }
+        for name, o in report.outcomes.items()
+    }
+    metadata: dict[str, object] = {
+        "salesforce_target": report.target,
+        "preview_only": report.preview_only,
+        "created": report.total("created"),
+        "updated": report.total("updated"),
+        "unchanged": report.total("unchanged"),
+        "failed": report.total("failed"),
+        "would_create": report.total("to_create"),
+        "would_update": report.total("to_update"),
+        "write_calls": report.write_calls,
+        "read_calls": report.read_calls,
+        "api_calls": sum(report.calls.values()),
+        "retries": report.retries,
+        "per_kind": dg.MetadataValue.json(per_kind),
+        "failures": _table(report.failures, 20),
+        "changes": _table(report.changes, 20),
+        "stopped": report.stopped or "",
+    }
+    return metadata
+
+
+def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[DesiredInput]) -> dg.AssetsDefinition:
+    """The push: every desired-record input, in order (parents first), through the sync engine.
+
+    ``sf_campaign`` also brings the CampaignMemberStatus values its members need, right after the Campaigns.
+    """
+    names = [desired_input.asset_name for desired_input in desired_inputs]
+
+    @dg.asset(
+        name="salesforce_sync",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        pool=SALESFORCE_POOL,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce"},
+        ins={name: dg.AssetIn() for name in names},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_failed_records",
+                asset="salesforce_sync",
+                description="Every desired record was written; failures are listed with Salesforce's code and message.",
+            )
+        ],
+        description=(
+            f"Writes {', '.join(names)} to Salesforce (mode {profile.mode}): only new records, changed records "
+            "and records whose last write failed, through sObject Collections or, from "
+            f"{profile.sync.bulk_threshold} records, Bulk API 2.0. Metadata: created / updated / unchanged / "
+            "failed, API calls, the target org (sandbox or live), failures and changes. With sync.preview_only "
+            "it writes nothing and shows what would change. Output: the ledger rows of these campaigns."
+        ),
+    )
+    def salesforce_sync(context: dg.AssetExecutionContext, salesforce: SalesforceResource, **frames: pd.DataFrame):
+        desired: list[DesiredRecords] = []
+        for desired_input in desired_inputs:
+            frame = frames[desired_input.asset_name]
+            kind = desired_input.kind(profile)
+            desired.append(DesiredRecords(kind, frame))
+            if desired_input.asset_name == "sf_campaign" and profile.mode != "campaign_totals":
+                desired.append(
+                    DesiredRecords(CAMPAIGN_MEMBER_STATUS_KIND, desired_campaign_member_statuses(frame["campaign_id"]))
+                )
+        ledger = SyncLedger(get_engine())
+        with salesforce.open_client(
+            api_call_budget=profile.sync.api_call_budget,
+            limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
+            log=context.log,
+        ) as client:
+            report = sync_desired_records(client, ledger, desired, profile.sync)
+        if report.stopped:
+            context.log.warning(f"Salesforce sync stopped cleanly: {report.stopped}")
+        metadata = report_metadata(report)
+        approximate = sum(int((~item.frame["sent_at_is_exact"].astype(bool)).sum()) for item in desired)
+        if approximate:
+            metadata["note"] = APPROXIMATE_SEND_NOTE
+        campaign_ids = [key for key in context.partition_keys]
+        kinds = [item.kind.name for item in desired]
+        ledger_rows = pd.concat(
+            [ledger.load(kind, campaign_ids).assign(object_kind=kind) for kind in kinds], ignore_index=True
+        )
+        ledger_rows = ledger_rows[
+            ["campaign_id", "object_kind", "sync_key", "salesforce_id", "last_result", "error_code", "error_message"]
+        ]
+        failed = report.total("failed")
+        yield dg.Output(ledger_rows.astype(object).where(ledger_rows.notna(), None).astype(str), metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name="no_failed_records",
+            passed=failed == 0 and not report.stopped,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"failed": failed, "stopped": report.stopped or "", "failures": _table(report.failures, 20)},
+        )
+
+    return salesforce_sync
