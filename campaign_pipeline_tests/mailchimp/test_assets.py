@@ -1,0 +1,146 @@
+"""The per-campaign assets materialised by Dagster against the sandbox, on the session's Postgres instance."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from campaign_pipeline.mailchimp.assets import (
+    MAILCHIMP_ASSETS,
+    campaign_content,
+    campaign_recipients,
+    mailchimp_campaign_report,
+    raw_email_events,
+)
+from campaign_pipeline.mailchimp.defs import mailchimp_assets
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.resource import SANDBOX_SOURCE_MESSAGE, MailchimpResource
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+
+
+@pytest.fixture(autouse=True)
+def empty_landing(pg_engine):
+    from campaign_pipeline.mailchimp.landing import LandingStore
+
+    LandingStore(pg_engine)
+    with pg_engine.begin() as conn:
+        for table in ("landed_email_events", "mailchimp_fetch_cursors", "quarantined_records"):
+            conn.execute(sa.text(f'TRUNCATE "{PIPELINE_SCHEMA}".{table}'))
+
+
+def materialize(assets, instance, mailchimp, partition_key=None, tags=None):
+    return dg.materialize(
+        assets,
+        instance=instance,
+        resources={"mailchimp": mailchimp, "io_manager": dg.mem_io_manager},
+        partition_key=partition_key,
+        tags=tags,
+    )
+
+
+def materialization(result: dg.ExecuteInProcessResult, asset: dg.AssetsDefinition) -> dg.AssetMaterialization:
+    [event] = [m for m in result.asset_materializations_for_node(asset.op.name)]
+    return event
+
+
+def test_assets_are_partitioned_pooled_and_described():
+    for asset in MAILCHIMP_ASSETS:
+        [key] = asset.keys
+        spec = asset.specs_by_key[key]
+        assert asset.partitions_def == mailchimp_campaigns
+        assert spec.group_name == "mailchimp"
+        assert asset.op.pool == "mailchimp"
+        assert spec.description and len(spec.description) > 40
+        assert spec.metadata["partition_expr"] == "campaign_id"
+
+
+def test_campaign_content_only_in_notes_mode():
+    assert campaign_content not in mailchimp_assets(SyncProfile(mode="campaign"))
+    assert campaign_content in mailchimp_assets(SyncProfile(mode="notes"))
+    assert {raw_email_events, campaign_recipients, mailchimp_campaign_report} <= set(
+        mailchimp_assets(SyncProfile(mode="campaign_totals"))
+    )
+
+
+def test_raw_email_events_lands_then_adds_only_late_activity(account, mailchimp, dagster_instance):
+    campaign_id = account.campaign_ids()[-1]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
+    first = materialize([raw_email_events], dagster_instance, mailchimp, campaign_id)
+    frame = first.output_for_node("raw_email_events")
+    truth = account.truth_events(campaign_id)
+    assert len(frame) == len(truth)
+    meta = materialization(first, raw_email_events).metadata
+    assert meta["new_events"].value == meta["total_events"].value == len(truth)
+    assert meta["quarantined_new"].value == len(account.malformed_records(campaign_id))
+    assert meta["api_calls"].value >= meta["pages"].value >= 2
+    assert meta["cursor"].value == truth.loc[truth["action"] != "unsubscribe", "timestamp"].max().isoformat()
+
+    account.simulate_late_activity(hours=24)
+    late_truth = account.truth_events(campaign_id)
+    second = materialize([raw_email_events], dagster_instance, mailchimp, campaign_id)
+    meta = materialization(second, raw_email_events).metadata
+    assert meta["new_events"].value == len(late_truth) - len(truth)
+    assert meta["total_events"].value == len(late_truth) == len(second.output_for_node("raw_email_events"))
+    assert meta["quarantined_new"].value == 0
+
+
+def test_recipients_and_report_for_an_automation_email(account, mailchimp, dagster_instance):
+    automation = [c for c in mailchimp.list_sent_campaigns() if c.type == "automation"][0]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [automation.id])
+    result = materialize([campaign_recipients, mailchimp_campaign_report], dagster_instance, mailchimp, automation.id)
+    recipients = result.output_for_node("campaign_recipients")
+    truth = account.truth_recipients(automation.id)
+    assert sorted(recipients["email_id"]) == sorted(truth["email_id"])
+    assert not recipients["sent_at_is_exact"].any()
+    assert materialization(result, campaign_recipients).metadata["sent_at_is_exact"].value is False
+    report = result.output_for_node("mailchimp_campaign_report")
+    assert report.loc[0, "campaign_type"] == "automation"
+    assert report.loc[0, "emails_sent"] == len(truth)
+    assert report.loc[0, "hard_bounces"] == (truth["send_status"] == "hard").sum()
+
+
+def test_campaign_content_is_the_sent_html(account, mailchimp, dagster_instance):
+    campaign_id = account.campaign_ids()[0]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
+    result = materialize([campaign_content], dagster_instance, mailchimp, campaign_id)
+    content = result.output_for_node("campaign_content")
+    assert content["campaign_id"].tolist() == [campaign_id]
+    assert content.loc[0, "html"].startswith("<!doctype html>")
+
+
+def test_a_batched_backfill_run_covers_several_campaigns(account, mailchimp, dagster_instance):
+    campaign_ids = account.campaign_ids()[:3]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, campaign_ids)
+    result = materialize(
+        [raw_email_events],
+        dagster_instance,
+        mailchimp,
+        tags={
+            "dagster/asset_partition_range_start": campaign_ids[0],
+            "dagster/asset_partition_range_end": campaign_ids[-1],
+        },
+    )
+    frame = result.output_for_node("raw_email_events")
+    assert sorted(frame["campaign_id"].unique()) == sorted(campaign_ids)
+    assert len(frame) == sum(len(account.truth_events(cid)) for cid in campaign_ids)
+
+
+def test_without_a_key_the_source_is_the_sandbox_and_says_so(tmp_path, dagster_instance, monkeypatch):
+    monkeypatch.delenv("MAILCHIMP_API_KEY", raising=False)
+    state_path = tmp_path / "fallback_state.json"
+    fallback = MailchimpResource(sandbox_state_path=str(state_path), sandbox_members=600, sandbox_seed=5)
+    assert fallback.uses_sandbox
+    mirror = SandboxAccount(seed=5, n_members=600, state_path=state_path)
+    campaign_id = mirror.campaign_ids()[-1]
+    assert fallback.now() == pd.Timestamp(mirror.now)
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
+    result = materialize([mailchimp_campaign_report], dagster_instance, fallback, campaign_id)
+    meta = materialization(result, mailchimp_campaign_report).metadata
+    assert meta["mailchimp_source"].value == SANDBOX_SOURCE_MESSAGE
+    assert state_path.exists()
+    logged = [entry.user_message for entry in dagster_instance.all_logs(result.run_id)]
+    assert SANDBOX_SOURCE_MESSAGE in logged
