@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -693,18 +694,53 @@ class MailchimpSandbox:
         handler.wfile.write(payload)
 
 
-def serve(host: str, port: int, account: SandboxAccount | None = None, state_path: Path | str | None = None) -> None:
-    """Run the Mailchimp sandbox in the foreground until interrupted (the `campaign-pipeline sandbox` command)."""
+def serve(
+    host: str,
+    port: int,
+    account: SandboxAccount | None = None,
+    state_path: Path | str | None = None,
+    *,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[MailchimpSandbox], None] | None = None,
+) -> None:
+    """Run the Mailchimp sandbox in the foreground until interrupted or `stop` is set (`campaign-pipeline sandbox`).
+
+    With no account, a default one whose clock follows the wall clock (activity keeps arriving as time passes).
+    With `state_path`, the clock and simulated sends are shared with every process using the same file.
+    """
     if account is None:
-        account = SandboxAccount(state_path=state_path)
-    elif state_path is not None and account.state_path is None:
-        raise ValueError("pass state_path to SandboxAccount(...) itself, or pass no account to serve()")
+        account = SandboxAccount(state_path=state_path, follow_wall_clock=True)
+    elif state_path is not None and account.state_path != Path(state_path):
+        account = account.with_state_path(state_path)
     sandbox = MailchimpSandbox(account, host=host, port=port).start()
+    # The key is a sandbox key derived from the seed, not a credential; people need it to point a client here.
     print(f"Mailchimp sandbox serving {sandbox.base_url} (sandbox API key: {sandbox.api_key})", flush=True)
+    if on_ready is not None:
+        on_ready(sandbox)
+    stop = stop if stop is not None else threading.Event()
     try:
-        while True:
-            time.sleep(3600)
+        while not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m campaign_pipeline.sandbox.mailchimp_api --port 8765` for a quick standalone sandbox."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--members", type=int, default=2_000)
+    parser.add_argument("--state-path", type=Path, default=None)
+    args = parser.parse_args(argv)
+    account = SandboxAccount(seed=args.seed, n_members=args.members, state_path=args.state_path, follow_wall_clock=True)
+    serve(args.host, args.port, account)
+
+
+if __name__ == "__main__":
+    main()

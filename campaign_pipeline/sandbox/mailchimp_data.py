@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -226,6 +227,12 @@ class _SharedState:
     anchor: int
     clock_seconds: int = 0
     extra_send_times: list[int] = field(default_factory=list)
+    follow_wall_clock: bool = False
+
+    @property
+    def now(self) -> int:
+        base = int(time.time()) if self.follow_wall_clock else self.anchor
+        return base + self.clock_seconds
 
 
 class SandboxAccount:
@@ -238,8 +245,9 @@ class SandboxAccount:
         n_regular_campaigns: int = 4,
         n_automation_emails: int = 2,
         *,
-        anchor: datetime = DEFAULT_ANCHOR,
+        anchor: datetime | None = None,
         state_path: Path | str | None = None,
+        follow_wall_clock: bool = False,
         include_malformed: bool = True,
         include_draft: bool = True,
         rates: ResponseRates = ResponseRates(),
@@ -247,8 +255,25 @@ class SandboxAccount:
     ) -> None:
         if n_members < 1:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
-        if anchor.tzinfo is None:
+        if anchor is not None and anchor.tzinfo is None:
             raise ValueError("anchor must be timezone-aware (UTC)")
+        self._init_kwargs = {
+            "seed": seed,
+            "n_members": n_members,
+            "n_regular_campaigns": n_regular_campaigns,
+            "n_automation_emails": n_automation_emails,
+            "anchor": anchor,
+            "follow_wall_clock": follow_wall_clock,
+            "include_malformed": include_malformed,
+            "include_draft": include_draft,
+            "rates": rates,
+            "data_center": data_center,
+        }
+        if anchor is None:
+            # A wall-clock sandbox is anchored at its creation hour, so its campaigns look recent to a real sensor.
+            anchor = (
+                datetime.now(UTC).replace(minute=0, second=0, microsecond=0) if follow_wall_clock else DEFAULT_ANCHOR
+            )
         self.seed = seed
         self.n_members = n_members
         self.n_regular_campaigns = n_regular_campaigns
@@ -262,7 +287,7 @@ class SandboxAccount:
         self.state_path = Path(state_path) if state_path is not None else None
         self._lock = threading.Lock()
         self._cache: dict[tuple, Any] = {}
-        self._memory_state = _SharedState(anchor=_epoch(anchor))
+        self._memory_state = _SharedState(anchor=_epoch(anchor), follow_wall_clock=follow_wall_clock)
         if self.state_path is not None:
             self._init_state_file()
         self._workflow_start = self._state().anchor - 21 * DAY_SECONDS
@@ -295,6 +320,7 @@ class SandboxAccount:
             anchor=_epoch(datetime.fromisoformat(stored["anchor"])),
             clock_seconds=int(stored["clock_seconds"]),
             extra_send_times=[int(t) for t in stored["extra_send_times"]],
+            follow_wall_clock=bool(stored.get("follow_wall_clock", False)),
         )
 
     def _write_state(self, state: _SharedState) -> None:
@@ -306,6 +332,7 @@ class SandboxAccount:
             "anchor": format_timestamp(state.anchor),
             "clock_seconds": state.clock_seconds,
             "extra_send_times": state.extra_send_times,
+            "follow_wall_clock": state.follow_wall_clock,
         }
         # Write then rename, so a reader in another process never sees half a file.
         tmp = self.state_path.with_name(f"{self.state_path.name}.{os.getpid()}.tmp")
@@ -327,8 +354,11 @@ class SandboxAccount:
 
     @property
     def now_epoch(self) -> int:
-        state = self._state()
-        return state.anchor + state.clock_seconds
+        return self._state().now
+
+    def with_state_path(self, state_path: Path | str) -> SandboxAccount:
+        """The same account, sharing its clock and sends with other processes through `state_path`."""
+        return SandboxAccount(**self._init_kwargs, state_path=state_path)
 
     @property
     def now(self) -> datetime:
@@ -358,7 +388,7 @@ class SandboxAccount:
     def campaign_specs(self, include_unsent: bool = False) -> list[CampaignSpec]:
         """Every campaign and automation email that exists now, oldest send first."""
         state = self._state()
-        now = state.anchor + state.clock_seconds
+        now = state.now
         specs: list[CampaignSpec] = []
         for index in range(self.n_regular_campaigns):
             age_days = 2 + 7 * (self.n_regular_campaigns - 1 - index)
@@ -930,7 +960,7 @@ class SandboxAccount:
 
     def simulate_new_send(self) -> str:
         """Send one more regular campaign (an hour ago on the sandbox clock, so some response is visible)."""
-        state = self._update_state(lambda s: s.extra_send_times.append(s.anchor + s.clock_seconds - HOUR_SECONDS))
+        state = self._update_state(lambda s: s.extra_send_times.append(s.now - HOUR_SECONDS))
         return self._regular_spec(
             self.n_regular_campaigns + len(state.extra_send_times) - 1, state.extra_send_times[-1]
         ).campaign_id
