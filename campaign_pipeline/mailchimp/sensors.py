@@ -51,12 +51,17 @@ class NewSendsCursor:
             }
         )
 
-    def advanced(self, campaigns: list[SentCampaign]) -> "NewSendsCursor":
+    def advanced(self, campaigns: list[SentCampaign], listed_since: pd.Timestamp | None = None) -> "NewSendsCursor":
+        """The cursor after a tick that listed `campaigns` sent after `listed_since`.
+
+        A first tick that finds nothing still records where it looked from, so the next tick
+        lists from there rather than from a lookback that has moved on.
+        """
         send_times = [c.send_time for c in campaigns if c.send_time is not None]
         if self.max_send_time is not None:
             send_times.append(self.max_send_time)
         if not send_times:
-            return self
+            return NewSendsCursor(max_send_time=listed_since, recent_ids=[]) if listed_since is not None else self
         newest = max(send_times)
         keep_from = newest - RELIST_SLACK
         recent = {c.id for c in campaigns if c.send_time is not None and c.send_time >= keep_from}
@@ -129,7 +134,7 @@ def build_mailchimp_sensor(
         fresh = new_sends(usable, cursor, now, lookback_days)
         existing = set(context.instance.get_dynamic_partitions(mailchimp_campaigns.name))
         to_add = [c.id for c in fresh if c.id not in existing]
-        next_cursor = cursor.advanced(usable)
+        next_cursor = cursor.advanced(usable, listed_since=since)
         if not fresh:
             return dg.SensorResult(skip_reason="No new Mailchimp sends", cursor=next_cursor.serialize())
         return dg.SensorResult(

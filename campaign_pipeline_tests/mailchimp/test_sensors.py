@@ -1,0 +1,156 @@
+"""The new-sends sensor and the attribution-window schedule, evaluated on the session's Postgres Dagster instance."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from campaign_pipeline.mailchimp.assets import MAILCHIMP_ASSETS
+from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
+from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule, campaigns_in_window
+from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+JOB = dg.define_asset_job(
+    "mailchimp_campaign_job", selection=dg.AssetSelection.assets(*MAILCHIMP_ASSETS), partitions_def=mailchimp_campaigns
+)
+SEED, MEMBERS = 21, 400
+
+
+@pytest.fixture
+def sandbox_world(tmp_path):
+    """The keyless resource (in-process sandbox on a state file) and a mirror of its account for the test to drive."""
+    state_path = tmp_path / "sensor_state.json"
+    resource = MailchimpResource(sandbox_state_path=str(state_path), sandbox_members=MEMBERS, sandbox_seed=SEED)
+    resource.ping()
+    return resource, SandboxAccount(seed=SEED, n_members=MEMBERS, state_path=state_path)
+
+
+def tick(sensor: dg.SensorDefinition, instance, mailchimp, cursor=None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mailchimp": mailchimp})
+    return sensor(context)
+
+
+def apply_partition_requests(instance, result: dg.SensorResult) -> None:
+    """What the daemon does with the SensorResult's dynamic partition requests."""
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def test_first_tick_looks_back_only_the_lookback_then_finds_exactly_new_sends(sandbox_world, dagster_instance):
+    mailchimp, account = sandbox_world
+    sensor = build_mailchimp_sensor(JOB, lookback_days=7)
+    now = pd.Timestamp(account.now)
+    all_sent = account.campaign_ids()
+    recent = [
+        cid
+        for cid in all_sent
+        if pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") >= now - pd.Timedelta(days=7)
+    ]
+    assert 0 < len(recent) < len(all_sent)  # the account has older campaigns the first tick must not flood
+
+    first = tick(sensor, dagster_instance, mailchimp)
+    [add] = first.dynamic_partitions_requests
+    assert add.partitions_def_name == "mailchimp_campaigns"
+    assert sorted(add.partition_keys) == sorted(recent)
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(recent)
+    assert all(r.run_key == f"new-send:{r.partition_key}" for r in first.run_requests)
+    cursor = NewSendsCursor.parse(first.cursor)
+    assert cursor.max_send_time == max(
+        pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") for cid in all_sent
+    )
+    apply_partition_requests(dagster_instance, first)
+    assert sorted(dagster_instance.get_dynamic_partitions("mailchimp_campaigns")) == sorted(recent)
+
+    quiet = tick(sensor, dagster_instance, mailchimp, first.cursor)
+    assert not quiet.run_requests and not quiet.dynamic_partitions_requests
+    assert quiet.skip_reason is not None
+    assert NewSendsCursor.parse(quiet.cursor).max_send_time == cursor.max_send_time
+
+    new_id = account.simulate_new_send()
+    found = tick(sensor, dagster_instance, mailchimp, quiet.cursor)
+    assert [r.partition_key for r in found.run_requests] == [new_id]
+    assert list(found.dynamic_partitions_requests[0].partition_keys) == [new_id]
+    assert new_id in NewSendsCursor.parse(found.cursor).recent_ids
+    apply_partition_requests(dagster_instance, found)
+
+    again = tick(sensor, dagster_instance, mailchimp, found.cursor)
+    assert not again.run_requests
+
+
+def test_existing_partition_is_not_added_twice_but_still_run(sandbox_world, dagster_instance):
+    mailchimp, account = sandbox_world
+    newest = account.campaign_ids()[-1]
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", [newest])
+    result = tick(build_mailchimp_sensor(JOB, lookback_days=7), dagster_instance, mailchimp)
+    assert newest in [r.partition_key for r in result.run_requests]
+    added = [key for request in result.dynamic_partitions_requests for key in request.partition_keys]
+    assert newest not in added
+
+
+def test_lookback_zero_starts_from_now_without_requests(sandbox_world, dagster_instance):
+    mailchimp, _ = sandbox_world
+    result = tick(build_mailchimp_sensor(JOB, lookback_days=0), dagster_instance, mailchimp)
+    assert not result.run_requests
+    assert NewSendsCursor.parse(result.cursor).max_send_time is not None
+
+
+def test_new_sends_at_the_same_second_are_not_lost():
+    moment = pd.Timestamp("2026-01-20T10:00:00Z")
+    first = SentCampaign("aaa111", "regular", moment, "A", "l1")
+    cursor = NewSendsCursor().advanced([first])
+    second = SentCampaign("bbb222", "regular", moment, "B", "l1")
+    assert new_sends([first, second], cursor, moment, lookback_days=7) == [second]
+
+
+def test_resync_schedule_requests_partitions_inside_the_attribution_window(sandbox_world, dagster_instance):
+    mailchimp, account = sandbox_world
+    now = pd.Timestamp(account.now)
+    send_times = {cid: pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") for cid in account.campaign_ids()}
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", list(send_times))
+    schedule = build_mailchimp_resync_schedule(JOB, attribution_window_days=10)
+    context = dg.build_schedule_context(
+        instance=dagster_instance, resources={"mailchimp": mailchimp}, scheduled_execution_time=now.to_pydatetime()
+    )
+    requests = schedule(context)
+    expected = sorted(cid for cid, sent in send_times.items() if sent >= now - pd.Timedelta(days=10))
+    assert 0 < len(expected) < len(send_times)
+    assert sorted(r.partition_key for r in requests) == expected
+    assert len({r.run_key for r in requests}) == len(requests)
+
+
+def test_resync_schedule_skips_campaigns_that_are_not_partitions_yet(sandbox_world, dagster_instance):
+    mailchimp, _ = sandbox_world
+    schedule = build_mailchimp_resync_schedule(JOB, attribution_window_days=30)
+    context = dg.build_schedule_context(instance=dagster_instance, resources={"mailchimp": mailchimp})
+    result = schedule(context)
+    assert isinstance(result, dg.SkipReason)
+
+
+def test_window_filter_excludes_old_and_future_sends():
+    now = pd.Timestamp("2026-02-01T00:00:00Z")
+    campaigns = [
+        SentCampaign("old1", "regular", now - pd.Timedelta(days=31), None, None),
+        SentCampaign("edge1", "regular", now - pd.Timedelta(days=30), None, None),
+        SentCampaign("new1", "automation", now - pd.Timedelta(hours=1), None, None),
+        SentCampaign("future1", "regular", now + pd.Timedelta(hours=1), None, None),
+    ]
+    assert [c.id for c in campaigns_in_window(campaigns, now, 30)] == ["edge1", "new1"]
+
+
+def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
+    sensors, schedules = build_mailchimp_sensors(JOB, SyncProfile())
+    defs = dg.Definitions(
+        assets=MAILCHIMP_ASSETS,
+        jobs=[JOB],
+        sensors=sensors,
+        schedules=schedules,
+        resources={"mailchimp": MailchimpResource()},
+    )
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_sensor_def("mailchimp_new_sends_sensor").job_name == "mailchimp_campaign_job"
+    assert defs.resolve_schedule_def("mailchimp_resync_schedule").job_name == "mailchimp_campaign_job"
