@@ -306,11 +306,11 @@ class MailchimpRoutes:
             "forwards": {"forwards_count": totals["forwards_count"], "forwards_opens": totals["forwards_opens"]},
             "opens": {
                 "opens_total": totals["opens_total"],
-                "proxy_excluded_opens": 0,
+                "proxy_excluded_opens": totals["proxy_excluded_opens"],
                 "unique_opens": totals["unique_opens"],
-                "proxy_excluded_unique_opens": 0,
+                "proxy_excluded_unique_opens": totals["proxy_excluded_unique_opens"],
                 "open_rate": totals["open_rate"],
-                "proxy_excluded_open_rate": 0,
+                "proxy_excluded_open_rate": totals["proxy_excluded_open_rate"],
                 "last_open": totals["last_open"],
             },
             "clicks": {
@@ -346,10 +346,12 @@ class MailchimpRoutes:
         spec = self._spec(cid, sent=True)
         count, offset = _paging(query)
         since = _time_param(query, "since")
-        listed, empty_listed = self.account.activity_listing(spec, since)
+        # Mailchimp's switch to leave out bot and privacy-proxy activity (the 3.0.80 client lacks the keyword).
+        filter_bots = query.get("filter_bots", "false").lower() in ("true", "1")
+        listed, empty_listed = self.account.activity_listing(spec, since, filter_bots)
         total = len(listed) + int(empty_listed)
         page_members = np.asarray(listed[offset : offset + count], dtype=np.int64)
-        emails = self.account.activity_entries(spec, page_members, since) if len(page_members) else []
+        emails = self.account.activity_entries(spec, page_members, since, filter_bots) if len(page_members) else []
         if empty_listed and offset <= len(listed) < offset + count:
             emails.append(self.account.empty_email_entry(spec))
         return {"emails": emails, "campaign_id": spec.campaign_id, "total_items": total, "_links": []}
@@ -357,7 +359,7 @@ class MailchimpRoutes:
     def sent_to(self, query: dict[str, str], cid: str) -> dict[str, Any]:
         spec = self._spec(cid, sent=True)
         count, offset = _paging(query)
-        recipients = self.account._visible_recipients(spec, self.account.now_epoch)
+        recipients = self.account.visible_recipients(spec, self.account.now_epoch)
         page_members = np.asarray(recipients[offset : offset + count], dtype=np.int64)
         sent_to = self.account.sent_to_entries(spec, page_members) if len(page_members) else []
         return {"sent_to": sent_to, "campaign_id": spec.campaign_id, "total_items": len(recipients), "_links": []}
@@ -381,8 +383,8 @@ class MailchimpRoutes:
         sent = sum(self.account.report_totals(s)["emails_sent"] for s in emails)
         return {
             "id": self.account.workflow_id,
-            "create_time": format_timestamp(self.account._workflow_start - 5 * 86_400),
-            "start_time": format_timestamp(self.account._workflow_start),
+            "create_time": format_timestamp(self.account.workflow_start - 5 * 86_400),
+            "start_time": format_timestamp(self.account.workflow_start),
             "status": "sending",
             "emails_sent": sent,
             "recipients": {"list_id": self.account.list_id, "list_is_active": True, "list_name": "Sandbox audience"},
@@ -449,7 +451,7 @@ class MailchimpRoutes:
                 "subject": "",
                 "language": "en",
             },
-            "date_created": format_timestamp(self.account._workflow_start - 365 * 86_400),
+            "date_created": format_timestamp(self.account.workflow_start - 365 * 86_400),
             "list_rating": 4,
             "email_type_option": False,
             "visibility": "prv",

@@ -214,11 +214,14 @@ class _Page:
     ev_ts: np.ndarray
     ev_url: np.ndarray  # index into spec.urls, -1 when not a click
     ev_bounce: np.ndarray  # STATUS_SOFT/STATUS_HARD for bounces, -1 otherwise
+    ev_proxy: np.ndarray  # bool: a privacy-proxy (bot) open, dropped by `filter_bots`
 
-    def visible(self, now: int, since: int | None = None) -> np.ndarray:
+    def visible(self, now: int, since: int | None = None, filter_bots: bool = False) -> np.ndarray:
         mask = self.ev_ts <= now
         if since is not None:
             mask &= self.ev_ts > since
+        if filter_bots:
+            mask &= ~self.ev_proxy
         return mask
 
 
@@ -290,7 +293,7 @@ class SandboxAccount:
         self._memory_state = _SharedState(anchor=_epoch(anchor), follow_wall_clock=follow_wall_clock)
         if self.state_path is not None:
             self._init_state_file()
-        self._workflow_start = self._state().anchor - 21 * DAY_SECONDS
+        self.workflow_start = self._state().anchor - 21 * DAY_SECONDS
 
     # ------------------------------------------------------------------ shared state (clock, extra sends)
 
@@ -398,7 +401,7 @@ class SandboxAccount:
             specs.append(self._regular_spec(self.n_regular_campaigns + extra, send_time))
         for position in range(1, self.n_automation_emails + 1):
             slot = f"a0e{position}"
-            start = self._workflow_start + (position - 1) * 3 * DAY_SECONDS
+            start = self.workflow_start + (position - 1) * 3 * DAY_SECONDS
             if start > now:
                 continue
             specs.append(
@@ -410,7 +413,7 @@ class SandboxAccount:
                     subject_line=["Welcome aboard!", "Getting started", "Tips from the team"][(position - 1) % 3],
                     status="sending",
                     send_time=start,
-                    create_time=self._workflow_start - 5 * DAY_SECONDS,
+                    create_time=self.workflow_start - 5 * DAY_SECONDS,
                     segment_share=1.0,
                     urls=tuple(p.format(slug=slot) for p in _URL_PATHS[:3]),
                     workflow_id=self.workflow_id,
@@ -509,12 +512,12 @@ class SandboxAccount:
 
     def _automation_send_times(self, spec: CampaignSpec, members: np.ndarray) -> np.ndarray:
         """When each member really received an automation email: trigger (within 30 days) + 3 days per position."""
-        trigger = self._workflow_start + (
+        trigger = self.workflow_start + (
             _uniforms(_key(self.seed, "workflow-trigger"), members, 1)[0] * 30 * DAY_SECONDS
         ).astype(np.int64)
         return trigger + (spec.position - 1) * 3 * DAY_SECONDS
 
-    def _visible_recipients(self, spec: CampaignSpec, now: int) -> range | np.ndarray:
+    def visible_recipients(self, spec: CampaignSpec, now: int) -> range | np.ndarray:
         potential = self._potential_recipients(spec)
         if not spec.is_automation:
             return potential
@@ -527,10 +530,11 @@ class SandboxAccount:
 
     def _remember(self, cache_key: tuple, value: Any) -> None:
         # Per-clock caches are small; drop them when they pile up so a long-running server stays bounded.
-        if len(self._cache) > 256:
-            for stale in [k for k in self._cache if k[0] != "potential"]:
-                self._cache.pop(stale, None)
-        self._cache[cache_key] = value
+        with self._lock:
+            if len(self._cache) > 256:
+                for stale in [k for k in self._cache if k[0] != "potential"]:
+                    self._cache.pop(stale, None)
+            self._cache[cache_key] = value
 
     # ------------------------------------------------------------------ generation
 
@@ -554,16 +558,25 @@ class SandboxAccount:
         actions: list[int] = []
         stamps: list[np.ndarray] = []
         urls: list[np.ndarray] = []
+        proxies: list[bool] = []
 
-        def add(mask: np.ndarray, action: int, ts: np.ndarray, url: np.ndarray | None = None) -> None:
+        def add(
+            mask: np.ndarray, action: int, ts: np.ndarray, url: np.ndarray | None = None, proxy: bool = False
+        ) -> None:
             idx = np.flatnonzero(mask)
+            proxies.append(proxy)
             rows.append(idx)
             actions.append(action)
             stamps.append(ts[idx].astype(np.int64))
             urls.append(url[idx].astype(np.int16) if url is not None else np.full(len(idx), -1, np.int16))
 
         # Privacy-proxy opens: the mail provider fetches the pixel within a minute of delivery.
-        add(delivered & (u[1] < rates.privacy_proxy_open), ACTION_OPEN, send_at + 1 + (u[2] * 59).astype(np.int64))
+        add(
+            delivered & (u[1] < rates.privacy_proxy_open),
+            ACTION_OPEN,
+            send_at + 1 + (u[2] * 59).astype(np.int64),
+            proxy=True,
+        )
         # Human opens: heavy-tailed delay (most within hours, some weeks later), then 0-4 repeat opens.
         human = delivered & (u[3] < rates.human_open)
         first_open = send_at + 120 + np.minimum(-np.log1p(-u[4]) * 8 * HOUR_SECONDS, 25 * DAY_SECONDS).astype(np.int64)
@@ -596,9 +609,10 @@ class SandboxAccount:
         ev_action = np.concatenate([np.full(len(r), a, np.int8) for r, a in zip(rows, actions, strict=True)])
         ev_ts = np.concatenate(stamps)
         ev_url = np.concatenate(urls)
+        ev_proxy = np.concatenate([np.full(len(r), p, bool) for r, p in zip(rows, proxies, strict=True)])
         # Member order, then time; identical (member, action, time, url) would be one event in Mailchimp too.
         order = np.lexsort((ev_url, ev_action, ev_ts, ev_row))
-        ev_row, ev_action, ev_ts, ev_url = ev_row[order], ev_action[order], ev_ts[order], ev_url[order]
+        ev_row, ev_action, ev_ts, ev_url, ev_proxy = (a[order] for a in (ev_row, ev_action, ev_ts, ev_url, ev_proxy))
         if len(ev_row) > 1:
             same = (
                 (ev_row[1:] == ev_row[:-1])
@@ -607,7 +621,7 @@ class SandboxAccount:
                 & (ev_url[1:] == ev_url[:-1])
             )
             keep = np.concatenate([[True], ~same])
-            ev_row, ev_action, ev_ts, ev_url = ev_row[keep], ev_action[keep], ev_ts[keep], ev_url[keep]
+            ev_row, ev_action, ev_ts, ev_url, ev_proxy = (a[keep] for a in (ev_row, ev_action, ev_ts, ev_url, ev_proxy))
         ev_bounce = np.where(ev_action == ACTION_BOUNCE, status[ev_row], -1).astype(np.int8)
 
         return _Page(
@@ -623,11 +637,12 @@ class SandboxAccount:
             ev_ts=ev_ts,
             ev_url=ev_url,
             ev_bounce=ev_bounce,
+            ev_proxy=ev_proxy,
         )
 
     def _scan(self, spec: CampaignSpec, now: int):
         """Yield pages covering every visible recipient of the campaign, chunk by chunk."""
-        recipients = self._visible_recipients(spec, now)
+        recipients = self.visible_recipients(spec, now)
         for start in range(0, len(recipients), SCAN_CHUNK):
             yield self.generate(spec, np.asarray(recipients[start : start + SCAN_CHUNK], dtype=np.int64))
 
@@ -649,22 +664,24 @@ class SandboxAccount:
 
     # ------------------------------------------------------------------ API-facing views
 
-    def activity_listing(self, spec: CampaignSpec, since: int | None) -> tuple[range | np.ndarray, bool]:
+    def activity_listing(
+        self, spec: CampaignSpec, since: int | None, filter_bots: bool = False
+    ) -> tuple[range | np.ndarray, bool]:
         """Members email-activity lists (ascending) and whether the empty-address entry is listed after them."""
         now = self.now_epoch
         plan = self._malformed_plan(spec)
         empty_listed = (
             plan is not None and plan["empty_email_at"] <= now and (since is None or plan["empty_email_at"] > since)
         )
-        recipients = self._visible_recipients(spec, now)
+        recipients = self.visible_recipients(spec, now)
         if since is None:
             return recipients, empty_listed
-        cache_key = ("since", spec.slot, now, since)
+        cache_key = ("since", spec.slot, now, since, filter_bots)
         listed = self._cache.get(cache_key)
         if listed is None:
             parts = []
             for page in self._scan(spec, now):
-                visible = page.visible(now, since) & (page.ev_action != ACTION_UNSUBSCRIBE)
+                visible = page.visible(now, since, filter_bots) & (page.ev_action != ACTION_UNSUBSCRIBE)
                 parts.append(page.members[np.unique(page.ev_row[visible])])
             listed = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
             if plan is not None and since < plan["missing_action_at"] <= now:
@@ -674,27 +691,30 @@ class SandboxAccount:
             self._remember(cache_key, listed)
         return listed, empty_listed
 
-    def activity_entries(self, spec: CampaignSpec, members: np.ndarray, since: int | None) -> list[dict[str, Any]]:
+    def activity_entries(
+        self, spec: CampaignSpec, members: np.ndarray, since: int | None, filter_bots: bool = False
+    ) -> list[dict[str, Any]]:
         """email-activity member entries for `members` (already visible recipients), as Mailchimp writes them."""
         now = self.now_epoch
         page = self.generate(spec, members)
         addresses = self.member_addresses(page.members)
-        visible = page.visible(now, since) & (page.ev_action != ACTION_UNSUBSCRIBE)
+        visible = page.visible(now, since, filter_bots) & (page.ev_action != ACTION_UNSUBSCRIBE)
         plan = self._malformed_plan(spec)
         entries = []
         per_member: list[list[dict[str, Any]]] = [[] for _ in range(len(page.members))]
-        for row, action, ts, url, bounce in zip(
+        for row, action, ts, url, bounce, proxy in zip(
             page.ev_row[visible].tolist(),
             page.ev_action[visible].tolist(),
             page.ev_ts[visible].tolist(),
             page.ev_url[visible].tolist(),
             page.ev_bounce[visible].tolist(),
+            page.ev_proxy[visible].tolist(),
             strict=True,
         ):
             item: dict[str, Any] = {
                 "action": ACTION_NAMES[action],
                 "timestamp": format_timestamp(ts, 2 if page.alt_offset[row] else 0),
-                "ip": self._ip(page, row, action),
+                "ip": self._ip(page, row, proxy),
             }
             if action == ACTION_CLICK:
                 item["url"] = spec.urls[url]
@@ -704,11 +724,11 @@ class SandboxAccount:
         for row, member in enumerate(page.members.tolist()):
             activity = per_member[row]
             if plan is not None and member == plan["bad_timestamp_member"] and since is None:
-                activity.append({"action": "open", "timestamp": UNPARSABLE_TIMESTAMP, "ip": self._ip(page, row, 0)})
+                activity.append({"action": "open", "timestamp": UNPARSABLE_TIMESTAMP, "ip": self._ip(page, row, False)})
             if plan is not None and member == plan["missing_action_member"]:
                 at = plan["missing_action_at"]
                 if at <= now and (since is None or at > since):
-                    activity.append({"timestamp": format_timestamp(at), "ip": self._ip(page, row, 0)})
+                    activity.append({"timestamp": format_timestamp(at), "ip": self._ip(page, row, False)})
             address = addresses[row].lower() if page.lower_in_activity[row] else addresses[row]
             entries.append(
                 {
@@ -737,9 +757,9 @@ class SandboxAccount:
         }
 
     @staticmethod
-    def _ip(page: _Page, row: int, action: int) -> str:
+    def _ip(page: _Page, row: int, proxy: bool) -> str:
         h = int(page.ip_seed[row])
-        if action == ACTION_OPEN and (h & 7) == 0:
+        if proxy:
             # Apple's privacy proxy fetches from its own 17.0.0.0/8 range.
             return f"17.{(h >> 8) & 255}.{(h >> 16) & 255}.{(h >> 24) & 255}"
         return f"{(h >> 8) % 223 + 1}.{(h >> 16) & 255}.{(h >> 24) & 255}.{(h >> 32) % 254 + 1}"
@@ -811,7 +831,7 @@ class SandboxAccount:
             return cached
         totals = dict.fromkeys(
             ["emails_sent", "hard", "soft", "unsubscribed", "opens_total", "unique_opens", "clicks_total",
-             "unique_clicks", "unique_subscriber_clicks"],
+             "unique_clicks", "unique_subscriber_clicks", "proxy_excluded_opens", "proxy_excluded_unique_opens"],
             0,
         )  # fmt: skip
         last_open, last_click = -1, -1
@@ -825,6 +845,9 @@ class SandboxAccount:
             clicks = visible & (page.ev_action == ACTION_CLICK)
             totals["opens_total"] += int(opens.sum())
             totals["unique_opens"] += len(np.unique(page.ev_row[opens]))
+            human_opens = opens & ~page.ev_proxy
+            totals["proxy_excluded_opens"] += int(human_opens.sum())
+            totals["proxy_excluded_unique_opens"] += len(np.unique(page.ev_row[human_opens]))
             totals["clicks_total"] += int(clicks.sum())
             totals["unique_subscriber_clicks"] += len(np.unique(page.ev_row[clicks]))
             pairs = page.ev_row[clicks].astype(np.int64) * 64 + page.ev_url[clicks]
@@ -842,6 +865,7 @@ class SandboxAccount:
             forwards_opens=int(round(forwards * (0.8 + u[1]))),
             abuse_reports=int(round(delivered * self.rates.abuse_report * (0.5 + u[2]))),
             open_rate=totals["unique_opens"] / delivered if delivered else 0.0,
+            proxy_excluded_open_rate=totals["proxy_excluded_unique_opens"] / delivered if delivered else 0.0,
             click_rate=totals["unique_subscriber_clicks"] / delivered if delivered else 0.0,
             last_open=format_timestamp(last_open) if last_open >= 0 else "",
             last_click=format_timestamp(last_click) if last_click >= 0 else "",
@@ -851,13 +875,16 @@ class SandboxAccount:
 
     # ------------------------------------------------------------------ truth (what the API serves, as frames)
 
-    def truth_events(self, campaign_id: str) -> pd.DataFrame:
-        """Every valid event the API serves now (email-activity + unsubscribed), one row each, in frames.md columns."""
+    def truth_events(self, campaign_id: str, filter_bots: bool = False) -> pd.DataFrame:
+        """Every valid event the API serves now (email-activity + unsubscribed), one row each, in frames.md columns.
+
+        With `filter_bots`, what email-activity serves with ``filter_bots=true``: no privacy-proxy opens.
+        """
         spec = self._require_sent(campaign_id)
         now = self.now_epoch
         frames = []
         for page in self._scan(spec, now):
-            mask = page.visible(now)
+            mask = page.visible(now, filter_bots=filter_bots)
             rows = page.ev_row[mask]
             action = page.ev_action[mask]
             addresses = np.array(self.member_addresses(page.members), dtype=object)
@@ -923,7 +950,7 @@ class SandboxAccount:
         now = self.now_epoch
         rows: list[dict[str, Any]] = []
         if plan is not None:
-            recipients = np.asarray(self._visible_recipients(spec, now))
+            recipients = np.asarray(self.visible_recipients(spec, now))
             for member, reason, wanted in (
                 (plan["bad_timestamp_member"], "unparsable timestamp", True),
                 (plan["missing_action_member"], "missing action", plan["missing_action_at"] <= now),

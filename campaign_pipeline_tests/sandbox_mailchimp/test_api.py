@@ -115,3 +115,24 @@ def test_automation_emails_are_reportable_campaigns(sandbox: MailchimpSandbox, c
         recipients = sandbox.account.truth_recipients(email["id"])
         assert not recipients.sent_at_is_exact.any()
     assert client.lists.get_list(sandbox.account.list_id)["stats"]["member_count"] == 600
+
+
+def test_filter_bots_through_call_api_drops_privacy_proxy_opens(sandbox: MailchimpSandbox, client) -> None:
+    account = sandbox.account
+    campaign_id = account.campaign_ids()[-1]
+    body = client.api_client.call_api(
+        "/reports/{campaign_id}/email-activity",
+        "GET",
+        path_params={"campaign_id": campaign_id},
+        query_params={"count": 1000, "filter_bots": True},
+    )
+    served = sum(1 for m in body["emails"] if m["email_address"] for a in m["activity"] if a.get("action") == "open")
+    # The two malformed activity entries carry "open" or no action; only the unparsable one counts here.
+    filtered_truth = account.truth_events(campaign_id, filter_bots=True)
+    assert served - 1 == (filtered_truth.action == "open").sum()
+    all_opens = (account.truth_events(campaign_id).action == "open").sum()
+    assert served - 1 < all_opens
+    report = client.reports.get_campaign_report(campaign_id)["opens"]
+    assert report["proxy_excluded_opens"] == (filtered_truth.action == "open").sum()
+    assert report["proxy_excluded_unique_opens"] == filtered_truth[filtered_truth.action == "open"].email_id.nunique()
+    assert report["proxy_excluded_unique_opens"] < report["unique_opens"]
