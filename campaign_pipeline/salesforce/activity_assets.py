@@ -1,0 +1,364 @@
+"""Desired-record assets of modes activity, campaign_and_activity and notes: sf_tasks, sf_notes, sf_attachments.
+
+Importing this module registers the assets with the push (``salesforce.defs.EXTRA_DESIRED_INPUTS``), so
+``salesforce_sync`` writes them through the same ledger, diff, batching and error handling as Campaigns.
+"""
+
+import re
+from dataclasses import replace
+
+import dagster as dg
+import pandas as pd
+from simple_salesforce.format import format_soql
+
+from campaign_pipeline.core.activity_records import (
+    ATTACHMENT,
+    ATTACHMENT_MAX_BYTES,
+    NOTE,
+    TASK,
+    TASK_SUBTYPE,
+    attachment_bytes,
+    desired_attachments,
+    desired_notes,
+    desired_tasks,
+)
+from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING, diff_against_ledger
+from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, CAMPAIGN
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.assets import DesiredInput
+from campaign_pipeline.salesforce.defs import EXTRA_DESIRED_INPUTS
+from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
+from campaign_pipeline.salesforce.matching import chunk_for_in_list
+from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
+from campaign_pipeline.salesforce.sync import RecordKind, with_external_id
+from campaign_pipeline.storage.database import get_engine
+
+SALESFORCE_GROUP = "salesforce"
+SALESFORCE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
+_PARTITION_METADATA = {"partition_expr": "campaign_id"}
+PREVIEW_ROWS = 10
+MODES_WITH_TASKS = frozenset({"activity", "campaign_and_activity"})
+MODES_WITH_NOTES = frozenset({"notes"})
+# Every Task description ends with this line; it finds the Task of a key after a crash when no external ID exists.
+_EVENT_LINE = re.compile(r"^Mailchimp event: (\S+)\s*$", re.MULTILINE)
+
+# Tasks: the event never changes, so lookups are by person and subject; TaskSubtype is fixed at create.
+TASK_KIND = RecordKind(
+    TASK, "Task", create_only_fields=("TaskSubtype",), lookup_fields=("WhoId", "Subject", "Description")
+)
+# campaign_and_activity: WhatId takes the Campaign's Salesforce Id from the ledger (parent_key = campaign id).
+TASK_ON_CAMPAIGN_KIND = replace(TASK_KIND, parent_field="WhatId", parent_kind=CAMPAIGN)
+# One Note and one Attachment per campaign x person; the title / file name carry the campaign id, so they identify.
+NOTE_KIND = RecordKind(NOTE, "Note", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Title"))
+ATTACHMENT_KIND = RecordKind(
+    ATTACHMENT, "Attachment", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Name")
+)
+
+
+def _option(profile: SyncProfile, name: str, default: object) -> object:
+    """An activity option from the profile wherever it lives (activity section, field_mapping or sync), else default."""
+    for section in (getattr(profile, "activity", None), profile.field_mapping, profile.sync, profile):
+        if section is not None and getattr(section, name, None) is not None:
+            return getattr(section, name)
+    return default
+
+
+def one_task_per_url(profile: SyncProfile) -> bool:
+    return bool(_option(profile, "one_task_per_url", False))
+
+
+def task_subtype(profile: SyncProfile) -> str | None:
+    subtype = _option(profile, "task_subtype", TASK_SUBTYPE)
+    return str(subtype) if subtype else None
+
+
+def attachments_enabled(profile: SyncProfile) -> bool:
+    return bool(_option(profile, "attach_sent_email", _option(profile, "attachments", True)))
+
+
+def task_kind(profile: SyncProfile) -> RecordKind:
+    base = TASK_ON_CAMPAIGN_KIND if profile.mode == "campaign_and_activity" else TASK_KIND
+    return with_external_id(base, profile.field_mapping.task_key_field)
+
+
+def note_kind(profile: SyncProfile) -> RecordKind:
+    return NOTE_KIND
+
+
+def attachment_kind(profile: SyncProfile) -> RecordKind:
+    return ATTACHMENT_KIND
+
+
+def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> dg.MarkdownMetadataValue:
+    if frame.empty:
+        return dg.MetadataValue.md("_no rows_")
+    shown = frame[columns] if columns else frame
+    return dg.MetadataValue.md(
+        shown.head(PREVIEW_ROWS).astype(str).apply(lambda c: c.str.slice(0, 80)).to_markdown(index=False)
+    )
+
+
+def _common_metadata(desired: pd.DataFrame) -> dict[str, object]:
+    approximate = int((~desired["sent_at_is_exact"].astype(bool)).sum())
+    metadata: dict[str, object] = {
+        "dagster/row_count": len(desired),
+        "truncated": int((desired["truncated_fields"] != "").sum()),
+        "rejected": int(desired["reject_reason"].notna().sum()),
+        "approximate_send_times": approximate,
+    }
+    if approximate:
+        metadata["note"] = APPROXIMATE_SEND_NOTE
+    if metadata["rejected"]:
+        metadata["reject_reasons"] = _table(desired[desired["reject_reason"].notna()], ["sync_key", "reject_reason"])
+    return metadata
+
+
+def recover_pending_tasks(client: SalesforceClient, ledger: SyncLedger, tasks: pd.DataFrame, kind: RecordKind) -> int:
+    """After a crash, find the Tasks a run created but never recorded, and give their keys the Salesforce Id.
+
+    Only for orgs without a Task external-ID field (with one, creates are upserts and safe to repeat). A Task's
+    description ends with its key, but long text cannot be filtered in SOQL: read the persons' Tasks and match
+    the key in Python. Keys not found are marked failed without an Id, so the engine creates them once.
+    Returns the number of Tasks adopted.
+    """
+    if kind.external_id_field or tasks.empty:
+        return 0
+    campaign_ids = sorted(tasks["campaign_id"].dropna().unique().tolist())
+    known = ledger.load(kind.name, campaign_ids)
+    pending = known[(known["last_result"] == RESULT_PENDING) & known["salesforce_id"].isna()]
+    pending = pending.merge(tasks[["sync_key", "WhoId"]], on="sync_key", how="inner")
+    if pending.empty:
+        return 0
+    template = "SELECT Id, Description FROM Task WHERE WhoId IN {}"
+    found: list[dict] = []
+    for chunk in chunk_for_in_list(sorted(pending["WhoId"].dropna().unique()), template):
+        found += client.query_all(format_soql(template, chunk))
+    existing = pd.DataFrame(found, columns=["Id", "Description"])
+    existing["sync_key"] = existing["Description"].astype(str).str.extract(_EVENT_LINE, expand=False)
+    # Several Tasks for one key (an older duplicate): keep the oldest Id, deterministically.
+    id_of = existing.dropna(subset=["sync_key"]).sort_values("Id").drop_duplicates("sync_key").set_index("sync_key")
+    salesforce_id = pending["sync_key"].map(id_of["Id"])
+    found_mask = salesforce_id.notna()
+    results = pd.DataFrame(
+        {
+            "sync_key": pending["sync_key"],
+            "campaign_id": pending["campaign_id"],
+            "salesforce_id": salesforce_id.astype(object),
+            # No hash: an adopted Task gets one update to today's content, which is harmless for an event.
+            "content_hash": pd.NA,
+            "last_result": [RESULT_OK if hit else RESULT_ERROR for hit in found_mask],
+            "error_code": [pd.NA if hit else "NOT_CREATED" for hit in found_mask],
+            "error_message": [
+                pd.NA if hit else "an interrupted run did not create this Task; it is created on this run"
+                for hit in found_mask
+            ],
+        }
+    )
+    ledger.record_results(kind.name, results[list(RESULT_COLUMNS)])
+    return int(found_mask.sum())
+
+
+def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
+    url_target = (
+        f"Task.{profile.field_mapping.task_url_field}" if profile.field_mapping.task_url_field else "Description"
+    )
+    per_url = one_task_per_url(profile)
+
+    @dg.asset(
+        name="sf_tasks",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce", "pandas"},
+        ins={
+            "raw_email_events": dg.AssetIn(),
+            "member_statuses": dg.AssetIn(),
+            "salesforce_matches": dg.AssetIn(),
+            "mailchimp_campaign_report": dg.AssetIn(),
+        },
+        description=(
+            "The Task each open and click of a matched member should be on its Lead/Contact: Status Completed, "
+            "ActivityDate the event's date, TaskSubtype Email, the event's time in Description and the clicked URL "
+            f"in {url_target}. "
+            + ("Each clicked URL is one Task (repeat clicks counted in it). " if per_url else "")
+            + ("Each Task points at the Campaign (WhatId). " if profile.mode == "campaign_and_activity" else "")
+            + "Keyed by the Mailchimp event identity, so a re-run, an overlapping fetch or a crash never duplicates "
+            "a Task."
+        ),
+    )
+    def sf_tasks(
+        context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
+        raw_email_events: pd.DataFrame,
+        member_statuses: pd.DataFrame,
+        salesforce_matches: pd.DataFrame,
+        mailchimp_campaign_report: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        mapping = profile.field_mapping
+        desired = desired_tasks(
+            raw_email_events,
+            member_statuses,
+            salesforce_matches,
+            mailchimp_campaign_report,
+            status_field=mapping.task_status_field,
+            url_field=mapping.task_url_field,
+            key_field=mapping.task_key_field,
+            one_task_per_url=per_url,
+            link_campaign=profile.mode == "campaign_and_activity",
+            task_subtype=task_subtype(profile),
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        kind = task_kind(profile)
+        ledger = SyncLedger(get_engine())
+        adopted = 0
+        if not profile.sync.preview_only and not kind.external_id_field:
+            campaign_ids = sorted(desired["campaign_id"].unique().tolist())
+            known = ledger.load(kind.name, campaign_ids)
+            if ((known["last_result"] == RESULT_PENDING) & known["salesforce_id"].isna()).any():
+                with salesforce.open_client(
+                    api_call_budget=profile.sync.api_call_budget,
+                    limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
+                    log=context.log,
+                ) as client:
+                    adopted = recover_pending_tasks(client, ledger, desired, kind)
+                context.log.info(f"{adopted} Task(s) of an interrupted run found in Salesforce and adopted")
+        subjects = desired["Subject"].str.split(" ").str[0].value_counts().to_dict() if len(desired) else {}
+        metadata = _common_metadata(desired)
+        metadata.update(
+            {
+                "tasks": len(desired),
+                "by_response": dg.MetadataValue.json({str(k): int(v) for k, v in subjects.items()}),
+                "matched_people": int(desired["WhoId"].nunique()),
+                "adopted_after_interrupted_run": adopted,
+                "preview": _table(desired, ["sync_key", "WhoId", "Subject", "ActivityDate"]),
+            }
+        )
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_tasks
+
+
+def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="sf_notes",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce", "pandas"},
+        ins={
+            "member_statuses": dg.AssetIn(),
+            "raw_email_events": dg.AssetIn(),
+            "salesforce_matches": dg.AssetIn(),
+            "mailchimp_campaign_report": dg.AssetIn(),
+        },
+        description=(
+            "The Note each matched Lead/Contact should carry for the campaign: Title (80 characters) names the "
+            "campaign, Body (32,000) says what was sent when, opens, clicks with their URLs, bounce and "
+            "unsubscribe. Keyed by campaign + person, so new activity updates the Note in place."
+        ),
+    )
+    def sf_notes(
+        context: dg.AssetExecutionContext,
+        member_statuses: pd.DataFrame,
+        raw_email_events: pd.DataFrame,
+        salesforce_matches: pd.DataFrame,
+        mailchimp_campaign_report: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        desired = desired_notes(
+            member_statuses,
+            raw_email_events,
+            salesforce_matches,
+            mailchimp_campaign_report,
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        metadata = _common_metadata(desired)
+        metadata.update(
+            {
+                "notes": len(desired),
+                "body_characters": int(desired["Body"].str.len().sum()) if len(desired) else 0,
+                "preview": _table(desired, ["sync_key", "ParentId", "Title"]),
+            }
+        )
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_notes
+
+
+def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="sf_attachments",
+        partitions_def=mailchimp_campaigns,
+        group_name=SALESFORCE_GROUP,
+        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        metadata=_PARTITION_METADATA,
+        kinds={"salesforce", "html"},
+        ins={
+            "campaign_content": dg.AssetIn(),
+            "member_statuses": dg.AssetIn(),
+            "salesforce_matches": dg.AssetIn(),
+            "mailchimp_campaign_report": dg.AssetIn(),
+        },
+        description=(
+            "The campaign's sent email (HTML) attached to each matched Lead/Contact for compliance records "
+            f"(text/html). Emails over {ATTACHMENT_MAX_BYTES} bytes (25 MB) are refused with the reason, never "
+            "truncated. Attachments use the org's file storage: metadata shows the bytes this run will write."
+        ),
+    )
+    def sf_attachments(
+        context: dg.AssetExecutionContext,
+        campaign_content: pd.DataFrame,
+        member_statuses: pd.DataFrame,
+        salesforce_matches: pd.DataFrame,
+        mailchimp_campaign_report: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        desired = desired_attachments(campaign_content, member_statuses, salesforce_matches, mailchimp_campaign_report)
+        if not attachments_enabled(profile):
+            context.log.info("Attachments are turned off in the sync profile: no sent email is attached")
+            desired = desired.iloc[0:0]
+        campaign_ids = sorted(desired["campaign_id"].unique().tolist())
+        to_write = diff_against_ledger(desired, SyncLedger(get_engine()).load(ATTACHMENT, campaign_ids))
+        writing = to_write[to_write["action"].isin(["create", "update"])]
+        for reason in desired["reject_reason"].dropna().unique():
+            context.log.warning(reason)
+        metadata = _common_metadata(desired)
+        metadata.update(
+            {
+                "attachments": len(desired),
+                "attachment_bytes": attachment_bytes(desired),
+                "attachment_bytes_to_write": attachment_bytes(writing),
+                "attachments_to_write": len(writing),
+                "preview": _table(desired, ["sync_key", "ParentId", "Name", "reject_reason"]),
+            }
+        )
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_attachments
+
+
+def activity_desired_inputs(profile: SyncProfile) -> list[tuple[DesiredInput, object]]:
+    """The (DesiredInput, asset builder) pairs the profile's mode adds to the push, in write order."""
+    if profile.mode in MODES_WITH_TASKS:
+        return [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
+    if profile.mode in MODES_WITH_NOTES:
+        extras = [(DesiredInput("sf_notes", note_kind), build_sf_notes)]
+        if attachments_enabled(profile):
+            extras.append((DesiredInput("sf_attachments", attachment_kind), build_sf_attachments))
+        return extras
+    return []
+
+
+def _register() -> None:
+    # defs.salesforce_assets adds these per mode; the attachment asset itself honours the profile's on/off switch
+    # (activity_desired_inputs leaves it out of the graph when defs passes it the profile instead).
+    EXTRA_DESIRED_INPUTS["activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
+    EXTRA_DESIRED_INPUTS["campaign_and_activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
+    EXTRA_DESIRED_INPUTS["notes"] = [
+        (DesiredInput("sf_notes", note_kind), build_sf_notes),
+        (DesiredInput("sf_attachments", attachment_kind), build_sf_attachments),
+    ]
+
+
+_register()
