@@ -136,3 +136,42 @@ def test_filter_bots_through_call_api_drops_privacy_proxy_opens(sandbox: Mailchi
     assert report["proxy_excluded_opens"] == (filtered_truth.action == "open").sum()
     assert report["proxy_excluded_unique_opens"] == filtered_truth[filtered_truth.action == "open"].email_id.nunique()
     assert report["proxy_excluded_unique_opens"] < report["unique_opens"]
+
+
+def test_drafts_have_no_report_and_bad_since_is_400(sandbox: MailchimpSandbox, client) -> None:
+    draft = client.campaigns.list(status="save")["campaigns"]
+    assert len(draft) == 1 and draft[0]["send_time"] == ""
+    assert client.campaigns.get(draft[0]["id"])["status"] == "save"
+    with pytest.raises(Exception) as raised:
+        client.reports.get_campaign_report(draft[0]["id"])
+    assert raised.value.status_code == 404
+    campaign_id = sandbox.account.campaign_ids()[0]
+    with pytest.raises(Exception) as raised:
+        client.reports.get_email_activity_for_campaign(campaign_id, since="yesterday")
+    assert raised.value.status_code == 400
+    method, path, query, status = sandbox.request_log[-1]
+    assert (method, path, query, status) == (
+        "GET",
+        f"/3.0/reports/{campaign_id}/email-activity",
+        {"since": "yesterday"},
+        400,
+    )
+
+
+def test_sent_to_and_unsubscribed_agree_with_the_events(sandbox: MailchimpSandbox, client) -> None:
+    account = sandbox.account
+    unsubscribes = {cid: (account.truth_events(cid).action == "unsubscribe").sum() for cid in account.campaign_ids()}
+    campaign_id = max(unsubscribes, key=unsubscribes.get)
+    events = account.truth_events(campaign_id)
+    sent_to = fetch_pages(lambda **kw: client.reports.get_campaign_recipients(campaign_id, **kw), "sent_to", 1000)
+    opens = events[events.action == "open"].groupby("email_id")
+    for recipient in sent_to:
+        expected = opens.size().get(recipient["email_id"], 0)
+        assert recipient["open_count"] == expected
+        if expected:
+            assert pd.Timestamp(recipient["last_open"]) == opens.timestamp.max()[recipient["email_id"]]
+        else:
+            assert recipient["last_open"] == ""
+    unsubscribed = client.reports.get_unsubscribed_list_for_campaign(campaign_id, count=1000)
+    assert unsubscribed["total_items"] == (events.action == "unsubscribe").sum() > 0
+    assert all(u["reason"] and u["timestamp"].endswith("+00:00") for u in unsubscribed["unsubscribes"])
