@@ -137,6 +137,43 @@ def _time_param(query: dict[str, str], name: str) -> int | None:
     return int(moment.timestamp())
 
 
+def _dotted_paths(raw: str) -> list[list[str]]:
+    return [part.strip().split(".") for part in raw.split(",") if part.strip()]
+
+
+def select_fields(body: Any, paths: list[list[str]]) -> Any:
+    """Keep only the dotted `fields` paths (lists apply the path to each item), as Mailchimp's `fields` does."""
+    if isinstance(body, list):
+        return [select_fields(item, paths) for item in body]
+    if not isinstance(body, dict):
+        return body
+    kept: dict[str, Any] = {}
+    for key, value in body.items():
+        matching = [path for path in paths if path[0] == key]
+        if not matching:
+            continue
+        if any(len(path) == 1 for path in matching):
+            kept[key] = value
+        else:
+            kept[key] = select_fields(value, [path[1:] for path in matching])
+    return kept
+
+
+def exclude_fields(body: Any, paths: list[list[str]]) -> Any:
+    """Drop the dotted `exclude_fields` paths, as Mailchimp's `exclude_fields` does."""
+    if isinstance(body, list):
+        return [exclude_fields(item, paths) for item in body]
+    if not isinstance(body, dict):
+        return body
+    kept: dict[str, Any] = {}
+    for key, value in body.items():
+        matching = [path for path in paths if path[0] == key]
+        if any(len(path) == 1 for path in matching):
+            continue
+        kept[key] = exclude_fields(value, [path[1:] for path in matching]) if matching else value
+    return kept
+
+
 class MailchimpRoutes:
     """Maps (path, query) to JSON bodies from a SandboxAccount; transport-free so it is easy to reason about."""
 
@@ -163,7 +200,12 @@ class MailchimpRoutes:
         for pattern, handler in self._routes:
             match = pattern.fullmatch(path)
             if match:
-                return handler(query, **match.groupdict())
+                body = handler(query, **match.groupdict())
+                if query.get("fields"):
+                    body = select_fields(body, _dotted_paths(query["fields"]))
+                if query.get("exclude_fields"):
+                    body = exclude_fields(body, _dotted_paths(query["exclude_fields"]))
+                return body
         raise ApiError(404, "Resource Not Found", "The requested resource could not be found.")
 
     # -------------------------------------------------------------- helpers

@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -260,7 +260,7 @@ class SandboxAccount:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
         if anchor is not None and anchor.tzinfo is None:
             raise ValueError("anchor must be timezone-aware (UTC)")
-        self._init_kwargs = {
+        self._init_kwargs: dict[str, Any] = {
             "seed": seed,
             "n_members": n_members,
             "n_regular_campaigns": n_regular_campaigns,
@@ -518,13 +518,15 @@ class SandboxAccount:
         return trigger + (spec.position - 1) * 3 * DAY_SECONDS
 
     def visible_recipients(self, spec: CampaignSpec, now: int) -> range | np.ndarray:
+        """Member indices (ascending) that sent-to lists at `now`; a range when it is the whole audience."""
         potential = self._potential_recipients(spec)
         if not spec.is_automation:
             return potential
         cache_key = ("visible", spec.slot, now)
-        cached = self._cache.get(cache_key)
+        cached: np.ndarray | None = self._cache.get(cache_key)
         if cached is None:
-            cached = potential[self._automation_send_times(spec, potential) <= now]
+            workflow_members = np.asarray(potential, dtype=np.int64)
+            cached = workflow_members[self._automation_send_times(spec, workflow_members) <= now]
             self._remember(cache_key, cached)
         return cached
 
@@ -829,7 +831,7 @@ class SandboxAccount:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        totals = dict.fromkeys(
+        totals: dict[str, Any] = dict.fromkeys(
             ["emails_sent", "hard", "soft", "unsubscribed", "opens_total", "unique_opens", "clicks_total",
              "unique_clicks", "unique_subscriber_clicks", "proxy_excluded_opens", "proxy_excluded_unique_opens"],
             0,
@@ -1012,11 +1014,12 @@ class _FileLock:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = None
+        self._handle: IO[str] | None = None
 
     def __enter__(self) -> _FileLock:
-        self._handle = open(self.path, "a+")
-        fcntl.flock(self._handle, fcntl.LOCK_EX)
+        handle = open(self.path, "a+")  # held open until __exit__ releases the lock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._handle = handle
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -175,3 +175,15 @@ def test_sent_to_and_unsubscribed_agree_with_the_events(sandbox: MailchimpSandbo
     unsubscribed = client.reports.get_unsubscribed_list_for_campaign(campaign_id, count=1000)
     assert unsubscribed["total_items"] == (events.action == "unsubscribe").sum() > 0
     assert all(u["reason"] and u["timestamp"].endswith("+00:00") for u in unsubscribed["unsubscribes"])
+
+
+def test_fields_and_exclude_fields_trim_the_payload(sandbox: MailchimpSandbox, client) -> None:
+    campaign_id = sandbox.account.campaign_ids()[-1]
+    trimmed = client.reports.get_email_activity_for_campaign(
+        campaign_id, count=5, fields=["emails.email_id", "emails.activity.action", "total_items"]
+    )
+    assert set(trimmed) == {"emails", "total_items"}
+    assert all(set(member) == {"email_id", "activity"} for member in trimmed["emails"])
+    assert all(set(a) <= {"action"} for member in trimmed["emails"] for a in member["activity"])
+    report = client.reports.get_campaign_report(campaign_id, exclude_fields=["_links", "opens.last_open"])
+    assert "_links" not in report and "last_open" not in report["opens"] and "opens_total" in report["opens"]
