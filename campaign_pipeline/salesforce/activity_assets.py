@@ -31,7 +31,7 @@ from campaign_pipeline.salesforce.defs import EXTRA_DESIRED_INPUTS
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
 from campaign_pipeline.salesforce.matching import chunk_for_in_list
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
-from campaign_pipeline.salesforce.sync import RecordKind, with_external_id
+from campaign_pipeline.salesforce.sync import DesiredRecords, RecordKind, with_external_id
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
@@ -362,3 +362,48 @@ def _register() -> None:
 
 
 _register()
+
+
+def activity_mode_records(
+    profile: SyncProfile,
+    *,
+    raw_email_events: pd.DataFrame,
+    member_statuses: pd.DataFrame,
+    matches: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+    campaign_content: pd.DataFrame | None = None,
+) -> list[DesiredRecords]:
+    """Desired Tasks (modes activity, campaign_and_activity) or Notes and Attachments (mode notes), with their kinds.
+
+    Mode campaign_and_activity also needs the Campaign records first (``sync.campaign_mode_records``).
+    """
+    if profile.mode in MODES_WITH_TASKS:
+        mapping = profile.field_mapping
+        tasks = desired_tasks(
+            raw_email_events,
+            member_statuses,
+            matches,
+            campaign_report,
+            status_field=mapping.task_status_field,
+            url_field=mapping.task_url_field,
+            key_field=mapping.task_key_field,
+            one_task_per_url=one_task_per_url(profile),
+            link_campaign=profile.mode == "campaign_and_activity",
+            task_subtype=task_subtype(profile),
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        return [DesiredRecords(task_kind(profile), tasks)]
+    if profile.mode in MODES_WITH_NOTES:
+        notes = desired_notes(
+            member_statuses,
+            raw_email_events,
+            matches,
+            campaign_report,
+            field_limit_policy=profile.sync.field_limit_policy,
+        )
+        desired = [DesiredRecords(note_kind(profile), notes)]
+        if attachments_enabled(profile) and campaign_content is not None:
+            attachments = desired_attachments(campaign_content, member_statuses, matches, campaign_report)
+            desired.append(DesiredRecords(attachment_kind(profile), attachments))
+        return desired
+    return []

@@ -1,0 +1,121 @@
+"""Fixtures for the activity-mode tests over HTTPS: one sandbox org per session (emptied per test), a fresh ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.sync import SyncReport, campaign_mode_records, sync_desired_records
+from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults, SalesforceSandbox
+
+from .frames import statuses
+
+PEOPLE = {
+    "ann@example.com": "Contact",
+    "bob@example.com": "Lead",
+    "Cat.Mixed@Example.com": "Contact",
+    "dan@example.com": "Contact",
+}
+
+
+@dataclass
+class ActivityOrg:
+    """The sandbox org with a few people, a ledger of its own, and one call that syncs a mode like the push does."""
+
+    org: SalesforceSandbox
+    ledger: SyncLedger
+    person_ids: dict[str, str] = field(default_factory=dict)
+
+    def client(self, **settings) -> SalesforceClient:
+        return SalesforceClient(
+            self.org.client(),
+            target="Salesforce target: SANDBOX org (activity tests)",
+            is_sandbox=True,
+            reauthenticate=lambda: _sandbox_session(self.org),
+            **{"backoff_seconds": 0.0, "max_retries": 2, **settings},
+        )
+
+    def sync(
+        self,
+        profile: SyncProfile,
+        recipient_frame: pd.DataFrame,
+        event_frame: pd.DataFrame,
+        report_frame: pd.DataFrame,
+        content_frame: pd.DataFrame | None = None,
+        *,
+        ledger: SyncLedger | None = None,
+    ) -> SyncReport:
+        """What salesforce_sync does for the mode, with sf_tasks' recovery of an interrupted run first."""
+        ledger = ledger or self.ledger
+        client = self.client()
+        members = statuses(recipient_frame, event_frame)
+        matches, _ = match_campaign_members(client, members)
+        desired = []
+        if profile.mode == "campaign_and_activity":
+            totals = _totals(members)
+            desired += campaign_mode_records(
+                profile, campaign_totals=totals, campaign_report=report_frame, member_statuses=members, matches=matches
+            )
+        desired += activity_mode_records(
+            profile,
+            raw_email_events=event_frame,
+            member_statuses=members,
+            matches=matches,
+            campaign_report=report_frame,
+            campaign_content=content_frame,
+        )
+        for item in desired:
+            if item.kind.name == "task":
+                recover_pending_tasks(client, ledger, item.frame, item.kind)
+        return sync_desired_records(client, ledger, desired, profile.sync)
+
+    def records(self, sobject: str) -> list[dict]:
+        return self.org.records(sobject)
+
+
+def _totals(members: pd.DataFrame) -> pd.DataFrame:
+    from campaign_pipeline.core.metrics import campaign_totals
+
+    from .frames import report
+
+    reports = pd.concat([report(c) for c in members["campaign_id"].unique()], ignore_index=True)
+    for column in ("abuse_reports", "unsubscribed", "hard_bounces", "soft_bounces", "forwards_count", "forwards_opens"):
+        reports[column] = 0
+    for column in ("opens_total", "unique_opens", "clicks_total", "unique_clicks", "unique_subscriber_clicks"):
+        reports[column] = 0
+    reports["open_rate"] = 0.0
+    reports["click_rate"] = 0.0
+    return campaign_totals(members, reports)
+
+
+@pytest.fixture(scope="session")
+def _activity_org(pg_engine: sa.Engine) -> Iterator[SalesforceSandbox]:
+    with SalesforceSandbox(pg_engine, schema="activity_sandbox_org", faults=SalesforceFaults(seed=5)) as org:
+        yield org
+
+
+@pytest.fixture
+def activity_org(_activity_org: SalesforceSandbox, pg_engine: sa.Engine) -> ActivityOrg:
+    """An emptied org holding the PEOPLE (Contacts and Leads) and a ledger in a schema of its own."""
+    _activity_org.reset()
+    _activity_org.faults = SalesforceFaults(seed=5)
+    _activity_org.call_log.clear()
+    sf = _activity_org.client()
+    person_ids = {}
+    for address, sobject in PEOPLE.items():
+        values = {"LastName": address.split("@")[0], "Email": address}
+        if sobject == "Lead":
+            values["Company"] = "Example Ltd"
+        person_ids[address] = getattr(sf, sobject).create(values)["id"]
+    ledger = SyncLedger(pg_engine, schema=f"activity_ledger_{uuid.uuid4().hex[:8]}")
+    return ActivityOrg(_activity_org, ledger, person_ids)
