@@ -87,6 +87,7 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             f"{sync.landing.new_quarantined} newly quarantined, {sync.calls.api_calls} API calls"
         )
         frames.append(store.events(campaign_id))
+    quarantined = pd.concat([store.quarantined(campaign_id) for campaign_id in cursors], ignore_index=True)
     events = pd.concat(frames, ignore_index=True) if frames else empty_raw_email_events()
     if len(frames) > 1:
         events = events.sort_values(["campaign_id", "timestamp", "event_id"], kind="stable").reset_index(drop=True)
@@ -102,8 +103,17 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             "dagster/row_count": len(events),
             "actions": dg.MetadataValue.json({k: int(v) for k, v in events["action"].value_counts().items()}),
             "preview": _preview(events),
+            "quarantined_reasons": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()} if len(quarantined) else {}
+            ),
+            "quarantined_preview": _preview(quarantined[["campaign_id", "source", "reason", "record"]]),
         }
     )
+    if len(quarantined):
+        context.log.warning(
+            f"{len(quarantined)} malformed Mailchimp record(s) kept out of the events, see "
+            f"campaign_pipeline.quarantined_records: {', '.join(sorted(set(quarantined['reason'])))}"
+        )
     return dg.Output(events, metadata=metadata)
 
 

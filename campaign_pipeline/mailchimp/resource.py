@@ -31,6 +31,7 @@ LIVE_SOURCE_MESSAGE = "Mailchimp source: Mailchimp API"
 # Mailchimp refuses more than 10 simultaneous connections per API key (429 beyond that).
 MAILCHIMP_CONNECTION_LIMIT = 10
 MAILCHIMP_MAX_PAGE_SIZE = 1000
+MAX_RELISTINGS = 2
 _DATA_CENTER_PATTERN = re.compile(r"^[a-z]{2,4}[0-9]{1,3}$")
 
 # One semaphore per key and process, so every resource copy and thread shares the same cap.
@@ -162,6 +163,7 @@ class MailchimpResource(dg.ConfigurableResource):
 
     api_key: str | None = Field(
         default=None,
+        repr=False,
         description=f"Mailchimp API key ending in -<dc>; bind with dg.EnvVar('{API_KEY_ENV}'). Unset = sandbox.",
     )
     base_url: str | None = Field(
@@ -330,26 +332,46 @@ class MailchimpResource(dg.ConfigurableResource):
         )
 
     def _get_all(self, path: str, items_key: str, query: dict[str, Any] | None = None) -> list[Any]:
-        """Every record of a paged collection: the first page tells the total, the rest load in parallel."""
+        """Every record of a paged collection: the first page tells the total, the rest load in parallel.
+
+        Offset paging over a collection that grows while we read it can skip a record; when the
+        total changes between pages the whole listing is read again (bounded), since a record
+        skipped here could fall behind the incremental cursor for good.
+        """
+        for _listing in range(MAX_RELISTINGS + 1):
+            records, totals = self._list_once(path, items_key, dict(query or {}))
+            if len(set(totals)) <= 1:
+                return records
+            logger.warning(
+                "Mailchimp GET %s: total_items changed while paging (%s); reading the listing again",
+                path,
+                sorted(set(totals)),
+            )
+        return records
+
+    def _list_once(self, path: str, items_key: str, base_query: dict[str, Any]) -> tuple[list[Any], list[int]]:
         page_size = self.page_size
-        base_query = dict(query or {})
         first = self._get(path, {**base_query, "count": page_size, "offset": 0})
         self._stats.add(pages=1)
         records = list(_items(first, items_key, path))
         total = int(first.get("total_items", len(records)) or 0)
-        if total <= page_size or len(records) < page_size:
-            return records
-        offsets = list(range(page_size, total, page_size))
+        totals = [total]
+        if len(records) >= total or not records:
+            return records, totals
+        # A server that serves fewer than asked per page sets the stride.
+        stride = min(page_size, len(records))
+        offsets = list(range(stride, total, stride))
 
-        def fetch(offset: int) -> list[Any]:
-            page = self._get(path, {**base_query, "count": page_size, "offset": offset})
+        def fetch(offset: int) -> tuple[list[Any], int]:
+            page = self._get(path, {**base_query, "count": stride, "offset": offset})
             self._stats.add(pages=1)
-            return list(_items(page, items_key, path))
+            return list(_items(page, items_key, path)), int(page.get("total_items", total) or 0)
 
         with ThreadPoolExecutor(max_workers=min(self.max_connections, len(offsets))) as pool:
-            for page_records in pool.map(fetch, offsets):
+            for page_records, page_total in pool.map(fetch, offsets):
                 records.extend(page_records)
-        return records
+                totals.append(page_total)
+        return records, totals
 
     # ---------------------------------------------------------------- what the assets use
 

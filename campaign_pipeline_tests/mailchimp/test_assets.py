@@ -76,6 +76,11 @@ def test_raw_email_events_lands_then_adds_only_late_activity(account, mailchimp,
     meta = materialization(first, raw_email_events).metadata
     assert meta["new_events"].value == meta["total_events"].value == len(truth)
     assert meta["quarantined_new"].value == len(account.malformed_records(campaign_id))
+    assert set(meta["quarantined_reasons"].value) == {
+        "missing action",
+        "unparseable timestamp '2026-02-30T25:61:00+00:00'",
+        "missing email_address",
+    }
     assert meta["api_calls"].value >= meta["pages"].value >= 2
     assert meta["cursor"].value == truth.loc[truth["action"] != "unsubscribe", "timestamp"].max().isoformat()
 

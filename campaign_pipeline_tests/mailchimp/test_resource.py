@@ -202,3 +202,31 @@ def test_page_size_is_validated():
         MailchimpResource(page_size=1001)
     with pytest.raises(Exception, match="max_connections"):
         MailchimpResource(max_connections=11)
+
+
+class ClockJumpFaults(MailchimpFaults):
+    """Advances the sandbox clock once, in the middle of a paged listing (new automation recipients appear)."""
+
+    def __init__(self, account, after_requests: int, hours: float):
+        super().__init__()
+        self.account, self.after_requests, self.hours = account, after_requests, hours
+        self.requests = 0
+
+    def draw(self):
+        self.requests += 1
+        if self.requests == self.after_requests:
+            self.account.simulate_late_activity(hours=self.hours)
+        return super().draw()
+
+
+def test_listing_that_grows_while_paging_is_read_again(account, make_resource):
+    automation = [cid for cid in account.campaign_ids() if account.spec(cid).is_automation][-1]
+    recipients_before = len(account.truth_recipients(automation))
+    faults = ClockJumpFaults(account, after_requests=2, hours=24 * 10)
+    with MailchimpSandbox(account, faults=faults) as served:
+        mailchimp = make_resource(served, page_size=20, max_connections=1)
+        records = mailchimp.fetch_recipients(automation)
+    truth = account.truth_recipients(automation)
+    assert len(truth) > recipients_before  # the clock jump really grew the listing mid-read
+    assert sorted(r["email_id"] for r in records) == sorted(truth["email_id"])
+    assert mailchimp.stats.pages > -(-len(truth) // 20)  # more than one full read: it read again
