@@ -24,8 +24,13 @@ Behaviour the Mailchimp client and reconciliation rely on (deliberate, documente
   audience spelling (sometimes mixed case, sometimes unicode), email-activity lower-cases it for a share of
   members. ``email_id`` is always md5 of the stripped, lower-cased address. A few members' activity timestamps are
   written with a ``+02:00`` offset instead of ``+00:00`` (same instant).
-* State shared between processes (clock, extra sends, anchor) lives in a small JSON file when ``state_path`` is
-  given, so every Dagster run process sees the same sandbox.
+* ``filter_bots=true`` on email-activity leaves out the privacy-proxy opens; the report's ``proxy_excluded_*``
+  figures count the same way.
+* ``simulate_member_deletion`` removes a member from sent-to, email-activity and unsubscribed (Mailchimp deletes a
+  member's activity), while report totals keep counting them, as Mailchimp's do: the one documented drift.
+* State shared between processes (clock, extra sends, deletions, anchor) lives in a small JSON file when
+  ``state_path`` is given, so every Dagster run process sees the same sandbox. ``follow_wall_clock=True`` makes the
+  clock the real time (plus simulated hours), anchored at creation, for people running ``dagster dev``.
 """
 
 from __future__ import annotations
@@ -231,6 +236,7 @@ class _SharedState:
     clock_seconds: int = 0
     extra_send_times: list[int] = field(default_factory=list)
     follow_wall_clock: bool = False
+    deleted_members: list[int] = field(default_factory=list)
 
     @property
     def now(self) -> int:
@@ -324,6 +330,7 @@ class SandboxAccount:
             clock_seconds=int(stored["clock_seconds"]),
             extra_send_times=[int(t) for t in stored["extra_send_times"]],
             follow_wall_clock=bool(stored.get("follow_wall_clock", False)),
+            deleted_members=[int(m) for m in stored.get("deleted_members", [])],
         )
 
     def _write_state(self, state: _SharedState) -> None:
@@ -336,6 +343,7 @@ class SandboxAccount:
             "clock_seconds": state.clock_seconds,
             "extra_send_times": state.extra_send_times,
             "follow_wall_clock": state.follow_wall_clock,
+            "deleted_members": state.deleted_members,
         }
         # Write then rename, so a reader in another process never sees half a file.
         tmp = self.state_path.with_name(f"{self.state_path.name}.{os.getpid()}.tmp")
@@ -517,8 +525,28 @@ class SandboxAccount:
         ).astype(np.int64)
         return trigger + (spec.position - 1) * 3 * DAY_SECONDS
 
-    def visible_recipients(self, spec: CampaignSpec, now: int) -> range | np.ndarray:
-        """Member indices (ascending) that sent-to lists at `now`; a range when it is the whole audience."""
+    def visible_recipients(self, spec: CampaignSpec, now: int, include_deleted: bool = False) -> range | np.ndarray:
+        """Member indices (ascending) that sent-to lists at `now`; a range when it is the whole audience.
+
+        Deleted members vanish from every listing, as in Mailchimp; `include_deleted` is for report totals,
+        which Mailchimp keeps counting.
+        """
+        recipients = self._sent_recipients(spec, now)
+        deleted = [] if include_deleted else self._state().deleted_members
+        if not deleted:
+            return recipients
+        cache_key = ("alive", spec.slot, now, len(deleted))
+        alive: np.ndarray | None = self._cache.get(cache_key)
+        if alive is None:
+            alive = np.setdiff1d(np.asarray(recipients, dtype=np.int64), np.asarray(deleted, dtype=np.int64))
+            self._remember(cache_key, alive)
+        return alive
+
+    def _deletions(self) -> int:
+        """How many members were deleted so far: part of every cache key that depends on listings."""
+        return len(self._state().deleted_members)
+
+    def _sent_recipients(self, spec: CampaignSpec, now: int) -> range | np.ndarray:
         potential = self._potential_recipients(spec)
         if not spec.is_automation:
             return potential
@@ -642,9 +670,9 @@ class SandboxAccount:
             ev_proxy=ev_proxy,
         )
 
-    def _scan(self, spec: CampaignSpec, now: int):
+    def _scan(self, spec: CampaignSpec, now: int, include_deleted: bool = False):
         """Yield pages covering every visible recipient of the campaign, chunk by chunk."""
-        recipients = self.visible_recipients(spec, now)
+        recipients = self.visible_recipients(spec, now, include_deleted)
         for start in range(0, len(recipients), SCAN_CHUNK):
             yield self.generate(spec, np.asarray(recipients[start : start + SCAN_CHUNK], dtype=np.int64))
 
@@ -678,7 +706,7 @@ class SandboxAccount:
         recipients = self.visible_recipients(spec, now)
         if since is None:
             return recipients, empty_listed
-        cache_key = ("since", spec.slot, now, since, filter_bots)
+        cache_key = ("since", spec.slot, now, since, filter_bots, self._deletions())
         listed = self._cache.get(cache_key)
         if listed is None:
             parts = []
@@ -797,7 +825,7 @@ class SandboxAccount:
     def unsubscribed_listing(self, spec: CampaignSpec) -> list[dict[str, Any]]:
         """All visible unsubscribes of the campaign, in member order (small: ~0.3% of recipients)."""
         now = self.now_epoch
-        cache_key = ("unsubscribed", spec.slot, now)
+        cache_key = ("unsubscribed", spec.slot, now, self._deletions())
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
@@ -837,7 +865,8 @@ class SandboxAccount:
             0,
         )  # fmt: skip
         last_open, last_click = -1, -1
-        for page in self._scan(spec, now):
+        # Mailchimp's report keeps counting members deleted since the send; so does the sandbox's.
+        for page in self._scan(spec, now, include_deleted=True):
             visible = page.visible(now)
             totals["emails_sent"] += len(page.members)
             totals["hard"] += int((page.status == STATUS_HARD).sum())
@@ -993,6 +1022,22 @@ class SandboxAccount:
         return self._regular_spec(
             self.n_regular_campaigns + len(state.extra_send_times) - 1, state.extra_send_times[-1]
         ).campaign_id
+
+    def simulate_member_deletion(self, email_address: str) -> int:
+        """Delete a member from the audience: Mailchimp then drops their sent-to rows and activity everywhere.
+
+        Report totals keep counting them (as Mailchimp's do); returns the member's index.
+        """
+        wanted = email_address.strip().lower()
+        for start in range(0, self.n_members, SCAN_CHUNK):
+            members = np.arange(start, min(start + SCAN_CHUNK, self.n_members))
+            for member, address in zip(members.tolist(), self.member_addresses(members), strict=True):
+                if address.lower() == wanted:
+                    self._update_state(
+                        lambda s, m=member: None if m in s.deleted_members else s.deleted_members.append(m)
+                    )
+                    return member
+        raise KeyError(f"{email_address!r} is not a member of sandbox audience {self.list_id}")
 
     def simulate_late_activity(self, hours: float = 48) -> int:
         """Advance the sandbox clock; returns how many valid events (all campaigns) became visible."""

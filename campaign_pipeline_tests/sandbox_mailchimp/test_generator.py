@@ -147,3 +147,22 @@ def test_malformed_records_are_listed_with_reasons(account: SandboxAccount) -> N
     assert truth.email_address.str.len().gt(0).all() and truth.action.notna().all()
     quiet = SandboxAccount(seed=11, n_members=600, include_malformed=False)
     assert quiet.malformed_records(campaign_id).empty
+
+
+def test_deleted_member_vanishes_from_listings_but_not_from_report_totals(sandbox: MailchimpSandbox, client) -> None:
+    account = sandbox.account
+    campaign_id = max(account.campaign_ids(), key=lambda cid: len(account.truth_events(cid)))
+    events = account.truth_events(campaign_id)
+    victim = events.loc[events.action == "open", "email_address"].iloc[0]
+    report_before = client.reports.get_campaign_report(campaign_id)
+    account.simulate_member_deletion(victim.upper())
+    after = account.truth_events(campaign_id)
+    assert victim.lower() not in set(after.email_address.str.lower())
+    assert len(after) == len(events) - (events.email_address.str.lower() == victim.lower()).sum()
+    fetched, _ = fetch_events(client, campaign_id)
+    pd.testing.assert_frame_equal(canonical(fetched), canonical(after))
+    recipients = client.reports.get_campaign_recipients(campaign_id, count=1000)
+    assert recipients["total_items"] == len(account.truth_recipients(campaign_id)) == report_before["emails_sent"] - 1
+    assert client.reports.get_campaign_report(campaign_id)["opens"] == report_before["opens"]
+    with pytest.raises(KeyError, match="not a member"):
+        account.simulate_member_deletion("nobody@example.invalid")
