@@ -556,12 +556,15 @@ class MailchimpSandbox:
         faults: MailchimpFaults | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        request_log_limit: int = 200_000,
     ) -> None:
         self.account = account if account is not None else SandboxAccount()
         self.faults = faults if faults is not None else MailchimpFaults()
         self.routes = MailchimpRoutes(self.account)
         self.request_log: list[tuple[str, str, dict[str, str], int]] = []
         self._logged = threading.Condition()
+        # A long-running `serve` must not grow without bound; tests stay far below the limit.
+        self.request_log_limit = request_log_limit
         self._host, self._port = host, port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -729,6 +732,8 @@ class MailchimpSandbox:
     ) -> None:
         with self._logged:
             self.request_log.append((method, path, query, status))
+            if len(self.request_log) > self.request_log_limit:
+                del self.request_log[: len(self.request_log) // 2]
             self._logged.notify_all()
         handler.send_response(status)
         if content_type:
