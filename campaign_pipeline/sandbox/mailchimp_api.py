@@ -9,6 +9,7 @@ the 10-simultaneous-connections cap per key) are set on ``sb.faults`` and may be
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import random
 import re
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -596,6 +598,8 @@ class MailchimpSandbox:
         return self
 
     def stop(self) -> None:
+        # Release requests a test left paused, so their threads end with the server.
+        self.faults.resume()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -628,8 +632,8 @@ class MailchimpSandbox:
                 _, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
                 return None
-            return password if password == self.api_key else None
-        if header.startswith("Bearer ") and header[7:] == self.api_key:
+            return password if hmac.compare_digest(password, self.api_key) else None
+        if header.startswith("Bearer ") and hmac.compare_digest(header[7:], self.api_key):
             return header[7:]
         return None
 
@@ -678,7 +682,13 @@ class MailchimpSandbox:
                 return
             if forced is not None:
                 self._problem(
-                    handler, method, path, query, forced, "Service Unavailable", "Injected sandbox fault; retry later."
+                    handler,
+                    method,
+                    path,
+                    query,
+                    forced,
+                    HTTPStatus(forced).phrase,
+                    "Injected sandbox fault; retry later.",
                 )
                 return
             if method != "GET":
