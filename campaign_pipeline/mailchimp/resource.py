@@ -143,7 +143,9 @@ def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle
         from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
         Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-        account = SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path))
+        # Following the wall clock keeps the sandbox's sends "recent" for the sensor's lookback and the
+        # attribution window; an existing state file keeps whatever clock it was created with.
+        account = SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path), follow_wall_clock=True)
         sandbox = MailchimpSandbox(account)
         sandbox.__enter__()
         atexit.register(sandbox.__exit__, None, None, None)

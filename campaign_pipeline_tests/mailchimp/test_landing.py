@@ -124,3 +124,18 @@ def test_round_trip_keeps_dtypes_and_missing_values(store):
     )
     store.land("rt1", parsed.frame, parsed.quarantined, None)
     pd.testing.assert_frame_equal(store.events("rt1"), parsed.frame)
+
+
+def test_member_deleted_in_mailchimp_keeps_landed_events(account, mailchimp, store):
+    campaign_id = account.campaign_ids()[-1]
+    first = fetch_and_land_events(mailchimp, store, campaign_id)
+    truth = account.truth_events(campaign_id)
+    clicker = truth.loc[truth["action"] == "click", "email_address"].iloc[0]
+    their_events = int((truth["email_id"] == truth.loc[truth["email_address"] == clicker, "email_id"].iloc[0]).sum())
+    account.simulate_member_deletion(clicker)
+    assert len(account.truth_events(campaign_id)) == len(truth) - their_events  # Mailchimp forgot them
+    account.simulate_late_activity(hours=1)
+    again = fetch_and_land_events(mailchimp, store, campaign_id)
+    assert again.landing.total_events >= first.landing.total_events
+    landed = store.events(campaign_id)
+    assert (landed["email_address"].str.lower() == clicker.lower()).sum() == their_events
