@@ -28,6 +28,18 @@ PEOPLE = {
 }
 
 
+class RecordingClient(SalesforceClient):
+    """The real client, keeping the SOQL it sent: a live org refuses filters on long text (Task.Description)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.soql: list[str] = []
+
+    def query_all(self, soql: str) -> list[dict]:
+        self.soql.append(soql)
+        return super().query_all(soql)
+
+
 @dataclass
 class ActivityOrg:
     """The sandbox org with a few people, a ledger of its own, and one call that syncs a mode like the push does."""
@@ -35,9 +47,10 @@ class ActivityOrg:
     org: SalesforceSandbox
     ledger: SyncLedger
     person_ids: dict[str, str] = field(default_factory=dict)
+    last_client: RecordingClient | None = None
 
-    def client(self, **settings) -> SalesforceClient:
-        return SalesforceClient(
+    def client(self, **settings) -> RecordingClient:
+        return RecordingClient(
             self.org.client(),
             target="Salesforce target: SANDBOX org (activity tests)",
             is_sandbox=True,
@@ -57,7 +70,7 @@ class ActivityOrg:
     ) -> SyncReport:
         """What salesforce_sync does for the mode, with sf_tasks' recovery of an interrupted run first."""
         ledger = ledger or self.ledger
-        client = self.client()
+        client = self.last_client = self.client()
         members = statuses(recipient_frame, event_frame)
         matches, _ = match_campaign_members(client, members)
         desired = []

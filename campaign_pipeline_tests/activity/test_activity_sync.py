@@ -220,6 +220,7 @@ def test_crash_mid_sync_then_rerun_gives_every_task_once(activity_org, mapping, 
     assert 0 < written < 480 or bulk_threshold <= 480
     rerun = activity_org.sync(profile, recipients(*AUDIENCE), raw, report())
     assert rerun.failures.empty, rerun.failures
+    assert not [soql for soql in activity_org.last_client.soql if "Description IN" in soql]
     tasks = activity_org.records("Task")
     keys = [t["Description"].rsplit("Mailchimp event: ", 1)[1].strip() for t in tasks]
     assert len(tasks) == 480 and len(set(keys)) == 480
