@@ -632,8 +632,8 @@ class MailchimpSandbox:
                 _, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
                 return None
-            return password if hmac.compare_digest(password, self.api_key) else None
-        if header.startswith("Bearer ") and hmac.compare_digest(header[7:], self.api_key):
+            return password if hmac.compare_digest(password.encode(), self.api_key.encode()) else None
+        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), self.api_key.encode()):
             return header[7:]
         return None
 
@@ -703,6 +703,11 @@ class MailchimpSandbox:
                 body = self.routes.dispatch(path[len(API_PREFIX) :] or "/", query)
             except ApiError as err:
                 self._problem(handler, method, path, query, err.status, err.title, err.detail)
+                return
+            except Exception as err:  # a sandbox bug must still answer, or the client hangs on a dropped socket
+                self._problem(
+                    handler, method, path, query, 500, "Internal Server Error", f"sandbox failed on {path}: {err!r}"
+                )
                 return
             payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
             self._send(handler, method, path, query, 200, payload, "application/json; charset=utf-8")

@@ -24,6 +24,8 @@ def test_ping_and_wrong_key_is_401_problem_json(sandbox: MailchimpSandbox, clien
     assert set(problem) == {"type", "title", "status", "detail", "instance"}
     assert problem["status"] == 401
     assert sandbox.api_key not in response.text
+    unicode_key = requests.get(f"{sandbox.base_url}/ping", auth=("anyone", "clé-us21"), timeout=10)
+    assert unicode_key.status_code == 401
 
 
 def test_unknown_campaign_is_404_and_count_over_1000_is_400(sandbox: MailchimpSandbox, client) -> None:
