@@ -23,6 +23,7 @@ RULE_INPUT_COLUMNS: tuple[str, ...] = (*LAST_EVENT_COLUMNS, "send_status", "sent
 
 _NO_EVENT = np.iinfo(np.int64).min  # NaT as int64; smaller than every real instant
 _STATUS_NAMES = np.array(STATUS_BY_CODE, dtype=object)
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def _last_event_ns(member_events: pd.DataFrame) -> np.ndarray:
@@ -44,14 +45,16 @@ def _last_event_ns(member_events: pd.DataFrame) -> np.ndarray:
 def _as_utc_ns(values: pd.Series, column: str) -> np.ndarray:
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         raise TypeError(f"status rule input column {column} must be tz-aware UTC datetimes, got {values.dtype}")
-    return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view(np.int64)
+    # to_numpy gives UTC instants whatever the zone or unit, without a copy when already ns.
+    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 def _rule_result(member_events: pd.DataFrame, status_codes: np.ndarray, status_ns: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
-        {
+        copy=False,
+        data={
             "latest_status": _STATUS_NAMES[status_codes],
-            "latest_status_at": pd.to_datetime(status_ns.view("datetime64[ns]"), utc=True),
+            "latest_status_at": pd.arrays.DatetimeArray._from_sequence(status_ns.view("datetime64[ns]"), dtype=_UTC),
         },
         index=member_events.index,
     )
