@@ -74,7 +74,9 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                 activity_members = sandbox.routes.email_activity({"count": "1", "offset": "0"}, campaign_id)[
                     "total_items"
                 ]
-                unsubscribes = len(account.unsubscribed_listing(account.spec(campaign_id)))
+                spec = account.spec(campaign_id)
+                assert spec is not None
+                unsubscribes = len(account.unsubscribed_listing(spec))
                 min_api_calls = (
                     1
                     + max(1, math.ceil(len(sent_to.frame) / page_size))

@@ -1,5 +1,7 @@
 """Per-campaign Mailchimp assets: landed events, recipients, Mailchimp's own report and the sent HTML."""
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 
@@ -38,7 +40,7 @@ def _preview(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(frame.head(PREVIEW_ROWS).astype(str).to_markdown(index=False))
 
 
-def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, str]:
+def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, Any]:
     context.log.info(mailchimp.source_description)
     return {"mailchimp_source": mailchimp.source_description}
 
@@ -61,7 +63,7 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
 )
 def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
     store = LandingStore()
-    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     frames: list[pd.DataFrame] = []
     totals = {
         "new_events": 0,
@@ -132,7 +134,7 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
     ),
 )
 def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
-    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     store = LandingStore()
     frames: list[pd.DataFrame] = []
@@ -187,7 +189,7 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
 def mailchimp_campaign_report(
     context: dg.AssetExecutionContext, mailchimp: MailchimpResource
 ) -> dg.Output[pd.DataFrame]:
-    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     reports = pd.concat(
         [parse_campaign_report(mailchimp.fetch_report(campaign_id)) for campaign_id in _campaign_ids(context)],
@@ -219,7 +221,7 @@ def mailchimp_campaign_report(
     description="The campaign's sent email as HTML (campaigns/{id}/content), attached to Notes for compliance records.",
 )
 def campaign_content(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
-    metadata: dict[str, object] = _source_metadata(mailchimp, context)
+    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     rows = [
         {"campaign_id": campaign_id, "html": mailchimp.fetch_content_html(campaign_id)}

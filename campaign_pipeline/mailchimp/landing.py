@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,7 +118,7 @@ class LandingStore:
         """
         raw = self.engine.raw_connection()
         try:
-            with raw.cursor() as cur:
+            with closing(raw.cursor()) as cur:
                 new_events = self._copy_events(cur, events)
                 new_quarantined = self._insert_quarantine(cur, quarantined)
                 if fetched_through is not None:
@@ -129,28 +130,20 @@ class LandingStore:
                         (campaign_id, fetched_through.to_pydatetime()),
                     )
                 cur.execute(
-                    f'SELECT count(*) FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} WHERE campaign_id = %s',
-                    (campaign_id,),
+                    f'SELECT (SELECT count(*) FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} WHERE campaign_id = %s), '
+                    f'(SELECT count(*) FROM "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} WHERE campaign_id = %s), '
+                    f'(SELECT fetched_through FROM "{PIPELINE_SCHEMA}".{CURSORS_TABLE} WHERE campaign_id = %s)',
+                    (campaign_id, campaign_id, campaign_id),
                 )
-                total_events = int(cur.fetchone()[0])
-                cur.execute(
-                    f'SELECT count(*) FROM "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} WHERE campaign_id = %s',
-                    (campaign_id,),
-                )
-                total_quarantined = int(cur.fetchone()[0])
-                cur.execute(
-                    f'SELECT fetched_through FROM "{PIPELINE_SCHEMA}".{CURSORS_TABLE} WHERE campaign_id = %s',
-                    (campaign_id,),
-                )
-                row = cur.fetchone()
+                total_events, total_quarantined, fetched_through_now = cur.fetchone() or (0, 0, None)
             raw.commit()
         except Exception:
             raw.rollback()
             raise
         finally:
             raw.close()
-        cursor = None if row is None or row[0] is None else pd.Timestamp(row[0]).tz_convert("UTC")
-        return LandingResult(new_events, total_events, cursor, new_quarantined, total_quarantined)
+        cursor = None if fetched_through_now is None else pd.Timestamp(fetched_through_now).tz_convert("UTC")
+        return LandingResult(new_events, int(total_events), cursor, new_quarantined, int(total_quarantined))
 
     def _copy_events(self, cur, events: pd.DataFrame) -> int:
         if events.empty:
@@ -216,7 +209,7 @@ class LandingStore:
         buffer = io.StringIO()
         raw = self.engine.raw_connection()
         try:
-            with raw.cursor() as cur:
+            with closing(raw.cursor()) as cur:
                 query = cur.mogrify(
                     f'SELECT {_EVENT_COLUMNS_SQL} FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
                     'WHERE campaign_id = %s ORDER BY "timestamp", event_id',

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-mailchimp_campaigns = dg.DynamicPartitionsDefinition(name="mailchimp_campaigns")
+MAILCHIMP_CAMPAIGNS_PARTITIONS = "mailchimp_campaigns"
+# Keys are Mailchimp campaign ids (letters and digits, checked by core.events.is_valid_campaign_id).
+mailchimp_campaigns = dg.DynamicPartitionsDefinition(name=MAILCHIMP_CAMPAIGNS_PARTITIONS)

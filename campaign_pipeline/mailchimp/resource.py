@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import math
@@ -238,7 +239,8 @@ class MailchimpResource(dg.ConfigurableResource):
                 self.sandbox_members,
                 self.sandbox_seed,
             )
-            api_key, base_url = handle.api_key, self.base_url or handle.base_url
+            api_key: str = handle.api_key
+            base_url: str | None = self.base_url or handle.base_url
         else:
             api_key, base_url = (self.api_key or "").strip(), self.base_url
         server = _data_center(api_key)
@@ -247,8 +249,6 @@ class MailchimpResource(dg.ConfigurableResource):
         if base_url:
             client.api_client.host = base_url.rstrip("/")
         # Only a short fingerprint of the key identifies its connection slots; the key itself is never kept elsewhere.
-        import hashlib
-
         self._key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self._client = client
         logger.info(self.source_description)
@@ -524,7 +524,7 @@ def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaig
     recipients = record.get("recipients") or {}
     campaign_type = "automation" if automation_id is not None else str(record.get("type") or "regular")
     return SentCampaign(
-        id=campaign_id,
+        id=str(campaign_id),
         type=campaign_type,
         send_time=send_time,
         title=settings.get("title") or settings.get("subject_line"),

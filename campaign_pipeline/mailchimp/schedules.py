@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.core.events import is_valid_campaign_id
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
 from campaign_pipeline.mailchimp.sensors import RunTarget
 
@@ -49,7 +49,7 @@ def build_mailchimp_resync_schedule(
         now = mailchimp.now()
         window_start = now - pd.Timedelta(days=attribution_window_days)
         listed = mailchimp.list_sent_campaigns(since_send_time=window_start)
-        existing = set(context.instance.get_dynamic_partitions(mailchimp_campaigns.name))
+        existing = set(context.instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
         due = [
             c
             for c in campaigns_in_window(listed, now, attribution_window_days)

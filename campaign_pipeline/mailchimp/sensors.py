@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.core.events import is_valid_campaign_id
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def build_mailchimp_sensor(
         for rejected in set(c.id for c in listed) - set(c.id for c in usable):
             context.log.warning(f"Skipping campaign id {rejected!r}: not a safe partition key")
         fresh = new_sends(usable, cursor, now, lookback_days)
-        existing = set(context.instance.get_dynamic_partitions(mailchimp_campaigns.name))
+        existing = set(context.instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
         to_add = [c.id for c in fresh if c.id not in existing]
         next_cursor = cursor.advanced(usable, listed_since=since)
         if not fresh:
