@@ -16,9 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-SyncMode = Literal[
-    "campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"
-]
+SyncMode = Literal["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]
 SYNC_MODES: tuple[str, ...] = (
     "campaign",
     "activity",
@@ -115,12 +113,8 @@ class MatchingPolicy(BaseModel):
 
 
 def _check_field_name(field_name: str) -> str:
-    if not _SALESFORCE_FIELD_NAME.fullmatch(
-        field_name
-    ) or "__" in field_name.removesuffix("__c"):
-        raise ValueError(
-            f"{field_name!r} is not a Salesforce field API name (e.g. NumberSent or Total_Opens__c)"
-        )
+    if not _SALESFORCE_FIELD_NAME.fullmatch(field_name) or "__" in field_name.removesuffix("__c"):
+        raise ValueError(f"{field_name!r} is not a Salesforce field API name (e.g. NumberSent or Total_Opens__c)")
     return field_name
 
 
@@ -153,9 +147,7 @@ class FieldMapping(BaseModel):
         default=None,
         description="Task field for the clicked URL (modes activity); None = Task.Description.",
     )
-    task_key_field: str | None = Field(
-        default=None, description="Task external-ID field that holds the event id."
-    )
+    task_key_field: str | None = Field(default=None, description="Task external-ID field that holds the event id.")
 
     @field_validator("campaign")
     @classmethod
@@ -194,14 +186,10 @@ _RESERVED_FIELDS = {
 }
 
 
-def _check_mapping(
-    mapping: dict[str, str], allowed_metrics: tuple[str, ...], sobject: str
-) -> dict[str, str]:
+def _check_mapping(mapping: dict[str, str], allowed_metrics: tuple[str, ...], sobject: str) -> dict[str, str]:
     for metric, field_name in mapping.items():
         if metric not in allowed_metrics:
-            raise ValueError(
-                f"unknown metric {metric!r}; allowed: {', '.join(allowed_metrics)}"
-            )
+            raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(allowed_metrics)}")
         _check_field_name(field_name)
         if field_name in _RESERVED_FIELDS[sobject]:
             raise ValueError(
@@ -210,9 +198,7 @@ def _check_mapping(
     targets = list(mapping.values())
     doubled = sorted({name for name in targets if targets.count(name) > 1})
     if doubled:
-        raise ValueError(
-            f"{sobject} field(s) {', '.join(doubled)} mapped from more than one metric"
-        )
+        raise ValueError(f"{sobject} field(s) {', '.join(doubled)} mapped from more than one metric")
     return mapping
 
 
@@ -226,18 +212,14 @@ class SyncSettings(BaseModel):
         ge=1,
         description="Records of one kind at or above which Bulk API 2.0 is used instead of Collections.",
     )
-    api_call_budget: int = Field(
-        default=5000, ge=1, description="Most Salesforce API calls one run may make."
-    )
+    api_call_budget: int = Field(default=5000, ge=1, description="Most Salesforce API calls one run may make.")
     limit_usage_stop_fraction: float = Field(
         default=0.9,
         gt=0,
         le=1,
         description="Stop the run cleanly once the org's daily API usage (Sforce-Limit-Info) passes this fraction.",
     )
-    preview_only: bool = Field(
-        default=False, description="Compute and show what would change; write nothing."
-    )
+    preview_only: bool = Field(default=False, description="Compute and show what would change; write nothing.")
     field_limit_policy: Literal["truncate", "reject"] = Field(
         default="truncate",
         description="Too-long text: truncate with a marker, or reject the record with a reason.",
@@ -283,15 +265,11 @@ def load_profile(path: str | Path) -> SyncProfile:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError as exc:
-        raise ProfileError(
-            f"sync profile {path} does not exist (set CAMPAIGN_PIPELINE_PROFILE to its path)"
-        ) from exc
+        raise ProfileError(f"sync profile {path} does not exist (set CAMPAIGN_PIPELINE_PROFILE to its path)") from exc
     except yaml.YAMLError as exc:
         raise ProfileError(f"sync profile {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ProfileError(
-            f"sync profile {path} must be a mapping of settings, got {type(raw).__name__}"
-        )
+        raise ProfileError(f"sync profile {path} must be a mapping of settings, got {type(raw).__name__}")
     try:
         return SyncProfile.model_validate(raw)
     except ValidationError as exc:

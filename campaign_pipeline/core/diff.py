@@ -24,15 +24,11 @@ LEDGER_COLUMNS: tuple[str, ...] = (
 
 def canonical_text(values: pd.Series) -> pd.Series:
     """Values as the text they hash by, so a frame that went through storage (other dtypes) hashes the same."""
-    if isinstance(
-        values.dtype, pd.DatetimeTZDtype
-    ) or pd.api.types.is_datetime64_any_dtype(values.dtype):
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
         stamps = pd.to_datetime(values, utc=True)
         return stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").fillna("\x00")
     if pd.api.types.is_bool_dtype(values.dtype) and not values.isna().any():
-        return pd.Series(
-            np.where(values.to_numpy(dtype=bool), "true", "false"), index=values.index
-        )
+        return pd.Series(np.where(values.to_numpy(dtype=bool), "true", "false"), index=values.index)
     if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
         return values.astype("int64").astype(str)
     as_object = values.astype(object)
@@ -45,11 +41,7 @@ def canonical_text(values: pd.Series) -> pd.Series:
             # Integral floats (a count that became float after a NaN) hash like the integer.
             return repr(int(value)) if float(value).is_integer() else repr(float(value))
         if isinstance(value, pd.Timestamp):
-            return (
-                value.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                if value.tzinfo
-                else value.isoformat()
-            )
+            return value.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value.tzinfo else value.isoformat()
         return str(value)
 
     return as_object.map(_one, na_action="ignore").where(~missing, "\x00").astype(str)
@@ -63,17 +55,9 @@ def content_hashes(desired: pd.DataFrame) -> pd.Series:
     # Field names are part of the hash so that mapping a metric to another field counts as a change.
     row_text = pd.Series("", index=desired.index, dtype=object)
     for field_name in fields:
-        row_text = (
-            row_text
-            + field_name
-            + "\x1f"
-            + canonical_text(desired[field_name])
-            + "\x1e"
-        )
+        row_text = row_text + field_name + "\x1f" + canonical_text(desired[field_name]) + "\x1e"
     parent = (
-        desired["parent_key"].astype(object).where(desired["parent_key"].notna(), "")
-        if "parent_key" in desired
-        else ""
+        desired["parent_key"].astype(object).where(desired["parent_key"].notna(), "") if "parent_key" in desired else ""
     )
     row_text = row_text + "parent\x1f" + parent
     # hash_pandas_object is vectorised and seeded with a fixed key, so digests are stable across processes.
@@ -108,32 +92,19 @@ def diff_against_ledger(desired: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataF
     has_id = result["salesforce_id"].notna()
     in_ledger = result["ledger_result"].notna()
     last_ok = (result["ledger_result"] == RESULT_OK).fillna(False).astype(bool)
-    same_hash = (
-        (result["ledger_hash"] == result["content_hash"]).fillna(False).astype(bool)
-    )
-    rejected = (
-        result["reject_reason"].notna()
-        if "reject_reason" in result
-        else pd.Series(False, index=result.index)
-    )
+    same_hash = (result["ledger_hash"] == result["content_hash"]).fillna(False).astype(bool)
+    rejected = result["reject_reason"].notna() if "reject_reason" in result else pd.Series(False, index=result.index)
 
     result["action"] = np.select(
         [rejected, ~has_id, last_ok & same_hash],
         ["rejected", "create", "unchanged"],
         default="update",
     )
-    result["is_retry"] = (
-        (in_ledger & (result["ledger_result"] == RESULT_ERROR))
-        .fillna(False)
-        .astype(bool)
-    )
+    result["is_retry"] = (in_ledger & (result["ledger_result"] == RESULT_ERROR)).fillna(False).astype(bool)
     result["needs_lookup"] = (
-        (result["action"] == "create")
-        & (result["ledger_result"] == RESULT_PENDING).fillna(False)
+        (result["action"] == "create") & (result["ledger_result"] == RESULT_PENDING).fillna(False)
     ).astype(bool)
-    result["salesforce_id"] = (
-        result["salesforce_id"].astype(object).where(has_id, pd.NA)
-    )
+    result["salesforce_id"] = result["salesforce_id"].astype(object).where(has_id, pd.NA)
     return result.drop(columns=["ledger_hash", "ledger_result"])
 
 

@@ -23,6 +23,8 @@ META_COLUMNS: tuple[str, ...] = (
     "truncated_fields",
     "sent_at_is_exact",
 )
+# Columns the diff adds next to the meta columns; never Salesforce fields either.
+DIFF_COLUMNS: tuple[str, ...] = ("content_hash", "salesforce_id", "action", "is_retry", "needs_lookup")
 # Ledger kinds; one per desired-record frame.
 CAMPAIGN = "campaign"
 CAMPAIGN_MEMBER_STATUS = "campaign_member_status"
@@ -49,12 +51,14 @@ MEMBER_STATUS_LABELS: tuple[tuple[str, bool], ...] = (
     ("Bounced", False),
     ("Unsubscribed", False),
 )
-APPROXIMATE_SEND_NOTE = "Send time is approximate: automation emails give no per-recipient send time (sent_at_is_exact = false)."
+APPROXIMATE_SEND_NOTE = (
+    "Send time is approximate: automation emails give no per-recipient send time (sent_at_is_exact = false)."
+)
 
 
 def salesforce_field_columns(desired: pd.DataFrame) -> list[str]:
-    """The columns of a desired-record frame that are Salesforce fields (everything but the meta columns)."""
-    return [column for column in desired.columns if column not in META_COLUMNS]
+    """The columns of a desired-record frame that are Salesforce fields (all but the meta and diff columns)."""
+    return [column for column in desired.columns if column not in META_COLUMNS and column not in DIFF_COLUMNS]
 
 
 def _with_meta(frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,33 +92,23 @@ def enforce_field_limits(
     keep their first reason.
     """
     if policy not in ("truncate", "reject"):
-        raise ValueError(
-            f"field limit policy must be 'truncate' or 'reject', got {policy!r}"
-        )
+        raise ValueError(f"field limit policy must be 'truncate' or 'reject', got {policy!r}")
     limits = {**FIELD_LIMITS.get(sobject, {}), **(extra_limits or {})}
     result = desired.copy()
     for field_name, limit in limits.items():
         if field_name not in result.columns:
             continue
         values = result[field_name]
-        is_text = (
-            values.map(lambda value: isinstance(value, str), na_action="ignore")
-            .fillna(False)
-            .astype(bool)
-        )
+        is_text = pd.Series([isinstance(value, str) for value in values], index=values.index, dtype=bool)
         lengths = values.where(is_text).str.len()
         too_long = (lengths > limit).fillna(False).astype(bool)
         if not too_long.any():
             continue
         if policy == "truncate":
             keep = max(limit - len(TRUNCATION_MARKER), 0)
-            result.loc[too_long, field_name] = (
-                values[too_long].str.slice(0, keep) + TRUNCATION_MARKER
-            )
+            result.loc[too_long, field_name] = values[too_long].str.slice(0, keep) + TRUNCATION_MARKER
             marks = result.loc[too_long, "truncated_fields"]
-            result.loc[too_long, "truncated_fields"] = np.where(
-                marks == "", field_name, marks + "," + field_name
-            )
+            result.loc[too_long, "truncated_fields"] = np.where(marks == "", field_name, marks + "," + field_name)
         else:
             reasons = (
                 f"{sobject}.{field_name} is "
@@ -152,24 +146,18 @@ def desired_campaigns(
         "campaign_type",
         "send_time",
     ]
-    campaigns = campaign_totals.merge(
-        campaign_report[report_columns], on="campaign_id", how="left"
-    )
+    campaigns = campaign_totals.merge(campaign_report[report_columns], on="campaign_id", how="left")
     title = (
         campaigns["campaign_title"]
         .astype(object)
-        .where(
-            campaigns["campaign_title"].notna() & (campaigns["campaign_title"] != "")
-        )
+        .where(campaigns["campaign_title"].notna() & (campaigns["campaign_title"] != ""))
     )
     subject = (
         campaigns["subject_line"]
         .astype(object)
         .where(campaigns["subject_line"].notna() & (campaigns["subject_line"] != ""))
     )
-    name = title.fillna(subject).fillna(
-        "Mailchimp campaign " + campaigns["campaign_id"]
-    )
+    name = title.fillna(subject).fillna("Mailchimp campaign " + campaigns["campaign_id"])
     is_exact = (campaigns["campaign_type"] != "automation").to_numpy()
     send_time = pd.to_datetime(campaigns["send_time"], utc=True)
     sent_text = send_time.dt.strftime("%Y-%m-%d %H:%M UTC").fillna("unknown")
@@ -192,10 +180,7 @@ def desired_campaigns(
             "Type": "Email",
             "Status": "Completed",
             "IsActive": True,
-            "StartDate": send_time.dt.strftime("%Y-%m-%d")
-            .astype(object)
-            .where(send_time.notna(), pd.NA)
-            .to_numpy(),
+            "StartDate": send_time.dt.strftime("%Y-%m-%d").astype(object).where(send_time.notna(), pd.NA).to_numpy(),
             "Description": description.to_numpy(),
         }
     )
@@ -203,9 +188,7 @@ def desired_campaigns(
         desired[field_name] = _metric_values(campaigns, metric).to_numpy()
     if key_field:
         desired[key_field] = campaigns["campaign_id"].to_numpy()
-    return enforce_field_limits(
-        _with_meta(desired), "Campaign", policy=field_limit_policy
-    )
+    return enforce_field_limits(_with_meta(desired), "Campaign", policy=field_limit_policy)
 
 
 def desired_campaign_member_statuses(
@@ -278,9 +261,7 @@ def desired_campaign_members(
     )
 
 
-def desired_leads(
-    unmatched_members: pd.DataFrame, *, company: str, lead_source: str
-) -> pd.DataFrame:
+def desired_leads(unmatched_members: pd.DataFrame, *, company: str, lead_source: str) -> pd.DataFrame:
     """A Lead per unmatched address (profile: create_leads_for_unmatched), keyed by the lower-cased email."""
     first = unmatched_members.drop_duplicates("email_id").reset_index(drop=True)
     local_part = first["email_address"].str.strip().str.split("@").str[0]
@@ -288,9 +269,7 @@ def desired_leads(
         {
             "sync_key": ("lead|" + first["email_id"]).to_numpy(),
             "campaign_id": first["campaign_id"].to_numpy(),
-            "LastName": local_part.where(
-                local_part.str.len() > 0, "Unknown"
-            ).to_numpy(),
+            "LastName": local_part.where(local_part.str.len() > 0, "Unknown").to_numpy(),
             "Company": company,
             "Email": first["email_address"].str.strip().to_numpy(),
             "LeadSource": lead_source,

@@ -244,7 +244,7 @@ class SalesforceClient:
             self._describes[sobject] = self.call(
                 "read",
                 f"describe {sobject}",
-                lambda: getattr(self.sf, sobject).describe(timeout=self.timeout_seconds),
+                lambda: self.sf.restful(f"sobjects/{sobject}/describe", timeout=self.timeout_seconds),
             )
         return self._describes[sobject]
 

@@ -276,8 +276,10 @@ class SyncEngine:
         counts = diffing.summarise_actions(diffed)
         outcome.unchanged = counts["unchanged"]
         outcome.rejected = counts["rejected"]
-        outcome.to_create = int(((diffed["action"] == "create") & ~parentless).sum())
-        outcome.to_update = int(((diffed["action"] == "update") & ~parentless).sum())
+        # A preview counts children of parents it would create; a real run cannot send them without the parent.
+        sendable = ~parentless | self.settings.preview_only
+        outcome.to_create = int(((diffed["action"] == "create") & sendable).sum())
+        outcome.to_update = int(((diffed["action"] == "update") & sendable).sum())
         self._changes.append(self._change_preview(kind, diffed[diffed["action"] != "unchanged"]))
         if self.settings.preview_only:
             return
