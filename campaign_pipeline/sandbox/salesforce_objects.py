@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,6 +317,7 @@ def make_record_id(key_prefix: str, number: int) -> str:
     return id15 + _checksum_suffix(id15)
 
 
+@functools.lru_cache(maxsize=262_144)  # Bulk jobs repeat the same Campaign and person Ids
 def normalize_id(value: str) -> str | None:
     """The 18-character form of a 15- or 18-character Id, or None when it is not a well-formed Id."""
     if not isinstance(value, str) or not _ID_SHAPE.match(value):

@@ -167,8 +167,10 @@ class SalesforceStore:
                 CREATE UNIQUE INDEX IF NOT EXISTS records_member_key ON {s}.records (sobject, member_key)
                     WHERE member_key IS NOT NULL;
                 CREATE INDEX IF NOT EXISTS records_sobject_seq ON {s}.records (sobject, seq);
-                CREATE INDEX IF NOT EXISTS records_email ON {s}.records (sobject, lower(fields->>'Email'));
-                CREATE INDEX IF NOT EXISTS records_campaign ON {s}.records (sobject, (fields->>'CampaignId'));
+                CREATE INDEX IF NOT EXISTS records_person_email ON {s}.records (sobject, lower(fields->>'Email'))
+                    WHERE sobject IN ('Contact', 'Lead');
+                CREATE INDEX IF NOT EXISTS records_member_campaign ON {s}.records (sobject, (fields->>'CampaignId'))
+                    WHERE sobject IN ('CampaignMember', 'CampaignMemberStatus');
                 CREATE TABLE IF NOT EXISTS {s}.sessions (
                     token text PRIMARY KEY,
                     valid boolean NOT NULL DEFAULT true,
@@ -808,6 +810,8 @@ class _RecordWriter:
         self.from_csv = from_csv
         self.lock_fault = lock_fault
         self.external: FieldSpec | None = None
+        self.required = [f.name for f in spec.fields if f.required]
+        self._field_cache: dict[str, FieldSpec | None] = {}
         if operation == "upsert":
             external = spec.field(external_id_field or "")
             if external is None or not (external.external_id or external.name == "Id"):
@@ -819,6 +823,11 @@ class _RecordWriter:
             self.external = external
         elif operation not in ("insert", "update"):
             raise RequestError(400, "INVALID_OPERATION", f"Unsupported write operation {operation!r}")
+
+    def _field(self, name: str) -> FieldSpec | None:
+        if name not in self._field_cache:
+            self._field_cache[name] = self.spec.field(name)
+        return self._field_cache[name]
 
     def run(self, rows: Sequence[dict[str, Any]], all_or_none: bool) -> list[WriteResult]:
         results = [WriteResult() for _ in rows]
@@ -872,7 +881,7 @@ class _RecordWriter:
         for key, raw in row.items():
             if key == "attributes" and not self.from_csv:
                 continue
-            field_spec = self.spec.field(key)
+            field_spec = self._field(key)
             if field_spec is None:
                 result.errors.append(
                     SfError("INVALID_FIELD", f"No such column '{key}' on sobject of type {self.spec.name}", (key,))
@@ -985,7 +994,7 @@ class _RecordWriter:
         refused: list[str] = []
         if existing is None:
             for name in row_values:
-                field_spec = self.spec.field(name)
+                field_spec = self._field(name)
                 assert field_spec is not None
                 if not field_spec.createable:
                     refused.append(name)
@@ -993,7 +1002,7 @@ class _RecordWriter:
             final.update(row_values)
         else:
             for name, value in list(row_values.items()):
-                field_spec = self.spec.field(name)
+                field_spec = self._field(name)
                 assert field_spec is not None
                 if not field_spec.updateable:
                     # An upsert may repeat create-only values (its key, the member's Campaign) unchanged.
@@ -1013,7 +1022,7 @@ class _RecordWriter:
                 )
             )
             return None
-        missing = [f.name for f in self.spec.fields if f.required and final.get(f.name) in (None, "")]
+        missing = [name for name in self.required if final.get(name) in (None, "")]
         if self.spec.name == "CampaignMember" and not (final.get("ContactId") or final.get("LeadId")):
             missing.append("ContactId or LeadId")
         if missing:
@@ -1024,7 +1033,7 @@ class _RecordWriter:
             )
             return None
         for name, value in row_values.items():
-            field_spec = self.spec.field(name)
+            field_spec = self._field(name)
             assert field_spec is not None
             if value is None or not field_spec.length or not isinstance(value, str):
                 continue
