@@ -33,6 +33,10 @@ LIVE_SOURCE_MESSAGE = "Mailchimp source: Mailchimp API"
 MAILCHIMP_CONNECTION_LIMIT = 10
 MAILCHIMP_MAX_PAGE_SIZE = 1000
 MAX_RELISTINGS = 2
+# What the pipeline reads from each report listing; `total_items` drives paging.
+EMAIL_ACTIVITY_FIELDS = "emails.email_address,emails.email_id,emails.activity,total_items"
+SENT_TO_FIELDS = "sent_to.email_address,sent_to.email_id,sent_to.status,total_items"
+UNSUBSCRIBED_FIELDS = "unsubscribes.email_address,unsubscribes.email_id,unsubscribes.timestamp,total_items"
 _DATA_CENTER_PATTERN = re.compile(r"^[a-z]{2,4}[0-9]{1,3}$")
 
 # One semaphore per key and process, so every resource copy and thread shares the same cap.
@@ -203,6 +207,10 @@ class MailchimpResource(dg.ConfigurableResource):
     )
     backoff_base_seconds: float = Field(default=1.0, ge=0, description="First retry waits up to this long.")
     backoff_max_seconds: float = Field(default=60.0, ge=0, description="Cap of one retry wait.")
+    trim_fields: bool = Field(
+        default=True,
+        description="Ask only for the fields the pipeline reads (Mailchimp's `fields`): smaller pages, faster fetches.",
+    )
     timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout.")
     sandbox_state_path: str | None = Field(
         default=None,
@@ -430,17 +438,28 @@ class MailchimpResource(dg.ConfigurableResource):
 
     def fetch_email_activity(self, campaign_id: str, since: pd.Timestamp | None = None) -> list[Any]:
         """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
-        query: dict[str, Any] = {"since": _format_since(since) if since is not None else None}
+        query: dict[str, Any] = {
+            "since": _format_since(since) if since is not None else None,
+            "fields": EMAIL_ACTIVITY_FIELDS if self.trim_fields else None,
+        }
         if self.filter_bots:
             # The 3.0.80 client's get_email_activity_for_campaign rejects this keyword, hence call_api.
             query["activity_filter_bots"] = "true"
         return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/email-activity", "emails", query)
 
     def fetch_unsubscribes(self, campaign_id: str) -> list[Any]:
-        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/unsubscribed", "unsubscribes")
+        return self._get_all(
+            f"/reports/{checked_campaign_id(campaign_id)}/unsubscribed",
+            "unsubscribes",
+            {"fields": UNSUBSCRIBED_FIELDS if self.trim_fields else None},
+        )
 
     def fetch_recipients(self, campaign_id: str) -> list[Any]:
-        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/sent-to", "sent_to")
+        return self._get_all(
+            f"/reports/{checked_campaign_id(campaign_id)}/sent-to",
+            "sent_to",
+            {"fields": SENT_TO_FIELDS if self.trim_fields else None},
+        )
 
     def fetch_report(self, campaign_id: str) -> dict[str, Any]:
         report = self._get(f"/reports/{checked_campaign_id(campaign_id)}")

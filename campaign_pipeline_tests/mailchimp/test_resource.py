@@ -230,3 +230,12 @@ def test_listing_that_grows_while_paging_is_read_again(account, make_resource):
     assert len(truth) > recipients_before  # the clock jump really grew the listing mid-read
     assert sorted(r["email_id"] for r in records) == sorted(truth["email_id"])
     assert mailchimp.stats.pages > -(-len(truth) // 20)  # more than one full read: it read again
+
+
+def test_only_the_fields_the_pipeline_reads_are_requested(account, sandbox, make_resource):
+    campaign_id = account.campaign_ids()[0]
+    trimmed = make_resource(sandbox).fetch_recipients(campaign_id)
+    assert set(trimmed[0]) == {"email_address", "email_id", "status"}
+    full = make_resource(sandbox, trim_fields=False).fetch_recipients(campaign_id)
+    assert {"merge_fields", "open_count"} <= set(full[0])
+    assert [(r["email_id"], r["status"]) for r in trimmed] == [(r["email_id"], r["status"]) for r in full]
