@@ -123,3 +123,41 @@ def test_seed_adds_a_quoted_address_when_the_audience_has_none(org):
     summary = seed_people(org, [f"m{i}@example.com" for i in range(20)], coverage=0.5)
     assert summary.extra_emails == ["o'brien@example.com"]
     assert "o'brien@example.com" in [c["Email"] for c in org.records("Contact")]
+
+
+CHILD_SCRIPT = """
+import json, sys
+import sqlalchemy as sa
+from simple_salesforce import Salesforce
+from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
+
+url, schema, parent_session = sys.argv[1], sys.argv[2], sys.argv[3]
+with SalesforceSandbox(sa.create_engine(url), schema=schema) as org:
+    created = org.client().Contact.create({"LastName": "Child", "Email": "child@example.com"})
+    with_parent_session = Salesforce(
+        instance_url=org.instance_url, session_id=parent_session, session=org.requests_session(), version=org.api_version
+    )
+    seen = with_parent_session.query("SELECT Id, LastName FROM Contact WHERE LastName = 'Parent'")["records"]
+    print(json.dumps({"created": created["id"], "seen": [r["Id"] for r in seen]}))
+"""
+
+
+def test_a_second_process_sees_and_changes_the_same_org(pg_url: str, pg_engine: sa.Engine):
+    import json
+    import subprocess
+    import sys
+
+    schema = "sandbox_salesforce_processes"
+    with SalesforceSandbox(pg_engine, schema=schema) as org:
+        org.reset()
+        parent_id = org.client().Contact.create({"LastName": "Parent"})["id"]
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD_SCRIPT, pg_url, schema, org.session_id],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        reported = json.loads(child.stdout.strip().splitlines()[-1])
+        assert reported["seen"] == [parent_id]
+        assert org.client().Contact.get(reported["created"])["Email"] == "child@example.com"
