@@ -1,0 +1,139 @@
+"""The Salesforce assets in Dagster: materialised with stand-in upstream assets, the Postgres IO manager and the sandbox org."""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.defs import salesforce_assets, salesforce_resources
+from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, SalesforceResource
+from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
+
+from .frames import campaign_report, campaign_totals, member_statuses
+
+CAMPAIGN = "cmpA"
+
+
+def _stand_ins(statuses: pd.DataFrame, report: pd.DataFrame) -> list[dg.AssetsDefinition]:
+    @dg.asset(name="member_statuses", partitions_def=mailchimp_campaigns, metadata={"partition_expr": "campaign_id"})
+    def member_statuses_stand_in() -> pd.DataFrame:
+        return statuses
+
+    @dg.asset(name="campaign_totals", partitions_def=mailchimp_campaigns, metadata={"partition_expr": "campaign_id"})
+    def campaign_totals_stand_in() -> pd.DataFrame:
+        return campaign_totals(statuses)
+
+    @dg.asset(
+        name="mailchimp_campaign_report", partitions_def=mailchimp_campaigns, metadata={"partition_expr": "campaign_id"}
+    )
+    def report_stand_in() -> pd.DataFrame:
+        return report
+
+    return [member_statuses_stand_in, campaign_totals_stand_in, report_stand_in]
+
+
+@pytest.fixture
+def sandbox_resource(pg_url) -> SalesforceResource:
+    return SalesforceResource(sandbox_schema=f"sf_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
+
+
+def _materialize(assets, resource, instance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        partition_key=CAMPAIGN,
+        instance=instance,
+        resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource},
+    )
+
+
+def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_nothing(
+    sandbox_resource, dagster_instance, monkeypatch
+) -> None:
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+    audience = SandboxAccount(seed=sandbox_resource.sandbox_seed).audience_emails()[:40]
+    statuses = member_statuses(CAMPAIGN, dict.fromkeys(audience, "Opened"), exact=False)
+    report = campaign_report(CAMPAIGN, campaign_type="automation")
+    profile = SyncProfile.model_validate(
+        {
+            "field_mapping": {
+                "campaign_member": {"total_opens": "Total_Opens__c", "last_clicked_url": "Last_Clicked_URL__c"}
+            }
+        }
+    )
+    assets = [*_stand_ins(statuses, report), *salesforce_assets(profile)]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+    # The stand-ins write the ledger's schema into the default one; keep the test's ledger apart.
+    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
+
+    first = _materialize(assets, sandbox_resource, dagster_instance)
+    assert first.success
+    sync_meta = _metadata(first, "salesforce_sync")
+    assert sync_meta["salesforce_target"] == SANDBOX_TARGET
+    matches = first.output_for_node("salesforce_matches", "salesforce_matches")
+    assert sync_meta["created"] == 1 + 4 + len(matches)  # Campaign, its new statuses, a member per match
+    assert sync_meta["failed"] == 0 and sync_meta["write_calls"] == 3
+    assert "approximate" in sync_meta["note"]
+    unmatched = first.output_for_node("salesforce_matches", "unmatched_members")
+    assert len(matches) + len(unmatched) == len(statuses) and len(matches) > 0
+    [check] = first.get_asset_check_evaluations()
+    assert check.passed
+
+    second = _materialize(assets, sandbox_resource, dagster_instance)
+    again = _metadata(second, "salesforce_sync")
+    assert again["write_calls"] == 0 and again["unchanged"] == sync_meta["created"] + sync_meta["unchanged"]
+
+
+def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothing(
+    sandbox_resource, dagster_instance, monkeypatch
+) -> None:
+    statuses = member_statuses(CAMPAIGN, {"a@example.com": "Clicked", "b@example.com": "Sent"})
+    profile = SyncProfile.model_validate(
+        {
+            "mode": "campaign_totals",
+            "field_mapping": {"campaign": {"open_rate": "Open_Rate__c"}},
+            "sync": {"preview_only": True},
+        }
+    )
+    sf_assets = salesforce_assets(profile)
+    assert {key.to_user_string() for a in sf_assets for key in a.keys} == {"sf_campaign", "salesforce_sync"}
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
+    result = _materialize(
+        [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *sf_assets], sandbox_resource, dagster_instance
+    )
+    meta = _metadata(result, "salesforce_sync")
+    assert meta["preview_only"] is True and meta["write_calls"] == 0
+    assert meta["would_create"] == 1 and "create" in meta["changes"]
+
+
+def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(monkeypatch) -> None:
+    for name in ("USERNAME", "PASSWORD", "SECURITY_TOKEN", "INSTANCE_URL", "SESSION_ID", "CONSUMER_KEY", "DOMAIN"):
+        monkeypatch.delenv(f"SALESFORCE_{name}", raising=False)
+    resource = salesforce_resources()["salesforce"]
+    assert resource.login_method() is None and resource.describe_target() == SANDBOX_TARGET
+    monkeypatch.setenv("SALESFORCE_USERNAME", "ops@example.com")
+    monkeypatch.setenv("SALESFORCE_PASSWORD", "hunter2-secret")
+    assert resource.login_method() == "password"
+    assert "hunter2" not in resource.describe_target()
+    monkeypatch.delenv("SALESFORCE_PASSWORD")
+    monkeypatch.setenv("SALESFORCE_SESSION_ID", "00Dsecret-session")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="SALESFORCE_INSTANCE_URL") as error:
+        resource.login_method()
+    assert "00Dsecret" not in str(error.value)
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {key: getattr(value, "value", value) for key, value in event.materialization.metadata.items()}
+
+
+def _ledger_in(schema: str):
+    from campaign_pipeline.salesforce.ledger import SyncLedger
+
+    return lambda engine: SyncLedger(engine, schema=schema)
