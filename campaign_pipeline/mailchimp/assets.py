@@ -9,15 +9,13 @@ from campaign_pipeline.core.events import (
     empty_campaign_recipients,
     empty_raw_email_events,
     parse_campaign_report,
-    parse_sent_to,
-    parse_timestamp,
 )
 from campaign_pipeline.core.schemas import (
     CampaignRecipientsType,
     MailchimpCampaignReportType,
     RawEmailEventsType,
 )
-from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events
+from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
 
@@ -137,24 +135,12 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     store = LandingStore()
-    frames: list[pd.DataFrame] = []
-    quarantined = 0
-    approximate = 0
-    for campaign_id in _campaign_ids(context):
-        report = mailchimp.fetch_report(campaign_id)
-        is_automation = str(report.get("type") or "") == "automation"
-        parsed = parse_sent_to(
-            campaign_id,
-            mailchimp.fetch_recipients(campaign_id),
-            sent_at=parse_timestamp(report.get("send_time")),
-            sent_at_is_exact=not is_automation,
-        )
-        if not parsed.quarantined.empty:
-            quarantined += store.land(campaign_id, empty_raw_email_events(), parsed.quarantined, None).new_quarantined
-        approximate += int(is_automation)
-        frames.append(parsed.frame)
-    recipients = pd.concat(frames, ignore_index=True) if frames else empty_campaign_recipients()
+    syncs = [fetch_and_land_recipients(mailchimp, store, campaign_id) for campaign_id in _campaign_ids(context)]
+    recipients = (
+        pd.concat([sync.recipients for sync in syncs], ignore_index=True) if syncs else empty_campaign_recipients()
+    )
     calls = mailchimp.stats.since(before)
+    approximate = sum(sync.is_automation for sync in syncs)
     metadata.update(
         {
             "dagster/row_count": len(recipients),
@@ -162,14 +148,21 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
                 {k: int(v) for k, v in recipients["send_status"].value_counts().items()}
             ),
             "sent_at_is_exact": approximate == 0,
-            "quarantined_new": quarantined,
+            "sent_to_fetched": sum(sync.fetched_sent_to for sync in syncs),
+            "new_members": sum(sync.new_members for sync in syncs),
+            "quarantined_new": sum(sync.new_quarantined for sync in syncs),
             "pages": calls.pages,
             "api_calls": calls.api_calls,
             "preview": _preview(recipients),
         }
     )
+    for sync in syncs:
+        if not sync.fetched_sent_to:
+            context.log.info(f"campaign {sync.campaign_id}: sent-to already landed in full, not re-read")
     if approximate:
-        context.log.warning("Automation email: sent_at is the email's send time, approximate per recipient")
+        context.log.warning(
+            "Automation email: sent_at is the email's send time, approximate per recipient (sent_at_is_exact = false)"
+        )
     return dg.Output(recipients, metadata=metadata)
 
 

@@ -13,9 +13,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from campaign_pipeline.core.events import (
+    CAMPAIGN_RECIPIENT_COLUMNS,
     RAW_EMAIL_EVENT_COLUMNS,
     empty_raw_email_events,
     parse_email_activity,
+    parse_sent_to,
+    parse_timestamp,
     parse_unsubscribes,
 )
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 LANDED_EVENTS_TABLE = "landed_email_events"
 CURSORS_TABLE = "mailchimp_fetch_cursors"
 QUARANTINE_TABLE = "quarantined_records"
+RECIPIENTS_TABLE = "landed_recipients"
+RECIPIENT_COLUMNS = ["campaign_id", "email_id", "email_address", "send_status"]
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} (
@@ -53,6 +58,14 @@ CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (
     record      jsonb NOT NULL,
     reason      text NOT NULL,
     seen_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} (
+    campaign_id   text NOT NULL,
+    email_id      text NOT NULL,
+    email_address text NOT NULL,
+    send_status   text NOT NULL,
+    landed_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (campaign_id, email_id)
 );
 CREATE INDEX IF NOT EXISTS {QUARANTINE_TABLE}_campaign_idx
     ON "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (campaign_id);
@@ -240,6 +253,62 @@ class LandingStore:
             frame[column] = frame[column].astype(object)
         return frame
 
+    def land_recipients(self, campaign_id: str, recipients: pd.DataFrame) -> int:
+        """Upsert sent-to rows (a later sent-to may turn `sent` into a bounce); rows are never deleted.
+
+        Returns how many members were not landed before.
+        """
+        if recipients.empty:
+            return 0
+        raw = self.engine.raw_connection()
+        try:
+            with closing(raw.cursor()) as cur:
+                cur.execute(
+                    f'CREATE TEMP TABLE IF NOT EXISTS incoming_recipients (LIKE "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} '
+                    "INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                columns = ", ".join(RECIPIENT_COLUMNS)
+                cur.copy_expert(
+                    f"COPY incoming_recipients ({columns}) FROM STDIN WITH (FORMAT csv)",
+                    _frame_to_csv(recipients[RECIPIENT_COLUMNS]),
+                )
+                cur.execute(
+                    f'INSERT INTO "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} AS landed ({columns}) '
+                    f"SELECT DISTINCT ON (campaign_id, email_id) {columns} FROM incoming_recipients "
+                    "ON CONFLICT (campaign_id, email_id) DO UPDATE SET send_status = EXCLUDED.send_status "
+                    "WHERE landed.send_status IS DISTINCT FROM EXCLUDED.send_status "
+                    "RETURNING (xmax = 0) AS inserted"
+                )
+                new_members = sum(1 for (inserted,) in cur.fetchall() if inserted)
+            raw.commit()
+        except Exception:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return new_members
+
+    def recipients(self, campaign_id: str) -> pd.DataFrame:
+        """Every landed sent-to row of the campaign (campaign_id, email_id, email_address, send_status)."""
+        buffer = io.StringIO()
+        raw = self.engine.raw_connection()
+        try:
+            with closing(raw.cursor()) as cur:
+                query = cur.mogrify(
+                    f'SELECT {", ".join(RECIPIENT_COLUMNS)} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} '
+                    "WHERE campaign_id = %s ORDER BY email_id",
+                    (campaign_id,),
+                ).decode()
+                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
+            raw.commit()
+        finally:
+            raw.close()
+        buffer.seek(0)
+        if not buffer.getvalue():
+            return pd.DataFrame({column: pd.Series([], dtype=object) for column in RECIPIENT_COLUMNS})
+        frame = pd.read_csv(buffer, header=None, names=RECIPIENT_COLUMNS, dtype=str, keep_default_na=False)
+        return frame.astype(object)
+
     def quarantined(self, campaign_id: str | None = None) -> pd.DataFrame:
         """Quarantined records (all campaigns, or one), newest first."""
         where = "WHERE campaign_id = :c" if campaign_id is not None else ""
@@ -287,5 +356,61 @@ def fetch_and_land_events(mailchimp: MailchimpResource, store: LandingStore, cam
         since=since,
         fetched_events=len(events),
         landing=landing,
+        calls=mailchimp.stats.since(before),
+    )
+
+
+@dataclass(frozen=True)
+class RecipientSync:
+    """What one recipients step did: the campaign_recipients frame and whether sent-to was read."""
+
+    campaign_id: str
+    recipients: pd.DataFrame
+    fetched_sent_to: bool
+    new_members: int
+    new_quarantined: int
+    is_automation: bool
+    calls: MailchimpCallStats
+
+
+def fetch_and_land_recipients(mailchimp: MailchimpResource, store: LandingStore, campaign_id: str) -> RecipientSync:
+    """campaign_recipients for a campaign, reading sent-to only when it can have changed.
+
+    A sent regular campaign's sent-to is fixed once every email is out, so when the landed rows
+    already number the report's `emails_sent` a re-sync costs one report call instead of one call
+    per page. Automation emails keep gaining recipients and are always re-read.
+    """
+    before = mailchimp.stats.snapshot()
+    report = mailchimp.fetch_report(campaign_id)
+    is_automation = str(report.get("type") or "") == "automation"
+    emails_sent = report.get("emails_sent")
+    landed = store.recipients(campaign_id)
+    complete = not is_automation and isinstance(emails_sent, int) and emails_sent > 0 and len(landed) == emails_sent
+    new_members = new_quarantined = 0
+    if not complete:
+        parsed = parse_sent_to(campaign_id, mailchimp.fetch_recipients(campaign_id), None, not is_automation)
+        new_members = store.land_recipients(campaign_id, parsed.frame)
+        if not parsed.quarantined.empty:
+            new_quarantined = store.land(
+                campaign_id, empty_raw_email_events(), parsed.quarantined, None
+            ).new_quarantined
+        landed = store.recipients(campaign_id)
+    send_time = parse_timestamp(report.get("send_time"))
+    recipients = landed.assign(
+        sent_at=pd.Series(
+            [send_time if send_time is not None else pd.NaT] * len(landed),
+            index=landed.index,
+            dtype="datetime64[ns, UTC]",
+        ),
+        sent_at_is_exact=not is_automation,
+    )
+    recipients["sent_at_is_exact"] = recipients["sent_at_is_exact"].astype(bool)
+    return RecipientSync(
+        campaign_id=campaign_id,
+        recipients=recipients[CAMPAIGN_RECIPIENT_COLUMNS].reset_index(drop=True),
+        fetched_sent_to=not complete,
+        new_members=new_members,
+        new_quarantined=new_quarantined,
+        is_automation=is_automation,
         calls=mailchimp.stats.since(before),
     )

@@ -28,7 +28,7 @@ def empty_landing(pg_engine):
 
     LandingStore(pg_engine)
     with pg_engine.begin() as conn:
-        for table in ("landed_email_events", "mailchimp_fetch_cursors", "quarantined_records"):
+        for table in ("landed_email_events", "mailchimp_fetch_cursors", "quarantined_records", "landed_recipients"):
             conn.execute(sa.text(f'TRUNCATE "{PIPELINE_SCHEMA}".{table}'))
 
 
@@ -106,6 +106,18 @@ def test_recipients_and_report_for_an_automation_email(account, mailchimp, dagst
     assert report.loc[0, "campaign_type"] == "automation"
     assert report.loc[0, "emails_sent"] == len(truth)
     assert report.loc[0, "hard_bounces"] == (truth["send_status"] == "hard").sum()
+
+
+def test_recipients_resync_of_a_sent_campaign_costs_one_call(account, mailchimp, dagster_instance):
+    regular = next(cid for cid in account.campaign_ids() if not account.spec(cid).is_automation)
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [regular])
+    first = materialize([campaign_recipients], dagster_instance, mailchimp, regular)
+    second = materialize([campaign_recipients], dagster_instance, mailchimp, regular)
+    first_meta = materialization(first, campaign_recipients).metadata
+    second_meta = materialization(second, campaign_recipients).metadata
+    assert first_meta["sent_to_fetched"].value == 1 and first_meta["api_calls"].value > 1
+    assert second_meta["sent_to_fetched"].value == 0 and second_meta["api_calls"].value == 1
+    assert len(second.output_for_node("campaign_recipients")) == len(account.truth_recipients(regular))
 
 
 def test_campaign_content_is_the_sent_html(account, mailchimp, dagster_instance):

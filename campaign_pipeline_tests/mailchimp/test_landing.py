@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_pipeline.core.events import parse_email_activity
-from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events
+from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 COLUMNS = ["campaign_id", "email_id", "email_address", "action", "timestamp", "url", "bounce_type"]
@@ -26,7 +26,7 @@ def comparable(events: pd.DataFrame) -> pd.DataFrame:
 def store(pg_engine) -> LandingStore:
     landing = LandingStore(pg_engine)
     with pg_engine.begin() as conn:
-        for table in ("landed_email_events", "mailchimp_fetch_cursors", "quarantined_records"):
+        for table in ("landed_email_events", "mailchimp_fetch_cursors", "quarantined_records", "landed_recipients"):
             conn.execute(sa.text(f'TRUNCATE "{PIPELINE_SCHEMA}".{table}'))
     return landing
 
@@ -139,3 +139,34 @@ def test_member_deleted_in_mailchimp_keeps_landed_events(account, mailchimp, sto
     assert again.landing.total_events >= first.landing.total_events
     landed = store.events(campaign_id)
     assert (landed["email_address"].str.lower() == clicker.lower()).sum() == their_events
+
+
+def test_recipients_of_a_sent_campaign_are_read_once(account, sandbox, mailchimp, store):
+    regular = next(cid for cid in account.campaign_ids() if not account.spec(cid).is_automation)
+    first = fetch_and_land_recipients(mailchimp, store, regular)
+    truth = account.truth_recipients(regular)
+    assert first.fetched_sent_to and first.new_members == len(truth)
+    key = ["email_id"]
+    pd.testing.assert_frame_equal(
+        first.recipients.sort_values(key).reset_index(drop=True),
+        truth.sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )
+    sent_to_calls = sandbox.calls("/sent-to")
+    again = fetch_and_land_recipients(mailchimp, store, regular)
+    assert not again.fetched_sent_to
+    assert again.calls.api_calls == 1  # the report only
+    assert sandbox.calls("/sent-to") == sent_to_calls
+    pd.testing.assert_frame_equal(again.recipients, first.recipients)
+
+
+def test_automation_recipients_are_re_read_as_they_grow(account, mailchimp, store):
+    automation = next(cid for cid in account.campaign_ids() if account.spec(cid).is_automation)
+    first = fetch_and_land_recipients(mailchimp, store, automation)
+    assert first.fetched_sent_to and not first.recipients["sent_at_is_exact"].any()
+    account.simulate_late_activity(hours=24 * 5)
+    grown = len(account.truth_recipients(automation))
+    again = fetch_and_land_recipients(mailchimp, store, automation)
+    assert again.fetched_sent_to
+    assert again.new_members == grown - len(first.recipients) > 0
+    assert len(again.recipients) == grown
