@@ -17,6 +17,7 @@ import pandas as pd
 
 from campaign_pipeline.core.salesforce_records import (
     META_COLUMNS,
+    TRUNCATION_MARKER,
     enforce_field_limits,
 )
 
@@ -300,6 +301,30 @@ def _matched_people(member_statuses: pd.DataFrame, matches: pd.DataFrame) -> pd.
     return joined.sort_values(["sync_key", "email_id"], kind="stable").reset_index(drop=True)
 
 
+NOTE_TITLE_PREFIX = "Email response: "
+NOTE_TITLE_LENGTH = 80
+
+
+def note_titles(names: pd.Series) -> pd.DataFrame:
+    """Per campaign (index), the Note title ``Email response: <name> (<campaign id>)`` within 80 characters.
+
+    The campaign id always survives, so the title tells two campaigns of one name apart (and finds a Note again
+    after a crash); a long name is shortened with the marker instead. ``cut`` says which were shortened.
+    """
+    ids = pd.Series(names.index, index=names.index, dtype=object).astype(str)
+    suffix = " (" + ids + ")"
+    room = NOTE_TITLE_LENGTH - len(NOTE_TITLE_PREFIX) - suffix.str.len()
+    text = names.astype(str)
+    cut = text.str.len() > room
+    # One row per campaign, so a comprehension over campaigns costs nothing next to the per-person frames.
+    shortened = [
+        name[: max(limit - len(TRUNCATION_MARKER), 0)] + TRUNCATION_MARKER if too_long else name
+        for name, limit, too_long in zip(text, room, cut, strict=True)
+    ]
+    titles = NOTE_TITLE_PREFIX + pd.Series(shortened, index=names.index, dtype=object) + suffix
+    return pd.DataFrame({"title": titles.str.slice(0, NOTE_TITLE_LENGTH), "cut": cut})
+
+
 def desired_notes(
     member_statuses: pd.DataFrame,
     raw_email_events: pd.DataFrame,
@@ -310,7 +335,7 @@ def desired_notes(
 ) -> pd.DataFrame:
     """One Note per campaign x matched Lead/Contact (``ParentId``) summarising the person's response.
 
-    ``Title`` (80) names the campaign; ``Body`` (32,000) says what was sent when, opens, clicks with their URLs,
+    ``Title`` (80) names the campaign and its id (``note_titles``); ``Body`` (32,000) says what was sent when, opens, clicks with their URLs,
     bounce and unsubscribe, one section per address when a person was reached at several. Keyed campaign + person,
     so changed activity updates the Note in place.
     """
@@ -324,7 +349,10 @@ def desired_notes(
         sent_at_is_exact=("sent_at_is_exact", "all"),
         body=("section", "\n\n".join),
     ).reset_index()
-    name = _name_per_row(per_person["campaign_id"], campaign_names(campaign_report))
+    names = campaign_names(campaign_report)
+    name = _name_per_row(per_person["campaign_id"], names)
+    all_names = pd.concat([names, pd.Series(name.to_numpy(), index=per_person["campaign_id"].to_numpy())])
+    titles = note_titles(all_names[~all_names.index.duplicated()])
     header = "Mailchimp campaign " + name + " (" + per_person["campaign_id"] + ")\n\n"
     desired = pd.DataFrame(
         {
@@ -332,8 +360,9 @@ def desired_notes(
             "campaign_id": per_person["campaign_id"].to_numpy(),
             "sent_at_is_exact": per_person["sent_at_is_exact"].astype(bool).to_numpy(),
             "ParentId": per_person["salesforce_id"].astype(object).to_numpy(),
-            "Title": ("Email response: " + name).to_numpy(),
+            "Title": per_person["campaign_id"].map(titles["title"]).to_numpy(),
             "Body": (header + per_person["body"]).to_numpy(),
+            "truncated_fields": np.where(per_person["campaign_id"].map(titles["cut"]).fillna(False), "Title", ""),
         }
     )
     return enforce_field_limits(_finish(desired), "Note", policy=field_limit_policy)

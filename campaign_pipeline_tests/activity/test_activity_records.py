@@ -180,7 +180,7 @@ def test_note_summarises_send_opens_clicks_bounce_and_unsubscribe_per_person() -
     notes = _notes()
     assert sorted(notes["sync_key"]) == sorted(f"c1|{sf_id}" for sf_id, _ in PEOPLE.values())
     ann = _row(notes, ParentId=PEOPLE["ann@x.com"][0])
-    assert ann["Title"] == "Email response: Test campaign 1"
+    assert ann["Title"] == "Email response: Test campaign 1 (c1)"
     assert "Sent to ann@x.com on 2026-03-02 15:00 UTC" in ann["Body"]
     assert "Opens: 1, first 2026-03-02 15:05 UTC" in ann["Body"]
     assert f"Clicks: 1\n  - {OFFER} (1x, first 2026-03-02 15:06 UTC)" in ann["Body"]
@@ -207,7 +207,7 @@ def test_note_title_and_body_fit_salesforce_limits_with_marker() -> None:
     )
     notes = _notes(many_clicks, title="T" * 200)
     ann = _row(notes, ParentId=PEOPLE["ann@x.com"][0])
-    assert len(ann["Title"]) == 80 and ann["Title"].endswith(TRUNCATION_MARKER)
+    assert len(ann["Title"]) == 80 and ann["Title"].endswith(TRUNCATION_MARKER + " (c1)")
     assert len(ann["Body"]) == 32000 and ann["Body"].endswith(TRUNCATION_MARKER)
     assert set(ann["truncated_fields"].split(",")) == {"Title", "Body"}
 
@@ -276,3 +276,13 @@ def test_empty_inputs_give_empty_frames_with_the_engine_shape() -> None:
     assert tasks.empty and {"sync_key", "WhoId", "Subject"} <= set(tasks.columns)
     notes = activity.desired_notes(members, empty_events, matches(PEOPLE), report())
     assert len(notes) == 1 and "Opens: 0" in notes.loc[0, "Body"] and "Clicks: 0" in notes.loc[0, "Body"]
+
+
+def test_note_titles_keep_the_campaign_id_so_same_named_campaigns_differ() -> None:
+    names = pd.Series(["Weekly news", "Weekly news", "N" * 100], index=["a1b2c3d4e5", "f6e5d4c3b2", "c9"])
+    titles = activity.note_titles(names)
+    assert titles.loc["a1b2c3d4e5", "title"] == "Email response: Weekly news (a1b2c3d4e5)"
+    assert titles["title"].is_unique
+    long_title = titles.loc["c9", "title"]
+    assert len(long_title) == 80 and long_title.endswith(TRUNCATION_MARKER + " (c9)")
+    assert list(titles["cut"]) == [False, False, True]

@@ -131,7 +131,7 @@ def test_notes_mode_puts_a_note_and_the_sent_email_on_each_person(activity_org) 
     notes = {n["ParentId"]: n for n in activity_org.records("Note")}
     assert set(notes) == set(activity_org.person_ids.values())
     ann = notes[activity_org.person_ids["ann@example.com"]]
-    assert ann["Title"] == "Email response: Test campaign 1"
+    assert ann["Title"] == "Email response: Test campaign 1 (c1)"
     assert "Sent to ann@example.com on 2026-03-02 15:00 UTC" in ann["Body"]
     assert "Opens: 2, first 2026-03-02 15:05 UTC, last 2026-03-04 08:00 UTC" in ann["Body"]
     assert f"  - {OFFER} (1x, first 2026-03-02 15:06 UTC)" in ann["Body"]
