@@ -9,6 +9,8 @@ import warnings
 import click
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+# Dagster flags beta/preview parameters (backfill_policy, pools) at every load; they say nothing to a user.
+warnings.filterwarnings("ignore", message=r".*(is currently in (beta|preview)|superseded|get_sensor_def will return).*")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
+from campaign_pipeline.storage.database import data_dir, get_engine
+from campaign_pipeline.storage.frames import read_frame, table_exists
 
-SENSOR_NAME = "mailchimp_new_sends_sensor"
+DEMO_LOOKBACK_DAYS = 365
 QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -51,11 +53,18 @@ def demo_instance() -> dg.DagsterInstance:
 
 
 def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
-    """One tick of the new-sends sensor: add the partitions it finds, as the daemon would."""
-    sensor = defs.get_sensor_def(SENSOR_NAME)
-    state_file = Path(instance.root_directory if hasattr(instance, "root_directory") else ".") / ".demo_sensor_cursor"
+    """One tick of the new-sends sensor: add the partitions it finds, as the daemon would.
+
+    The demo's first tick looks back further than the deployed sensor's default, so that every campaign
+    of the sandbox account is found rather than just last week's.
+    """
+    sensor = build_mailchimp_sensor(SYNC_JOB_NAME, lookback_days=DEMO_LOOKBACK_DAYS)
+    state_file = data_dir() / "demo_sensor_cursor.json"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
     cursor = state_file.read_text() if state_file.exists() else None
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
+    ) as context:
         result = sensor(context)
         if isinstance(result, dg.SensorResult):
             for request in result.dynamic_partitions_requests or []:
@@ -68,27 +77,30 @@ def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance) -> li
     return sorted(instance.get_dynamic_partitions(mailchimp_campaigns.name))
 
 
-def _metadata_value(entry: Any) -> Any:
-    return getattr(entry, "value", entry)
-
-
 def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
+    """Counts from the stored frames (the same rows the UI previews) and the sync's own metadata."""
     summary = CampaignSummary(campaign_id=key, run_id=result.run_id, success=result.success)
+    engine = get_engine()
+    if table_exists(engine, "asset_mailchimp_campaign_report"):
+        report = read_frame(engine, "asset_mailchimp_campaign_report", [key])
+        if len(report):
+            row = report.iloc[0]
+            summary.title = str(row.get("campaign_title") or "")
+            summary.sent_at_is_exact = str(row.get("campaign_type")) != "automation"
+    if table_exists(engine, "asset_campaign_totals"):
+        totals = read_frame(engine, "asset_campaign_totals", [key])
+        if len(totals):
+            row = totals.iloc[0]
+            summary.sent = int(row["emails_sent"])
+            summary.delivered = int(row["delivered"])
+            summary.opened = int(row["unique_opens"])
+            summary.clicked = int(row["unique_subscriber_clicks"])
+            summary.bounced = int(row["hard_bounces"]) + int(row["soft_bounces"])
+            summary.unsubscribed = int(row["unsubscribes"])
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
-        name = materialization.asset_key.to_user_string()
-        meta = {k: _metadata_value(v) for k, v in materialization.metadata.items()}
-        if name == "campaign_totals":
-            summary.sent = int(meta.get("emails_sent", 0))
-            summary.delivered = int(meta.get("delivered", 0))
-            summary.opened = int(meta.get("unique_opens", 0))
-            summary.clicked = int(meta.get("unique_subscriber_clicks", 0))
-            summary.bounced = int(meta.get("hard_bounces", 0)) + int(meta.get("soft_bounces", 0))
-            summary.unsubscribed = int(meta.get("unsubscribes", 0))
-        elif name == "mailchimp_campaign_report":
-            summary.title = str(meta.get("campaign_title", "") or "")
-            summary.sent_at_is_exact = bool(meta.get("sent_at_is_exact", True))
-        elif name == "salesforce_sync":
+        if materialization.asset_key.to_user_string() == "salesforce_sync":
+            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
             for counter in ("created", "updated", "unchanged", "failed", "api_calls"):
                 setattr(summary.salesforce, counter, int(meta.get(counter, 0) or 0))
     return summary
