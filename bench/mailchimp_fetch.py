@@ -4,7 +4,8 @@
 
 `min_api_calls` is the pages strictly needed at the page size (email-activity, unsubscribed and
 sent-to, at least one page each) plus the report; `api_calls` is what the resource actually sent,
-retries included. `incremental_api_calls` is a second events fetch with no new activity.
+retries included. `incremental_api_calls` is a second events fetch with no new activity;
+`resync_api_calls` adds the recipients step of a re-sync (one report call once sent-to is landed).
 Postgres is a throwaway embedded server (or CAMPAIGN_PIPELINE_DATABASE_URL when set).
 """
 
@@ -18,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from campaign_pipeline.core.events import parse_sent_to, parse_timestamp
-from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events
+from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
 from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
@@ -56,13 +56,7 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                     backoff_max_seconds=1.0,
                 )
                 started = time.perf_counter()
-                report = mailchimp.fetch_report(campaign_id)
-                sent_to = parse_sent_to(
-                    campaign_id,
-                    mailchimp.fetch_recipients(campaign_id),
-                    sent_at=parse_timestamp(report.get("send_time")),
-                    sent_at_is_exact=True,
-                )
+                recipient_sync = fetch_and_land_recipients(mailchimp, store, campaign_id)
                 recipients_done = time.perf_counter()
                 first = fetch_and_land_events(mailchimp, store, campaign_id)
                 events_done = time.perf_counter()
@@ -70,6 +64,7 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
 
                 incremental = fetch_and_land_events(mailchimp, store, campaign_id)
                 incremental_done = time.perf_counter()
+                recipients_again = fetch_and_land_recipients(mailchimp, store, campaign_id)
 
                 activity_members = sandbox.routes.email_activity({"count": "1", "offset": "0"}, campaign_id)[
                     "total_items"
@@ -79,13 +74,13 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                 unsubscribes = len(account.unsubscribed_listing(spec))
                 min_api_calls = (
                     1
-                    + max(1, math.ceil(len(sent_to.frame) / page_size))
+                    + max(1, math.ceil(len(recipient_sync.recipients) / page_size))
                     + max(1, math.ceil(activity_members / page_size))
                     + max(1, math.ceil(unsubscribes / page_size))
                 )
                 truth_events = len(account.truth_events(campaign_id))
             return {
-                "recipients": len(sent_to.frame),
+                "recipients": len(recipient_sync.recipients),
                 "events": first.landing.total_events,
                 "events_match_truth": first.landing.total_events == truth_events,
                 "quarantined": first.landing.total_quarantined,
@@ -95,6 +90,7 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                 "retries": full_calls.retries,
                 "incremental_api_calls": incremental.calls.api_calls,
                 "incremental_new_events": incremental.landing.new_events,
+                "resync_api_calls": incremental.calls.api_calls + recipients_again.calls.api_calls,
                 "seconds": round(events_done - started, 2),
                 "recipients_seconds": round(recipients_done - started, 2),
                 "events_seconds": round(events_done - recipients_done, 2),
