@@ -106,7 +106,7 @@ def test_bulk_job_lifecycle_over_raw_http(org):
     )
     assert upload.status_code == 201
     closed = session.patch(f"{base}/{job['id']}", json={"state": "UploadComplete"}, headers=headers)
-    assert closed.status_code == 200 and closed.json()["state"] in ("UploadComplete", "InProgress", "JobComplete")
+    assert closed.status_code == 200 and closed.json()["state"] == "UploadComplete"
     info = session.get(f"{base}/{job['id']}", headers=headers).json()
     assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == 1 and info["numberRecordsFailed"] == 0
     assert "Sforce-Limit-Info" in closed.headers
@@ -147,3 +147,15 @@ def test_bulk_insert_of_many_members_is_set_based(sf, org, tmp_path):
     assert summary["numberRecordsProcessed"] == 5000 and summary["numberRecordsFailed"] == 0
     count = sf.query(format_soql("SELECT COUNT() FROM CampaignMember WHERE CampaignId = {}", campaign_id))
     assert count["totalSize"] == 5000
+
+
+def test_large_jobs_are_processed_in_the_background_and_polling_sees_them_finish(sf, org, monkeypatch):
+    from campaign_pipeline.sandbox import salesforce_store
+
+    monkeypatch.setattr(salesforce_store, "BULK_SYNC_BYTES", 10)
+    [summary] = sf.bulk2.Contact.insert(
+        records=[{"LastName": f"L{i}"} for i in range(500)] + [{"LastName": ""}], wait=0.01
+    )
+    assert summary["numberRecordsProcessed"] == 501 and summary["numberRecordsFailed"] == 1
+    assert len(org.records("Contact")) == 500
+    assert org.store.job_info(summary["job_id"])["state"] == "JobComplete"
