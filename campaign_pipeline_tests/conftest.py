@@ -98,3 +98,28 @@ def dagster_instance(_dagster_instance_session):
         for key in instance.get_dynamic_partitions(name):
             instance.delete_dynamic_partition(name, key)
     return instance
+
+
+@pytest.fixture
+def fresh_database_url(pg_url: str) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped afterwards: for end-to-end runs that must
+    start from nothing (the demo, `dagster dev`) without seeing other tests' tables."""
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"cp_e2e_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def isolated_dagster_home(tmp_path: Path, repo_root: Path) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml with its artifact folders moved under tmp_path."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = (repo_root / "dagster.yaml").read_text().replace("base_dir: .data/", f"base_dir: {tmp_path}/")
+    (home / "dagster.yaml").write_text(config)
+    return home

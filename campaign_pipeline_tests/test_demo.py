@@ -1,0 +1,55 @@
+"""The README's first command: `campaign-pipeline demo` syncs every sandbox campaign, and a re-run writes nothing."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaign_pipeline.storage import database
+from campaign_pipeline_tests.conftest import isolated_dagster_home
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_demo(env: dict[str, str], *args: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "campaign_pipeline.cli", "demo", "--json", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "syncing" in result.stderr  # progress is shown while it works
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_demo_syncs_every_campaign_then_writes_nothing_on_a_second_run(fresh_database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILCHIMP_", "SALESFORCE_"))}
+    env[database.DATABASE_URL_ENV] = fresh_database_url
+    env[database.DATA_DIR_ENV] = str(tmp_path / "data")
+    env["DAGSTER_HOME"] = str(isolated_dagster_home(tmp_path, REPO_ROOT))
+
+    first = run_demo(env)
+    assert first["mode"] == "campaign"
+    assert first["failed_runs"] == 0
+    campaigns = first["campaigns"]
+    assert len(campaigns) >= 4
+    for campaign in campaigns:
+        assert campaign["success"]
+        for count in ("sent", "delivered", "opened", "clicked", "bounced"):
+            assert campaign[count] > 0, (campaign["campaign_id"], count)
+        assert campaign["salesforce"]["created"] > 0
+        assert campaign["salesforce"]["failed"] == 0
+    assert any(not c["sent_at_is_exact"] for c in campaigns)  # automation emails are flagged
+    assert first["salesforce_writes"] == sum(c["salesforce"]["created"] + c["salesforce"]["updated"] for c in campaigns)
+
+    second = run_demo(env)
+    assert {c["campaign_id"] for c in second["campaigns"]} == {c["campaign_id"] for c in campaigns}
+    assert second["salesforce_writes"] == 0
+    assert all(c["salesforce"]["created"] == c["salesforce"]["updated"] == 0 for c in second["campaigns"])
