@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from campaign_pipeline.core.schemas import CampaignTotals, MemberStatuses, empty_frame
-from campaign_pipeline.core.statuses import LAST_EVENT_COLUMNS
+from campaign_pipeline.core.statuses import LAST_EVENT_COLUMNS, utc_datetimes
 from campaign_pipeline.core.statuses import status_rule as resolve_status_rule
 
 # Action codes follow the tie rank of their statuses (see statuses.EVENT_STATUSES): a larger code wins a tie.
@@ -66,6 +66,22 @@ def _sorted_codes(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.nda
     if (codes < 0).any():
         raise ValueError(f"column {left.name} has missing values; every row needs one")
     return codes[: len(left)].astype(np.int64), codes[len(left) :].astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _sorted_nullable_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 codes (-1 = NA) numbered in sorted value order, and the sorted values; categoricals skip hashing."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = values.cat.categories
+        codes = values.cat.codes.to_numpy(dtype=np.int64)
+        if categories.is_monotonic_increasing:
+            return codes, categories.to_numpy(dtype=object)
+        order = np.argsort(categories.to_numpy(dtype=object))
+        rank = np.empty(len(categories) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(categories))
+        rank[-1] = -1  # code -1 (NA) indexes the last slot
+        return rank[codes], categories.to_numpy(dtype=object)[order]
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
 def _codes_of(values: pd.Series, codes: dict[str, int]) -> np.ndarray:
@@ -172,12 +188,7 @@ def _runs(sorted_members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-_UTC = pd.DatetimeTZDtype("ns", "UTC")
-
-
-def _as_utc_datetimes(ns: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    # Wraps the int64 nanoseconds without the copy tz_localize makes; in UTC wall time is the instant.
-    return pd.arrays.DatetimeArray._from_sequence(ns.view("datetime64[ns]"), dtype=_UTC)
+_as_utc_datetimes = utc_datetimes
 
 
 def _member_index(
@@ -264,10 +275,8 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
         latest_address = outsiders.drop_duplicates("member", keep="last")
         email_address[latest_address["member"].to_numpy()] = latest_address["email_address"].to_numpy()
 
-    url_codes, url_names = pd.factorize(events["url"], sort=True)
-    url_e = url_codes.astype(np.int64)
-    del url_codes
-    url_e += 1
+    url_e, url_names = _sorted_nullable_codes(events["url"])
+    url_e += 1  # 0 = no URL
     distinct = _distinct_sorted_events(member_e, instant_e, action_e, url_e)
     del member_e, instant_e, action_e, url_e
 

@@ -248,10 +248,13 @@ def test_categorical_inputs_give_the_same_frame_as_strings():
     recipient_frame = recipients(("ann@example.com",), ("bob@example.com", "soft"), ("cy@example.com",))
     event_frame = events(
         ("ann@example.com", "open", "2024-03-01 10:00"),
-        ("cy@example.com", "click", "2024-03-01 10:00", "https://x.example"),
+        ("cy@example.com", "click", "2024-03-01 10:00", "https://x.example/b"),
+        ("cy@example.com", "click", "2024-03-01 10:00", "https://x.example/a"),
         ("bob@example.com", "bounce", "2024-03-01 09:01", "soft"),
     )
     plain = statuses(recipient_frame, event_frame)
+    # Categories out of sorted order, and unused ones, must not change any tie-break.
+    urls = pd.CategoricalDtype(["https://x.example/z", "https://x.example/b", "https://x.example/a"])
     all_ids = pd.CategoricalDtype(sorted(set(recipient_frame["email_id"]) | set(event_frame["email_id"]))[::-1])
     categorical_recipients = recipient_frame.astype({"email_id": all_ids, "campaign_id": "category"})
     categorical_events = event_frame.astype(
@@ -259,7 +262,7 @@ def test_categorical_inputs_give_the_same_frame_as_strings():
             "email_id": all_ids,
             "campaign_id": "category",
             "action": "category",
-            "url": "category",
+            "url": urls,
             "bounce_type": "category",
         }
     )
