@@ -101,6 +101,8 @@ def _bits(max_value: int) -> int:
 
 def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
     """int64 UTC nanoseconds of a tz-aware column (any zone, any unit); a view when already ns."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)  # an empty frame from storage may not carry its dtype
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         raise TypeError(f"column {column} must be tz-aware UTC datetimes (datetime64[ns, UTC]), got {values.dtype}")
     return values.to_numpy(dtype="datetime64[ns]").view(np.int64)

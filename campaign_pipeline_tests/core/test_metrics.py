@@ -347,3 +347,16 @@ def test_reconcile_reports_only_numbers_beyond_tolerance():
 def test_reconcile_refuses_negative_tolerance():
     with pytest.raises(ValueError, match="tolerance"):
         reconcile_totals(campaign_totals(statuses(recipients(), events()), report()), report(), tolerance=-0.1)
+
+
+def test_empty_events_without_dtypes_still_work():
+    untyped = pd.DataFrame(columns=events().columns)  # every column object, as an untyped empty load gives
+    result = statuses(recipients(("ann@example.com",)), untyped)
+    assert result["latest_status"].tolist() == ["Sent"]
+
+
+def test_naive_event_timestamps_are_refused_with_the_column_named():
+    frame = events(("ann@example.com", "open", "2024-03-01 10:00"))
+    frame["timestamp"] = frame["timestamp"].dt.tz_localize(None)
+    with pytest.raises(TypeError, match="timestamp"):
+        member_statuses(recipients(("ann@example.com",)), frame)
