@@ -159,6 +159,55 @@ def recover_pending_tasks(client: SalesforceClient, ledger: SyncLedger, tasks: p
     return int(found_mask.sum())
 
 
+def profile_tasks(
+    profile: SyncProfile,
+    raw_email_events: pd.DataFrame,
+    member_statuses: pd.DataFrame,
+    matches: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+) -> pd.DataFrame:
+    """desired_tasks with the profile's field mapping, Task options and field-limit policy."""
+    mapping = profile.field_mapping
+    return desired_tasks(
+        raw_email_events,
+        member_statuses,
+        matches,
+        campaign_report,
+        status_field=mapping.task_status_field,
+        url_field=mapping.task_url_field,
+        key_field=mapping.task_key_field,
+        one_task_per_url=one_task_per_url(profile),
+        link_campaign=profile.mode == "campaign_and_activity",
+        task_subtype=task_subtype(profile),
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+
+
+def profile_notes(
+    profile: SyncProfile,
+    member_statuses: pd.DataFrame,
+    raw_email_events: pd.DataFrame,
+    matches: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+) -> pd.DataFrame:
+    """desired_notes with the profile's field-limit policy."""
+    return desired_notes(
+        member_statuses, raw_email_events, matches, campaign_report, field_limit_policy=profile.sync.field_limit_policy
+    )
+
+
+def profile_attachments(
+    profile: SyncProfile,
+    campaign_content: pd.DataFrame,
+    member_statuses: pd.DataFrame,
+    matches: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+) -> pd.DataFrame:
+    """desired_attachments, or no rows when the profile turns attachments off."""
+    desired = desired_attachments(campaign_content, member_statuses, matches, campaign_report)
+    return desired if attachments_enabled(profile) else desired.iloc[0:0]
+
+
 def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
     url_target = (
         f"Task.{profile.field_mapping.task_url_field}" if profile.field_mapping.task_url_field else "Description"
@@ -196,26 +245,14 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        mapping = profile.field_mapping
-        desired = desired_tasks(
-            raw_email_events,
-            member_statuses,
-            salesforce_matches,
-            mailchimp_campaign_report,
-            status_field=mapping.task_status_field,
-            url_field=mapping.task_url_field,
-            key_field=mapping.task_key_field,
-            one_task_per_url=per_url,
-            link_campaign=profile.mode == "campaign_and_activity",
-            task_subtype=task_subtype(profile),
-            field_limit_policy=profile.sync.field_limit_policy,
+        desired = profile_tasks(
+            profile, raw_email_events, member_statuses, salesforce_matches, mailchimp_campaign_report
         )
         kind = task_kind(profile)
         ledger = SyncLedger(get_engine())
         adopted = 0
         if not profile.sync.preview_only and not kind.external_id_field:
-            campaign_ids = sorted(desired["campaign_id"].unique().tolist())
-            known = ledger.load(kind.name, campaign_ids)
+            known = ledger.load(kind.name, list(context.partition_keys))
             if ((known["last_result"] == RESULT_PENDING) & known["salesforce_id"].isna()).any():
                 with salesforce.open_client(
                     api_call_budget=profile.sync.api_call_budget,
@@ -267,12 +304,8 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        desired = desired_notes(
-            member_statuses,
-            raw_email_events,
-            salesforce_matches,
-            mailchimp_campaign_report,
-            field_limit_policy=profile.sync.field_limit_policy,
+        desired = profile_notes(
+            profile, member_statuses, raw_email_events, salesforce_matches, mailchimp_campaign_report
         )
         metadata = _common_metadata(desired)
         metadata.update(
@@ -314,10 +347,11 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        desired = desired_attachments(campaign_content, member_statuses, salesforce_matches, mailchimp_campaign_report)
+        desired = profile_attachments(
+            profile, campaign_content, member_statuses, salesforce_matches, mailchimp_campaign_report
+        )
         if not attachments_enabled(profile):
             context.log.info("Attachments are turned off in the sync profile: no sent email is attached")
-            desired = desired.iloc[0:0]
         campaign_ids = sorted(desired["campaign_id"].unique().tolist())
         to_write = diff_against_ledger(desired, SyncLedger(get_engine()).load(ATTACHMENT, campaign_ids))
         writing = to_write[to_write["action"].isin(["create", "update"])]
@@ -378,32 +412,13 @@ def activity_mode_records(
     Mode campaign_and_activity also needs the Campaign records first (``sync.campaign_mode_records``).
     """
     if profile.mode in MODES_WITH_TASKS:
-        mapping = profile.field_mapping
-        tasks = desired_tasks(
-            raw_email_events,
-            member_statuses,
-            matches,
-            campaign_report,
-            status_field=mapping.task_status_field,
-            url_field=mapping.task_url_field,
-            key_field=mapping.task_key_field,
-            one_task_per_url=one_task_per_url(profile),
-            link_campaign=profile.mode == "campaign_and_activity",
-            task_subtype=task_subtype(profile),
-            field_limit_policy=profile.sync.field_limit_policy,
-        )
+        tasks = profile_tasks(profile, raw_email_events, member_statuses, matches, campaign_report)
         return [DesiredRecords(task_kind(profile), tasks)]
     if profile.mode in MODES_WITH_NOTES:
-        notes = desired_notes(
-            member_statuses,
-            raw_email_events,
-            matches,
-            campaign_report,
-            field_limit_policy=profile.sync.field_limit_policy,
-        )
+        notes = profile_notes(profile, member_statuses, raw_email_events, matches, campaign_report)
         desired = [DesiredRecords(note_kind(profile), notes)]
         if attachments_enabled(profile) and campaign_content is not None:
-            attachments = desired_attachments(campaign_content, member_statuses, matches, campaign_report)
+            attachments = profile_attachments(profile, campaign_content, member_statuses, matches, campaign_report)
             desired.append(DesiredRecords(attachment_kind(profile), attachments))
         return desired
     return []
