@@ -60,16 +60,15 @@ def sandbox() -> None:
 
 
 def _sandbox_account():
-    from pathlib import Path
+    from campaign_pipeline.mailchimp.resource import (
+        MailchimpResource,
+        local_sandbox_account,
+        sandbox_state_path_default,
+    )
 
-    from campaign_pipeline.mailchimp.resource import MailchimpResource, sandbox_state_path_default
-    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
-
-    # The same account the pipeline's resource generates when it runs without a key.
+    # The same account the pipeline's resource reads when it runs without a key.
     defaults = MailchimpResource()
-    path = Path(sandbox_state_path_default())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SandboxAccount(seed=defaults.sandbox_seed, n_members=defaults.sandbox_members, state_path=path)
+    return local_sandbox_account(sandbox_state_path_default(), defaults.sandbox_members, defaults.sandbox_seed)
 
 
 @sandbox.command("serve")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile, default_profile, load_profile
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
@@ -40,7 +39,6 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     sync_job = dg.define_asset_job(
         SYNC_JOB_NAME,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=mailchimp_campaigns,
         description=(
             f"Sync one Mailchimp campaign into Salesforce in mode '{profile.mode}': land new activity, compute "
             "statuses and totals, match people, and write only what changed."

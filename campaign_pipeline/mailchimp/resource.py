@@ -136,21 +136,32 @@ def sandbox_state_path_default() -> str:
     return str(data_dir() / "sandbox" / "mailchimp_state.json")
 
 
+def local_sandbox_account(state_path: str, n_members: int, seed: int) -> Any:
+    """The sandbox account a keyless deployment reads, shared by every process through its state file.
+
+    Its clock is anchored at the hour the state file is created and then stands still, so its sends look
+    recent to the sensor and a re-run with nothing new writes nothing; `campaign-pipeline sandbox
+    late-activity` / `new-send` move it on. An existing state file keeps the clock it was created with.
+    """
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+    Path(state_path).parent.mkdir(parents=True, exist_ok=True)
+    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path), anchor=anchor)
+
+
 def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle:
     """One in-process sandbox server per state file and process, stopped when the process exits."""
     with _sandboxes_lock:
         handle = _sandboxes.get(state_path)
         if handle is not None:
             return handle
-        from pathlib import Path
-
         from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
-        from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
-        Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-        # Following the wall clock keeps the sandbox's sends "recent" for the sensor's lookback and the
-        # attribution window; an existing state file keeps whatever clock it was created with.
-        account = SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path), follow_wall_clock=True)
+        account = local_sandbox_account(state_path, n_members, seed)
         sandbox = MailchimpSandbox(account)
         sandbox.__enter__()
         atexit.register(sandbox.__exit__, None, None, None)
