@@ -667,16 +667,16 @@ class SalesforceSandbox:
             groups.setdefault(spec.name, []).append(index)
         if all_or_none and any(r is not None for r in results):
             return self._collection_response(results, all_or_none, operation == "upsert")
-        for type_name, indexes in groups.items():
-            group_results = self.store.write(
-                type_name,
-                operation,
-                [records[i] for i in indexes],
-                external_id_field=external_field,
-                all_or_none=all_or_none,
-                lock_fault=self._lock_fault(),
-            )
-            for index, result in zip(indexes, group_results, strict=True):
+        names = list(groups)
+        written = self.store.write_groups(
+            [(name, [records[i] for i in groups[name]]) for name in names],
+            operation,
+            external_id_field=external_field,
+            all_or_none=all_or_none,
+            lock_fault=self._lock_fault(),
+        )
+        for name, group_results in zip(names, written, strict=True):
+            for index, result in zip(groups[name], group_results, strict=True):
                 results[index] = result
         return self._collection_response(results, all_or_none, operation == "upsert")
 

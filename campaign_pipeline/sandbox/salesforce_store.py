@@ -471,13 +471,54 @@ class SalesforceStore:
         jobs of 100k rows take seconds. Writers of one sObject type are serialized by an
         advisory lock, which keeps duplicate checks true across processes.
         """
-        spec = object_spec(sobject)
-        if spec is None:
-            raise RequestError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}'")
-        with self.cursor() as cursor:
-            self._lock(cursor, spec.name)
-            writer = _RecordWriter(self, cursor, spec, operation, external_id_field, from_csv, lock_fault)
-            return writer.run(rows, all_or_none)
+        [results] = self.write_groups(
+            [(sobject, rows)],
+            operation,
+            external_id_field=external_id_field,
+            all_or_none=all_or_none,
+            from_csv=from_csv,
+            lock_fault=lock_fault,
+        )
+        return results
+
+    def write_groups(
+        self,
+        groups: Sequence[tuple[str, Sequence[dict[str, Any]]]],
+        operation: str,
+        *,
+        external_id_field: str | None = None,
+        all_or_none: bool = False,
+        from_csv: bool = False,
+        lock_fault: Callable[[], bool] | None = None,
+    ) -> list[list[WriteResult]]:
+        """Write several sObject types in one transaction (a Collections call may mix types).
+
+        With all_or_none, a failure in any group rolls back every group.
+        """
+        specs = []
+        for sobject, _ in groups:
+            spec = object_spec(sobject)
+            if spec is None:
+                raise RequestError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}'")
+            specs.append(spec)
+        outcome: list[list[WriteResult]] = []
+        try:
+            with self.cursor() as cursor:
+                # Locks in name order, so two mixed-type writers cannot deadlock.
+                for name in sorted({spec.name for spec in specs}):
+                    self._lock(cursor, name)
+                for spec, (_, rows) in zip(specs, groups, strict=True):
+                    writer = _RecordWriter(self, cursor, spec, operation, external_id_field, from_csv, lock_fault)
+                    outcome.append(writer.run(rows, all_or_none))
+                if all_or_none and any(r.errors for group in outcome for r in group):
+                    raise _RolledBack
+        except _RolledBack:
+            for group in outcome:
+                _roll_back(group)
+            for _, rows in groups[len(outcome) :]:
+                outcome.append([WriteResult() for _ in rows])
+                _roll_back(outcome[-1])
+        return outcome
 
     def delete(self, record_ids: Sequence[str], all_or_none: bool = False) -> list[WriteResult]:
         results = [WriteResult(id=rid) for rid in record_ids]
@@ -810,6 +851,10 @@ def _id_number(record_id: str) -> int:
     return number
 
 
+class _RolledBack(Exception):
+    """Raised inside a write transaction to undo it (all-or-none with a failed record)."""
+
+
 def _roll_back(results: list[WriteResult]) -> None:
     for result in results:
         result.success = False
@@ -1061,6 +1106,10 @@ class _RecordWriter:
             )
             return None
         missing = [name for name in self.required if final.get(name) in (None, "")]
+        if self.spec.name == "CampaignMember" and "CampaignId" in missing:
+            # What Salesforce answers for a member without a Campaign.
+            result.errors.append(SfError("MALFORMED_ID", "Invalid campaign id: null", ("CampaignId",)))
+            return None
         if self.spec.name == "CampaignMember" and not (final.get("ContactId") or final.get("LeadId")):
             missing.append("ContactId or LeadId")
         if missing:

@@ -266,3 +266,25 @@ def test_attachment_body_limit_and_blob(sf, org):
     with pytest.raises(SalesforceMalformedRequest) as error:
         sf.Note.create({"ParentId": contact_id, "Title": "t" * 81})
     assert _error_code(error.value) == "STRING_TOO_LONG"
+
+
+def test_mixed_type_collection_all_or_none_rolls_back_every_type(sf, org):
+    records = [
+        {"attributes": {"type": "Contact"}, "LastName": "Fine"},
+        {"attributes": {"type": "Lead"}, "LastName": "No company"},
+    ]
+    rolled = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": records})
+    assert [r["success"] for r in rolled] == [False, False]
+    assert rolled[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert rolled[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
+    assert org.records("Contact") == [] and org.records("Lead") == []
+    records[1]["Company"] = "Co"
+    created = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": records})
+    assert created[0]["id"].startswith("003") and created[1]["id"].startswith("00Q")
+
+
+def test_campaign_member_without_campaign_is_malformed_id(sf):
+    contact_id = sf.Contact.create({"LastName": "P"})["id"]
+    with pytest.raises(SalesforceMalformedRequest) as error:
+        sf.CampaignMember.create({"ContactId": contact_id})
+    assert _error_code(error.value) == "MALFORMED_ID"
