@@ -21,7 +21,7 @@ from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceResource
+from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
 from campaign_pipeline.salesforce.sync import (
     CAMPAIGN_MEMBER_STATUS_KIND,
     DesiredRecords,
@@ -36,7 +36,8 @@ SALESFORCE_POOL = "salesforce"
 SALESFORCE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
 _PARTITION_METADATA = {"partition_expr": "campaign_id"}
 PREVIEW_ROWS = 10
-LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",))
+# Looked up by Email before creating, so a Lead made by an earlier (crashed) run is adopted, not doubled.
+LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",), lookup_before_create=True)
 
 
 def _table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MarkdownMetadataValue:
@@ -93,7 +94,9 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
             matches, unmatched = match_campaign_members(client, member_statuses)
             created_leads = 0
             if profile.matching.create_leads_for_unmatched and len(unmatched) and not profile.sync.preview_only:
-                matches, unmatched, created_leads = _match_created_leads(client, profile, matches, unmatched)
+                matches, unmatched, created_leads = create_leads_for_unmatched(
+                    client, SyncLedger(get_engine()), profile, matches, unmatched
+                )
             calls = dict(client.stats.calls)
         several = int((matches["candidate_count"] > 1).sum())
         common = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
@@ -119,12 +122,20 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
     return salesforce_matches
 
 
-def _match_created_leads(client, profile: SyncProfile, matches: pd.DataFrame, unmatched: pd.DataFrame):
-    """Create Leads for unmatched members (idempotent through the ledger) and match the members to them."""
+def create_leads_for_unmatched(
+    client: SalesforceClient,
+    ledger: SyncLedger,
+    profile: SyncProfile,
+    matches: pd.DataFrame,
+    unmatched: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Create a Lead per unmatched address (once, through the ledger) and match those members to them.
+
+    Returns (matches, still unmatched, Leads created this run).
+    """
     leads = desired_leads(
         unmatched, company=profile.matching.lead_company_default, lead_source=profile.matching.lead_source
     )
-    ledger = SyncLedger(get_engine())
     report = sync_desired_records(client, ledger, [DesiredRecords(LEAD_KIND, leads)], profile.sync)
     known = ledger.load(LEAD_KIND.name).dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
     lead_ids = ("lead|" + unmatched["email_id"]).map(known)

@@ -319,3 +319,64 @@ def test_matching_contact_over_lead_skips_converted_and_picks_oldest(sandbox_org
     assert not any(leads.get(i, {}).get("IsConverted") for i in matches["salesforce_id"])
     assert len(matches) + len(unmatched) == len(statuses)
     assert pd.Index(matches["email_id"]).is_unique
+
+
+def test_unmatched_members_become_leads_once_when_the_profile_says_so(sandbox_org) -> None:
+    from campaign_pipeline.salesforce.assets import create_leads_for_unmatched
+    from campaign_pipeline.salesforce.matching import match_campaign_members
+
+    profile = SyncProfile.model_validate(
+        {"matching": {"create_leads_for_unmatched": True, "lead_company_default": "Acme"}}
+    )
+    statuses = statuses_for(AUDIENCE[:3] + ["newcomer@example.org", "Second.New@example.org"])
+    client = sandbox_org.client()
+    matches, unmatched = match_campaign_members(client, statuses)
+    assert sorted(unmatched["email_address"]) == ["Second.New@example.org", "newcomer@example.org"]
+    leads_before = len(sandbox_org.org.records("Lead"))
+
+    matches, still_unmatched, created = create_leads_for_unmatched(
+        client, sandbox_org.ledger, profile, matches, unmatched
+    )
+    assert created == 2 and still_unmatched.empty
+    new_leads = sandbox_org.org.records("Lead")[leads_before:]
+    assert sorted(lead["Email"] for lead in new_leads) == ["Second.New@example.org", "newcomer@example.org"]
+    assert {lead["Company"] for lead in new_leads} == {"Acme"}
+    assert set(matches["salesforce_id"]) >= {lead["Id"] for lead in new_leads}
+
+    # The next run matches them as ordinary Leads; nothing is created twice.
+    again, unmatched_again = match_campaign_members(client, statuses)
+    assert unmatched_again.empty and len(again) == len(statuses)
+    assert len(sandbox_org.org.records("Lead")) == leads_before + 2
+
+
+def test_bulk_lock_errors_are_retried_within_the_run(sandbox_org) -> None:
+    profile = PROFILE.model_copy(update={"sync": PROFILE.sync.model_copy(update={"bulk_threshold": 5})})
+    statuses = statuses_for(AUDIENCE[:20])
+    sandbox_org.sync(statuses.iloc[:2], profile)  # Campaign and statuses exist; members go by Bulk below
+    sandbox_org.org.faults.lock_error_rate = 0.3
+    report = sandbox_org.sync(statuses, profile, client=sandbox_org.client(max_retries=8))
+    assert report.failures.empty, report.failures.to_dict("records")
+    assert report.outcomes["campaign_member"].api == "bulk" and report.retries >= 1
+    members = sandbox_org.org.records("CampaignMember")
+    assert len(members) == report.outcomes["campaign_member"].desired
+    assert len({m.get("ContactId") or m["LeadId"] for m in members}) == len(members)
+
+
+def test_a_create_whose_answer_times_out_is_looked_up_next_run_not_duplicated(sandbox_org) -> None:
+    statuses = statuses_for(AUDIENCE[:6])
+    sandbox_org.sync(statuses.iloc[:1])
+    desired = sandbox_org.desired(statuses)
+    client = sandbox_org.client(max_retries=1)
+    for sobject in ("Campaign", "CampaignMemberStatus", "CampaignMember"):
+        client.describe(sobject)  # cached for the run; only the writes below meet the slow network
+    client.timeout_seconds = 0.2
+    sandbox_org.org.faults.latency_ms = 400
+    slow = sync_desired_records(client, sandbox_org.ledger, desired, PROFILE.sync)
+    sandbox_org.org.faults.latency_ms = 0
+    assert "TIMEOUT" in set(slow.failures["error_code"])
+    assert "pending" in set(sandbox_org.ledger.load("campaign_member")["last_result"])
+    finished = sandbox_org.sync(statuses)
+    assert finished.failures.empty
+    members = sandbox_org.org.records("CampaignMember")
+    assert len(members) == finished.outcomes["campaign_member"].desired
+    assert set(sandbox_org.ledger.load("campaign_member")["last_result"]) == {"ok"}
