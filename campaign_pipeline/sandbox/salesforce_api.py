@@ -60,6 +60,15 @@ class SalesforceFaults:
     fail_next_requests: int = 0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("lock_error_rate", "rate_5xx"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"SalesforceFaults.{name} must be a share between 0 and 1, got {rate}")
+        for name in ("latency_ms", "fail_next_requests"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SalesforceFaults.{name} must not be negative, got {getattr(self, name)}")
+
 
 class _ApiResponse:
     def __init__(
@@ -161,6 +170,14 @@ class SalesforceSandbox:
     Several instances (or processes) on one engine and schema are one org: records,
     sessions, API usage, query cursors and Bulk jobs all live in Postgres. What stays in
     the instance is its own session token, its call log and its fault settings.
+
+    Resources under /services/data/v62.0/: sobjects (describeGlobal), sobjects/{Type} (POST
+    create), sobjects/{Type}/describe, sobjects/{Type}/{Id} (GET/PATCH/DELETE),
+    sobjects/{Type}/{ExternalIdField}/{value} (GET, PATCH upsert, DELETE),
+    sobjects/Attachment/{Id}/Body, query?q= and query/{locator}, composite/sobjects (POST
+    create, PATCH update, DELETE ?ids=, GET /{Type}?ids=), composite/sobjects/{Type}/{Field}
+    (PATCH upsert), jobs/ingest (Bulk API 2.0), limits. Outside it: /services/oauth2/token
+    (grant_type=password with `username` and DEFAULT_PASSWORD, optionally + a token suffix).
     """
 
     def __init__(
@@ -186,6 +203,7 @@ class SalesforceSandbox:
         self.call_log: list[tuple[str, str, str]] = []
         self._requested_port = port
         self._rng = random.Random(self.faults.seed)
+        self._rng_faults: SalesforceFaults | None = self.faults
         self._rng_lock = threading.Lock()
         self._server: _TlsServer | None = None
         self._thread: threading.Thread | None = None
@@ -289,6 +307,10 @@ class SalesforceSandbox:
         if rate <= 0:
             return False
         with self._rng_lock:
+            if self._rng_faults is not self.faults:
+                # New fault settings restart the draws from their seed, so a test's faults repeat.
+                self._rng = random.Random(self.faults.seed)
+                self._rng_faults = self.faults
             return self._rng.random() < rate
 
     def _lock_fault(self) -> Callable[[], bool] | None:
@@ -729,3 +751,36 @@ class SalesforceSandbox:
             if segments[1] in ("successfulResults", "failedResults", "unprocessedrecords") and method == "GET":
                 return _ApiResponse(200, self.store.job_results(job_id, segments[1]), content_type="text/csv")
         return _error_response(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def main() -> None:
+    """Serve a sandbox org until interrupted: `python -m campaign_pipeline.sandbox.salesforce_api`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--schema", default="sandbox_salesforce", help="Postgres schema of the org")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument("--daily-api-limit", type=int, default=15_000)
+    arguments = parser.parse_args()
+    with SalesforceSandbox(
+        schema=arguments.schema, port=arguments.port, daily_api_limit=arguments.daily_api_limit
+    ) as org:
+        # The session id is a throwaway credential of a local emulator; printing it is how a user connects.
+        print(
+            json.dumps(
+                {
+                    "instance_url": org.instance_url,
+                    "session_id": org.session_id,
+                    "ca_path": org.ca_path,
+                    "api_version": org.api_version,
+                }
+            )
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -139,3 +139,24 @@ def test_unknown_token_is_refused_and_tls_is_required(org):
     plain.trust_env = False
     with pytest.raises(requests.exceptions.SSLError):
         plain.get(f"{org.instance_url}/services/data/")
+
+
+def test_fault_draws_repeat_for_the_same_seed(sf, org):
+    from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults
+
+    records = [{"attributes": {"type": "Contact"}, "LastName": f"L{i}"} for i in range(50)]
+    outcomes = []
+    for _ in range(2):
+        org.faults = SalesforceFaults(lock_error_rate=0.3, seed=11)
+        results = sf.restful("composite/sobjects", method="POST", json={"records": records})
+        outcomes.append([r["success"] for r in results])
+    assert outcomes[0] == outcomes[1] and not all(outcomes[0])
+
+
+def test_fault_settings_are_validated():
+    from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults
+
+    with pytest.raises(ValueError, match="lock_error_rate"):
+        SalesforceFaults(lock_error_rate=1.5)
+    with pytest.raises(ValueError, match="latency_ms"):
+        SalesforceFaults(latency_ms=-1)
