@@ -1,0 +1,95 @@
+"""The Definitions as Dagster loads them: the graph per mode, descriptions, automation, and batched backfills."""
+
+import dagster as dg
+import pytest
+
+from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions, defs
+from campaign_pipeline.profile import SYNC_MODES, default_profile
+from campaign_pipeline.storage import database
+from campaign_pipeline.storage.frames import read_frame
+
+MAILCHIMP_AND_METRICS = {
+    "raw_email_events",
+    "campaign_recipients",
+    "mailchimp_campaign_report",
+    "member_statuses",
+    "campaign_totals",
+}
+# What each mode adds on the Salesforce side; the graph shows nothing the mode does not use.
+SALESFORCE_BY_MODE = {
+    "campaign": {"salesforce_matches", "unmatched_members", "sf_campaign", "sf_campaign_members", "salesforce_sync"},
+    "campaign_totals": {"sf_campaign", "salesforce_sync"},
+    "activity": {"salesforce_matches", "unmatched_members", "sf_tasks", "salesforce_sync"},
+    "campaign_and_activity": {
+        "salesforce_matches",
+        "unmatched_members",
+        "sf_campaign",
+        "sf_campaign_members",
+        "sf_tasks",
+        "salesforce_sync",
+    },
+    "notes": {
+        "campaign_content",
+        "salesforce_matches",
+        "unmatched_members",
+        "sf_notes",
+        "sf_attachments",
+        "salesforce_sync",
+    },
+}
+
+
+def definitions_for(mode: str) -> dg.Definitions:
+    return build_definitions(default_profile().model_copy(update={"mode": mode}))
+
+
+@pytest.mark.parametrize("mode", SYNC_MODES)
+def test_graph_holds_exactly_what_the_mode_uses(mode):
+    graph = definitions_for(mode).resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == MAILCHIMP_AND_METRICS | SALESFORCE_BY_MODE[mode]
+
+
+@pytest.mark.parametrize("mode", SYNC_MODES)
+def test_every_asset_is_described_grouped_and_partitioned_per_campaign(mode):
+    graph = definitions_for(mode).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and len(node.description) > 40, key
+        assert node.group_name in {"mailchimp", "metrics", "salesforce"}, key
+        assert node.partitions_def is not None and node.partitions_def.name == "mailchimp_campaigns", key
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run > 1, key
+
+
+def test_loaded_definitions_have_the_job_sensor_schedule_and_checks():
+    repo = defs.get_repository_def()
+    assert repo.has_job(SYNC_JOB_NAME)
+    assert {s.name for s in repo.sensor_defs} == {"mailchimp_new_sends_sensor"}
+    assert {s.name for s in repo.schedule_defs} == {"mailchimp_resync_schedule"}
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert "totals_match_mailchimp_report" in checks
+
+
+@pytest.mark.slow
+def test_a_backfill_batch_syncs_several_campaigns_in_one_run(
+    dagster_instance, fresh_database_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(database.DATABASE_URL_ENV, fresh_database_url)
+    monkeypatch.setenv(database.DATA_DIR_ENV, str(tmp_path))
+    campaign_defs = definitions_for("campaign")
+    mailchimp = campaign_defs.resources["mailchimp"]
+    keys = sorted(c.id for c in mailchimp.list_sent_campaigns())[:3]
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", keys)
+    ordered = [k for k in dagster_instance.get_dynamic_partitions("mailchimp_campaigns") if k in keys]
+    job = campaign_defs.resolve_job_def(SYNC_JOB_NAME)
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        tags={"dagster/asset_partition_range_start": ordered[0], "dagster/asset_partition_range_end": ordered[-1]},
+    )
+    assert result.success
+    engine = database.get_engine()
+    totals = read_frame(engine, "asset_campaign_totals", keys)
+    assert sorted(totals["campaign_id"]) == keys
+    members = read_frame(engine, "asset_sf_campaign_members", [keys[1]])
+    assert len(members) > 0 and set(members["campaign_id"]) == {keys[1]}
+    assert dagster_instance.get_runs_count() == 1
