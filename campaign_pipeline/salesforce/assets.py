@@ -260,6 +260,7 @@ def report_metadata(report: SyncReport) -> dict[str, object]:
         "failures": _table(report.failures, 20),
         "changes": _table(report.changes, 20),
         "stopped": report.stopped or "",
+        "kind_errors": dg.MetadataValue.json(report.kind_errors),
     }
     return metadata
 
@@ -327,10 +328,10 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
             ["campaign_id", "object_kind", "sync_key", "salesforce_id", "last_result", "error_code", "error_message"]
         ]
         failed = report.total("failed")
-        yield dg.Output(ledger_rows.astype(object).where(ledger_rows.notna(), None).astype(str), metadata=metadata)
+        yield dg.Output(ledger_rows.astype(object).where(ledger_rows.notna(), None), metadata=metadata)
         yield dg.AssetCheckResult(
             check_name="no_failed_records",
-            passed=failed == 0 and not report.stopped,
+            passed=failed == 0 and not report.stopped and not report.kind_errors,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"failed": failed, "stopped": report.stopped or "", "failures": _table(report.failures, 20)},
         )

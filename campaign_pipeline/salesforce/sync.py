@@ -85,9 +85,12 @@ class RecordKind:
     external_id_field: str | None = None
     # Look every create up first: for records the org may have made itself (default CampaignMemberStatus values).
     lookup_before_create: bool = False
+    # A text field holding the sync key (Campaign.Description names the Mailchimp campaign): a lookup adopts only
+    # records whose field contains the key, so a same-named record of someone else is never taken over.
+    lookup_key_marker_field: str | None = None
 
 
-CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",))
+CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",), lookup_key_marker_field="Description")
 CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
     CAMPAIGN_MEMBER_STATUS,
     "CampaignMemberStatus",
@@ -111,7 +114,9 @@ def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordK
     """The kind keyed by an external-ID field: creates become upserts and lookups use the key."""
     if not external_id_field:
         return kind
-    return replace(kind, external_id_field=external_id_field, lookup_fields=(external_id_field,))
+    return replace(
+        kind, external_id_field=external_id_field, lookup_fields=(external_id_field,), lookup_key_marker_field=None
+    )
 
 
 @dataclass
@@ -145,6 +150,7 @@ class SyncReport:
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(FAILURE_COLUMNS)))
     changes: pd.DataFrame = field(default_factory=pd.DataFrame)
     stopped: str | None = None
+    kind_errors: dict[str, str] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
 
@@ -219,7 +225,13 @@ class SyncEngine:
             for batch in desired:
                 self._check_fields(batch.kind, batch.frame)
             for batch in desired:
-                self._sync_kind(batch.kind, batch.frame)
+                try:
+                    self._sync_kind(batch.kind, batch.frame)
+                except SalesforceCallFailed as failure:
+                    # A call that failed after retries (a lookup, a bulk job) ends this kind, not the run: what
+                    # was written is recorded, the rest is sent next run; children wait for a missing parent.
+                    self.report.kind_errors[batch.kind.name] = str(failure)
+                    logger.warning("Salesforce sync of %s failed: %s", batch.kind.name, failure)
         except SalesforceStopped as stop:
             self.report.stopped = str(stop)
             logger.warning("Salesforce sync stopped: %s", stop)
@@ -335,27 +347,40 @@ class SyncEngine:
         """Find records that already exist for creates; adopt their Id, and skip the write if they already match."""
         candidates = todo[lookup]
         fields = [name for name in salesforce_field_columns(todo) if name not in kind.lookup_fields]
+        if kind.lookup_key_marker_field and kind.lookup_key_marker_field not in fields:
+            fields.append(kind.lookup_key_marker_field)
         found = self._lookup(kind, candidates, fields)
         if found.empty:
             return todo
         todo = todo.copy()
-        key_of = self._identity(kind, candidates)
-        found_key = self._identity(kind, found)
-        id_by_identity = dict(zip(found_key, found["Id"], strict=True))
-        record_by_identity = dict(zip(found_key, found.to_dict("records"), strict=True))
+        # Several records with one identity: adopt the oldest Id, deterministically, and each Id at most once.
+        found = found.assign(_identity=self._identity(kind, found)).sort_values("Id")
+        options_by_identity = dict(tuple(found.groupby("_identity", sort=False)))
+        types = self._field_types.get(kind.name, {})
+        adopted_ids: set[str] = set()
         unchanged_keys = []
-        for index, identity in key_of.items():
-            existing_id = id_by_identity.get(identity)
-            if existing_id is None:
+        for index, identity in self._identity(kind, candidates).items():
+            options = options_by_identity.get(identity)
+            if options is None:
                 continue
-            todo.at[index, "salesforce_id"] = existing_id
+            if kind.lookup_key_marker_field:
+                marker = (
+                    options[kind.lookup_key_marker_field]
+                    .astype(object)
+                    .where(options[kind.lookup_key_marker_field].notna(), "")
+                )
+                options = options[marker.astype(str).str.contains(str(todo.at[index, "sync_key"]), regex=False)]
+            options = options[~options["Id"].isin(adopted_ids)]
+            if options.empty:
+                continue
+            existing = options.iloc[0].to_dict()
+            adopted_ids.add(existing["Id"])
+            todo.at[index, "salesforce_id"] = existing["Id"]
             todo.at[index, "action"] = "update"
-            existing = record_by_identity[identity]
-            types = self._field_types.get(kind.name, {})
             same = all(
-                _same_value(_wire_value(todo.at[index, name], types.get(name, "")), existing.get(name))
-                for name in fields
-                if name not in kind.create_only_fields
+                _same_value(_wire_value(todo.at[index, name], types.get(name, "")), _none_if_na(existing.get(name)))
+                for name in salesforce_field_columns(todo)
+                if name not in kind.create_only_fields and name not in kind.lookup_fields
             )
             if same:
                 unchanged_keys.append(index)
@@ -399,12 +424,10 @@ class SyncEngine:
         if not records:
             return pd.DataFrame(columns=["Id", *kind.lookup_fields])
         found = pd.DataFrame(records)
-        for name in kind.lookup_fields:
+        for name in [*kind.lookup_fields, *fields]:
             if name not in found.columns:
                 found[name] = pd.NA
-        # Several records with one identity: adopt the oldest Id, deterministically.
-        found = found.sort_values("Id").assign(_identity=self._identity(kind, found))
-        return found.drop_duplicates("_identity").drop(columns="_identity")
+        return found
 
     # -- payloads -----------------------------------------------------------------------------------------------------
     def _payloads(self, kind: RecordKind, rows: pd.DataFrame, action: str) -> list[dict]:
@@ -730,6 +753,10 @@ def _same_value(desired: Any, existing: Any) -> bool:
     if isinstance(desired, (int, float)) and isinstance(existing, (int, float)) and not isinstance(desired, bool):
         return math.isclose(float(desired), float(existing), rel_tol=1e-9, abs_tol=1e-9)
     return str(desired) == str(existing)
+
+
+def _none_if_na(value: Any) -> Any:
+    return None if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)) else value
 
 
 def _row_identity(frame: pd.DataFrame, columns: list[str]) -> pd.Series:

@@ -51,6 +51,7 @@ def _materialize(assets, resource, instance) -> dg.ExecuteInProcessResult:
     )
 
 
+@pytest.mark.slow
 def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_nothing(
     sandbox_resource, dagster_instance, monkeypatch
 ) -> None:

@@ -380,3 +380,25 @@ def test_a_create_whose_answer_times_out_is_looked_up_next_run_not_duplicated(sa
     members = sandbox_org.org.records("CampaignMember")
     assert len(members) == finished.outcomes["campaign_member"].desired
     assert set(sandbox_org.ledger.load("campaign_member")["last_result"]) == {"ok"}
+
+
+def test_crash_recovery_never_adopts_someone_elses_campaign_of_the_same_name(sandbox_org, monkeypatch) -> None:
+    theirs = sandbox_org.client().sf.Campaign.create({"Name": "Spring offer", "Description": "made by hand"})["id"]
+    statuses = statuses_for(AUDIENCE[:3])
+    real_record = sandbox_org.ledger.record_results
+
+    def crash_on_campaign(kind, results):
+        if kind == "campaign":
+            raise Crash("killed right after the Campaign was created")
+        return real_record(kind, results)
+
+    monkeypatch.setattr(sandbox_org.ledger, "record_results", crash_on_campaign)
+    with pytest.raises(Crash):
+        sandbox_org.sync(statuses)
+    monkeypatch.setattr(sandbox_org.ledger, "record_results", real_record)
+    sandbox_org.sync(statuses)
+    campaigns = sandbox_org.org.records("Campaign")
+    assert len(campaigns) == 2
+    ours = sandbox_org.ledger.load("campaign")["salesforce_id"].tolist()
+    assert ours != [theirs] and ours[0] in {c["Id"] for c in campaigns}
+    assert {m["CampaignId"] for m in sandbox_org.org.records("CampaignMember")} == set(ours)
