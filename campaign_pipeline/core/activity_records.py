@@ -168,8 +168,12 @@ def desired_tasks(
             + ", last at "
             + last,
         )
-    if url_field is None:
-        description = description.where(~is_click, description + "\nClicked URL: " + url.fillna("").astype(str))
+    # A URL longer than its mapped field is cut there; the description then keeps it whole, so it still works.
+    url_limit = (extra_limits or {}).get(url_field, URL_FIELD_LENGTH) if url_field else 0
+    url_in_description = (
+        is_click & ((url_field is None) | (url.fillna("").astype(str).str.len() > url_limit)).to_numpy()
+    )
+    description = description.where(~url_in_description, description + "\nClicked URL: " + url.fillna("").astype(str))
     description = (
         description
         + "\nMailchimp campaign: "

@@ -372,21 +372,9 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
     return sf_attachments
 
 
-def activity_desired_inputs(profile: SyncProfile) -> list[tuple[DesiredInput, object]]:
-    """The (DesiredInput, asset builder) pairs the profile's mode adds to the push, in write order."""
-    if profile.mode in MODES_WITH_TASKS:
-        return [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
-    if profile.mode in MODES_WITH_NOTES:
-        extras = [(DesiredInput("sf_notes", note_kind), build_sf_notes)]
-        if attachments_enabled(profile):
-            extras.append((DesiredInput("sf_attachments", attachment_kind), build_sf_attachments))
-        return extras
-    return []
-
-
 def _register() -> None:
-    # defs.salesforce_assets adds these per mode; the attachment asset itself honours the profile's on/off switch
-    # (activity_desired_inputs leaves it out of the graph when defs passes it the profile instead).
+    # defs.salesforce_assets adds these per mode, after the Campaign records; the attachment asset honours the
+    # profile's on/off switch itself (it then yields no rows and says so).
     EXTRA_DESIRED_INPUTS["activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
     EXTRA_DESIRED_INPUTS["campaign_and_activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
     EXTRA_DESIRED_INPUTS["notes"] = [
