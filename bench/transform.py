@@ -131,8 +131,9 @@ per_member AS (
         max(ts) FILTER (WHERE action = 'unsubscribe') AS last_unsubscribe_at,
         arg_max(url::VARCHAR, {'t': ts, 'u': url::VARCHAR}) FILTER (WHERE action = 'click') AS last_clicked_url,
         count(DISTINCT url) FILTER (WHERE action = 'click') AS distinct_urls_clicked,
-        max({'t': ts, 'r': CASE action WHEN 'unsubscribe' THEN 0 WHEN 'bounce' THEN 1 WHEN 'open' THEN 2 ELSE 3 END})
-            AS latest
+        -- Latest event and its tie rank in one integer (DuckDB instants are whole microseconds).
+        max(epoch_us(ts) * 4 + CASE action WHEN 'unsubscribe' THEN 0 WHEN 'bounce' THEN 1 WHEN 'open' THEN 2 ELSE 3 END)
+            AS latest_score
     FROM ev
     GROUP BY campaign_id, email_id
 ),
@@ -171,7 +172,7 @@ joined AS (
         coalesce(m.total_opens, 0) AS total_opens, coalesce(m.total_clicks, 0) AS total_clicks,
         m.first_open_at, m.last_open_at, m.first_click_at, m.last_click_at, m.last_clicked_url,
         coalesce(m.distinct_urls_clicked, 0) AS distinct_urls_clicked, m.last_unsubscribe_at,
-        m.latest,
+        make_timestamp(m.latest_score // 4)::TIMESTAMPTZ AS latest_t, m.latest_score % 4 AS latest_r,
         rec.send_status IN ('hard', 'soft') AS sent_bounced,
         greatest(m.event_bounce_code, CASE rec.send_status WHEN 'hard' THEN 2 WHEN 'soft' THEN 1 END) AS bounce_code
     FROM rec
@@ -181,16 +182,16 @@ joined AS (
 SELECT
     campaign_id, email_id, email_address, is_recipient, send_status, sent_at, sent_at_is_exact,
     CASE
-        WHEN sent_bounced AND (latest IS NULL OR sent_at > latest.t OR (sent_at = latest.t AND latest.r < 1))
+        WHEN sent_bounced AND (latest_t IS NULL OR sent_at > latest_t OR (sent_at = latest_t AND latest_r < 1))
             THEN 'Bounced'
-        WHEN latest IS NULL THEN 'Sent'
-        ELSE ['Unsubscribed', 'Bounced', 'Opened', 'Clicked'][latest.r + 1]
+        WHEN latest_t IS NULL THEN 'Sent'
+        ELSE ['Unsubscribed', 'Bounced', 'Opened', 'Clicked'][latest_r + 1]
     END AS latest_status,
     CASE
-        WHEN sent_bounced AND (latest IS NULL OR sent_at > latest.t OR (sent_at = latest.t AND latest.r < 1))
+        WHEN sent_bounced AND (latest_t IS NULL OR sent_at > latest_t OR (sent_at = latest_t AND latest_r < 1))
             THEN sent_at
-        WHEN latest IS NULL THEN sent_at
-        ELSE latest.t
+        WHEN latest_t IS NULL THEN sent_at
+        ELSE latest_t
     END AS latest_status_at,
     total_opens, (total_opens > 0)::BIGINT AS unique_opens,
     total_clicks, (total_clicks > 0)::BIGINT AS unique_clicks,

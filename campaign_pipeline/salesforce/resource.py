@@ -8,6 +8,7 @@ SALESFORCE_PASSWORD            password (password login)
 SALESFORCE_SECURITY_TOKEN      security token appended by Salesforce to the password (password login)
 SALESFORCE_CONSUMER_KEY        connected app consumer key (JWT bearer login)
 SALESFORCE_PRIVATE_KEY_FILE    path to the connected app's private key (JWT bearer login)
+SALESFORCE_PRIVATE_KEY         the private key itself, PEM text (JWT bearer login, instead of the file)
 SALESFORCE_INSTANCE_URL        https://yourorg.my.salesforce.com (with SALESFORCE_SESSION_ID)
 SALESFORCE_SESSION_ID          an access token (with SALESFORCE_INSTANCE_URL)
 SALESFORCE_DOMAIN              login (production, default), test (sandboxes) or a My Domain prefix
@@ -283,6 +284,9 @@ class SalesforceResource(dg.ConfigurableResource):
     private_key_file: str | None = Field(
         default=None, description="Env SALESFORCE_PRIVATE_KEY_FILE (JWT bearer login)."
     )
+    private_key: str | None = Field(
+        default=None, description="Env SALESFORCE_PRIVATE_KEY (PEM text, JWT bearer login)."
+    )
     instance_url: str | None = Field(default=None, description="Env SALESFORCE_INSTANCE_URL.")
     session_id: str | None = Field(default=None, description="Env SALESFORCE_SESSION_ID.")
     domain: str | None = Field(default=None, description="Env SALESFORCE_DOMAIN: login, test or a My Domain prefix.")
@@ -306,7 +310,11 @@ class SalesforceResource(dg.ConfigurableResource):
         """Which login the settings describe, or None for the sandbox org. Never returns a secret."""
         if self._setting("instance_url") and self._setting("session_id"):
             return "session"
-        if self._setting("username") and self._setting("consumer_key") and self._setting("private_key_file"):
+        if (
+            self._setting("username")
+            and self._setting("consumer_key")
+            and (self._setting("private_key_file") or self._setting("private_key"))
+        ):
             return "jwt"
         if self._setting("username") and self._setting("password"):
             return "password"
@@ -388,6 +396,7 @@ class SalesforceResource(dg.ConfigurableResource):
                     username=self._setting("username"),
                     consumer_key=self._setting("consumer_key"),
                     privatekey_file=self._setting("private_key_file"),
+                    privatekey=None if self._setting("private_key_file") else self._setting("private_key"),
                     domain=domain,
                     version=self.api_version,
                 )

@@ -218,6 +218,7 @@ class SyncEngine:
         self._failures: list[pd.DataFrame] = []
         self._changes: list[pd.DataFrame] = []
         self._field_types: dict[str, dict[str, str]] = {}
+        self._create_only: dict[str, set[str]] = {}
 
     # -- orchestration -------------------------------------------------------------------------------------------
     def run(self, desired: Sequence[DesiredRecords]) -> SyncReport:
@@ -249,6 +250,10 @@ class SyncEngine:
         describe = self.client.describe(kind.sobject)
         fields = {entry["name"].lower(): entry for entry in describe["fields"]}
         self._field_types[kind.name] = {entry["name"]: entry["type"] for entry in describe["fields"]}
+        # Fields the org lets us set only on create (a member's Campaign and person, a status Label).
+        self._create_only[kind.name] = {
+            entry["name"] for entry in describe["fields"] if entry.get("createable") and not entry.get("updateable")
+        }
         wanted = salesforce_field_columns(frame)
         if kind.parent_field and kind.parent_field not in wanted:
             wanted.append(kind.parent_field)
@@ -434,7 +439,8 @@ class SyncEngine:
         types = self._field_types.get(kind.name, {})
         fields = salesforce_field_columns(rows)
         if action == "update":
-            fields = [name for name in fields if name not in kind.create_only_fields]
+            create_only = set(kind.create_only_fields) | self._create_only.get(kind.name, set())
+            fields = [name for name in fields if name not in create_only]
         values = {name: rows[name].to_numpy(dtype=object) for name in fields}
         payloads = []
         ids = rows["salesforce_id"].to_numpy(dtype=object)
