@@ -6,8 +6,7 @@ Prints one JSON object: events, members, pandas_seconds, duckdb_seconds, ratio (
 ending in pandas DataFrames), duckdb_query_seconds and ratio_vs_duckdb_query (DuckDB without building the
 DataFrames), peak_rss_mb (the process peak through data generation and the pandas path, i.e. what the
 project's computation needs; whole_run_peak_rss_mb adds DuckDB's phase), per-phase peaks, and whether both
-engines produced identical
-results (the run exits 1 if not).
+engines produced identical results (the run exits 1 if not).
 """
 
 from __future__ import annotations
