@@ -207,6 +207,23 @@ class MemberStatuses(pa.DataFrameModel):
     def sent_only_for_recipients(cls, frame: pd.DataFrame) -> Series[bool]:
         return frame["is_recipient"] | (frame["latest_status"] != "Sent")
 
+    @pa.dataframe_check(error="was_opened / unique_opens / total_opens disagree")
+    @classmethod
+    def opens_agree(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["was_opened"] == (frame["total_opens"] > 0)) & (frame["unique_opens"] == frame["was_opened"])
+
+    @pa.dataframe_check(error="was_clicked / unique_clicks / total_clicks disagree")
+    @classmethod
+    def clicks_agree(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["was_clicked"] == (frame["total_clicks"] > 0)) & (frame["unique_clicks"] == frame["was_clicked"])
+
+    @pa.dataframe_check(error="was_bounced disagrees with bounce_type, or was_unsubscribed with unsubscribed_at")
+    @classmethod
+    def bounce_and_unsubscribe_agree(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (frame["was_bounced"] == frame["bounce_type"].notna()) & (
+            frame["was_unsubscribed"] == frame["unsubscribed_at"].notna()
+        )
+
 
 class CampaignTotals(pa.DataFrameModel):
     """Per campaign totals computed from member statuses, plus the counts only Mailchimp's report has."""
@@ -245,6 +262,23 @@ class CampaignTotals(pa.DataFrameModel):
         description = "One row per campaign: sends, opens, clicks, bounces, unsubscribes, forwards and rates."
         coerce = False
         strict = True
+
+    @pa.dataframe_check(error="delivered must equal emails_sent minus hard and soft bounces (never below 0)")
+    @classmethod
+    def delivered_is_sent_minus_bounces(cls, frame: pd.DataFrame) -> Series[bool]:
+        return frame["delivered"] == (frame["emails_sent"] - frame["hard_bounces"] - frame["soft_bounces"]).clip(
+            lower=0
+        )
+
+    @pa.dataframe_check(error="unique counts cannot exceed totals or emails sent")
+    @classmethod
+    def unique_within_totals(cls, frame: pd.DataFrame) -> Series[bool]:
+        return (
+            (frame["unique_opens"] <= frame["total_opens"])
+            & (frame["unique_subscriber_clicks"] <= frame["total_clicks"])
+            & (frame["unique_opens"] <= frame["emails_sent"])
+            & (frame["unique_subscriber_clicks"] <= frame["emails_sent"])
+        )
 
 
 @functools.cache

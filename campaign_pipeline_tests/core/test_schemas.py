@@ -104,3 +104,18 @@ def test_dagster_types_are_shared_per_model():
     assert schemas.MemberStatusesType.type_check(None, schemas.empty_frame(schemas.MemberStatuses)).success
     bad = schemas.empty_frame(schemas.CampaignTotals).drop(columns="open_rate")
     assert not schemas.CampaignTotalsType.type_check(None, bad).success
+
+
+def test_member_metric_flags_must_agree_with_counts():
+    frame = member_statuses(recipients(("ann@example.com",)), good_events())
+    frame.loc[0, "was_opened"] = False
+    assert "was_opened / unique_opens / total_opens disagree" in refused(schemas.MemberStatuses, frame)
+
+
+def test_totals_with_delivered_off_or_uniques_above_totals_are_refused():
+    statuses = member_statuses(recipients(("ann@example.com",), ("bob@example.com",)), good_events())
+    totals = campaign_totals(statuses, report())
+    totals.loc[0, "delivered"] = 7
+    totals.loc[0, "unique_opens"] = 5
+    message = refused(schemas.CampaignTotals, totals)
+    assert "delivered must equal" in message and "unique counts cannot exceed" in message
