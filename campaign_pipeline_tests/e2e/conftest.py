@@ -12,11 +12,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from campaign_pipeline.storage import database
 
@@ -205,21 +207,38 @@ def e2e_workspace() -> Path:
     return REPO_ROOT / "workspace.yaml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def e2e_database_url(pg_url: str) -> Iterator[str]:
+    """A database of its own on the session's server, so the webserver, daemon and runs share nothing with other
+    tests (which wipe the instance and read the pipeline's tables) and are dropped with it."""
+    admin = sa.create_engine(database.sqlalchemy_url(pg_url), isolation_level="AUTOCOMMIT")
+    name = f"cp_e2e_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(database.sqlalchemy_url(pg_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# Module scope: the webserver and daemon stop when the module's tests are done, not at the end of the session.
+@pytest.fixture(scope="module")
 def dagster_dev(
-    pg_url: str, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path, e2e_workspace: Path
+    e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path, e2e_workspace: Path
 ) -> Iterator[DagsterDev]:
-    """`dagster dev` from the repository root, with all instance and pipeline state in the session's test database
-    and temporary folders."""
+    """`dagster dev` from the repository root, with all instance and pipeline state in a test database of its own
+    and temporary folders, never the developer's .data."""
     state_dir = tmp_path_factory.mktemp("dagster_state")
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text(instance_yaml_for((REPO_ROOT / "dagster.yaml").read_text(), state_dir))
     data_dir = tmp_path_factory.mktemp("pipeline_data")
-    env = {database.DATABASE_URL_ENV: pg_url}
+    env = {database.DATABASE_URL_ENV: e2e_database_url}
     yield from start_dagster_dev(e2e_workspace, home, data_dir, env, artifacts_dir / "dagster_dev.log")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
