@@ -8,6 +8,7 @@ import logging
 import random
 import secrets
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -115,6 +116,9 @@ class _TlsServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the request's own thread, so one slow client cannot stall accept().
         try:
+            # Without TCP_NODELAY the header and body writes of a response meet the client's
+            # delayed ACK and every call takes ~40 ms more than it should.
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls_socket = self.tls_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return

@@ -46,6 +46,7 @@ from campaign_pipeline.sandbox.salesforce_soql import (
 QUERY_PAGE_SIZE = 2000
 # Bulk jobs with more CSV than this are processed in the background after UploadComplete.
 BULK_SYNC_BYTES = 4 * 1024 * 1024
+ANALYZE_AFTER_ROWS = 1000
 logger = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -172,10 +173,8 @@ class SalesforceStore:
                 CREATE UNIQUE INDEX IF NOT EXISTS records_member_key ON {s}.records (sobject, member_key)
                     WHERE member_key IS NOT NULL;
                 CREATE INDEX IF NOT EXISTS records_sobject_seq ON {s}.records (sobject, seq);
-                CREATE INDEX IF NOT EXISTS records_person_email ON {s}.records (sobject, lower(fields->>'Email'))
-                    WHERE sobject IN ('Contact', 'Lead');
-                CREATE INDEX IF NOT EXISTS records_member_campaign ON {s}.records (sobject, (fields->>'CampaignId'))
-                    WHERE sobject IN ('CampaignMember', 'CampaignMemberStatus');
+                CREATE INDEX IF NOT EXISTS records_email ON {s}.records (sobject, lower(fields->>'Email'));
+                CREATE INDEX IF NOT EXISTS records_campaign ON {s}.records (sobject, (fields->>'CampaignId'));
                 CREATE TABLE IF NOT EXISTS {s}.sessions (
                     token text PRIMARY KEY,
                     valid boolean NOT NULL DEFAULT true,
@@ -411,6 +410,10 @@ class SalesforceStore:
                 ("id", "sobject", "seq", "fields", "ext_key", "member_key"),
                 rows,
             )
+        if len(rows) >= ANALYZE_AFTER_ROWS:
+            # Fresh statistics right away: with stale ones the planner scans every record of the
+            # type instead of using the email / campaign indexes, and matching queries crawl.
+            cursor.execute(f"ANALYZE {self.records_table}")
 
     def _update(self, cursor: Any, spec: ObjectSpec, changed: list[dict[str, Any]]) -> None:
         if not changed:
