@@ -168,12 +168,6 @@ def desired_tasks(
             + ", last at "
             + last,
         )
-    # A URL longer than its mapped field is cut there; the description then keeps it whole, so it still works.
-    url_limit = (extra_limits or {}).get(url_field, URL_FIELD_LENGTH) if url_field else 0
-    url_in_description = (
-        is_click & ((url_field is None) | (url.fillna("").astype(str).str.len() > url_limit)).to_numpy()
-    )
-    description = description.where(~url_in_description, description + "\nClicked URL: " + url.fillna("").astype(str))
     description = (
         description
         + "\nMailchimp campaign: "
@@ -185,6 +179,13 @@ def desired_tasks(
         + "\nMailchimp event: "
         + events["event_id"]
     )
+    # The URL comes last: only it can be long enough to be cut at 32,000, and the lines above must survive (the
+    # event line finds the Task again after a crash). A URL cut to fit its mapped field stays whole here.
+    url_limit = (extra_limits or {}).get(url_field, URL_FIELD_LENGTH) if url_field else 0
+    url_in_description = (
+        is_click & ((url_field is None) | (url.fillna("").astype(str).str.len() > url_limit)).to_numpy()
+    )
+    description = description.where(~url_in_description, description + "\nClicked URL: " + url.fillna("").astype(str))
 
     desired = pd.DataFrame(
         {

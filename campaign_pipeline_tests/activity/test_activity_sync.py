@@ -37,7 +37,11 @@ def _tasks_by_key(org, key_field: str | None = None) -> dict[str, dict]:
     tasks = org.records("Task")
     if key_field:
         return {t[key_field]: t for t in tasks}
-    return {t["Description"].rsplit("Mailchimp event: ", 1)[1].strip(): t for t in tasks}
+    return {_event_key(t): t for t in tasks}
+
+
+def _event_key(task: dict) -> str:
+    return task["Description"].split("Mailchimp event: ", 1)[1].split("\n", 1)[0]
 
 
 def test_activity_mode_writes_a_task_per_open_and_click_and_a_rerun_writes_nothing(activity_org) -> None:
@@ -222,7 +226,7 @@ def test_crash_mid_sync_then_rerun_gives_every_task_once(activity_org, mapping, 
     assert rerun.failures.empty, rerun.failures
     assert not [soql for soql in activity_org.last_client.soql if "Description IN" in soql]
     tasks = activity_org.records("Task")
-    keys = [t["Description"].rsplit("Mailchimp event: ", 1)[1].strip() for t in tasks]
+    keys = [_event_key(t) for t in tasks]
     assert len(tasks) == 480 and len(set(keys)) == 480
     assert set(keys) == set(raw["event_id"])
     assert activity_org.sync(profile, recipients(*AUDIENCE), raw, report()).write_calls == 0
