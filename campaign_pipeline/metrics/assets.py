@@ -1,6 +1,6 @@
 """Per-campaign metrics assets (member statuses, campaign totals) and the check against Mailchimp's report."""
 
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
@@ -113,7 +113,7 @@ def member_statuses(
 )
 def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     totals = compute_campaign_totals(member_statuses, mailchimp_campaign_report)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": len(totals),
         "preview": _markdown_table(totals.head(PREVIEW_ROWS)),
     }
@@ -144,7 +144,7 @@ def totals_match_mailchimp_report(
     differences = reconcile_totals(campaign_totals, mailchimp_campaign_report, tolerance=tolerance)
     unreported = sorted(set(campaign_totals["campaign_id"]) - set(mailchimp_campaign_report["campaign_id"]))
     passed = differences.empty and not unreported
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "tolerance": dg.MetadataValue.float(tolerance),
         "differing_numbers": len(differences),
         "differences": _markdown_table(differences.round(4)),
