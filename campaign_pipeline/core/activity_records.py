@@ -282,6 +282,8 @@ def member_response_summaries(member_statuses: pd.DataFrame, raw_email_events: p
     unsubscribe_line = ("Unsubscribed: " + _stamp(members["unsubscribed_at"]).fillna("yes")).where(
         members["was_unsubscribed"].astype(bool), "Unsubscribed: no"
     )
+    # Clicks with their URLs come last: they are the only part that grows, so a Body cut at 32,000 loses URLs,
+    # never the send, bounce or unsubscribe facts a compliance reader looks for.
     summary = (
         sent_line
         + "\n"
@@ -289,11 +291,11 @@ def member_response_summaries(member_statuses: pd.DataFrame, raw_email_events: p
         + "\n"
         + open_line
         + "\n"
-        + click_line
-        + "\n"
         + bounce_line
         + "\n"
         + unsubscribe_line
+        + "\n"
+        + click_line
     )
     return summary.rename("summary")
 

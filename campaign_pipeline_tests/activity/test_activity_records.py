@@ -211,6 +211,7 @@ def test_note_title_and_body_fit_salesforce_limits_with_marker() -> None:
     ann = _row(notes, ParentId=PEOPLE["ann@x.com"][0])
     assert len(ann["Title"]) == 80 and ann["Title"].endswith(TRUNCATION_MARKER + " (c1)")
     assert len(ann["Body"]) == 32000 and ann["Body"].endswith(TRUNCATION_MARKER)
+    assert "Bounced: no\nUnsubscribed: no\nClicks: 200" in ann["Body"]
     assert set(ann["truncated_fields"].split(",")) == {"Title", "Body"}
 
 
