@@ -193,6 +193,46 @@ def _runs(sorted_members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _as_utc_datetimes = utc_datetimes
 
 
+@dataclass
+class _PerAction:
+    """Per action code (rows) and member (columns): distinct event count, first and last instant; click extras."""
+
+    counts: np.ndarray
+    first_ns: np.ndarray
+    last_ns: np.ndarray
+    last_url: np.ndarray  # url code of the latest click (0 = none)
+    distinct_urls: np.ndarray
+
+
+def _per_action_metrics(distinct: _Events, member_count: int, url_count: int) -> _PerAction:
+    """Run boundaries over the (member, instant, action, url)-sorted events give every figure without a groupby."""
+    counts = np.zeros((4, member_count), dtype=np.int64)
+    first_ns = np.full((4, member_count), _NAT, dtype=np.int64)
+    last_ns = np.full((4, member_count), _NAT, dtype=np.int64)
+    last_url = np.zeros(member_count, dtype=np.int64)
+    distinct_urls = np.zeros(member_count, dtype=np.int64)
+    for code in (_UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK):
+        of_action = distinct.action == code
+        members = distinct.member[of_action]
+        if len(members) == 0:
+            continue
+        instants = distinct.instant_ns[of_action]
+        starts, ends = _runs(members)
+        run_members = members[starts]
+        counts[code, run_members] = ends - starts + 1
+        first_ns[code, run_members] = instants[starts]
+        last_ns[code, run_members] = instants[ends]
+        if code == _CLICK:
+            urls = distinct.url[of_action]
+            # Sorted by (member, instant, url): the run's last click is the latest, ties broken by URL order.
+            last_url[run_members] = urls[ends]
+            # Sort + neighbour compare: numpy's hash-based unique is several times slower at this size.
+            member_url = np.sort(members * (url_count + 1) + urls)
+            member_url = member_url[np.r_[True, member_url[1:] != member_url[:-1]]]
+            distinct_urls += np.bincount(member_url // (url_count + 1), minlength=member_count)
+    return _PerAction(counts, first_ns, last_ns, last_url, distinct_urls)
+
+
 def _member_index(
     recipients: pd.DataFrame, events: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -282,31 +322,10 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
     distinct = _distinct_sorted_events(member_e, instant_e, action_e, url_e)
     del member_e, instant_e, action_e, url_e
 
-    # Per member, per action: event count, first and last instant.
-    counts = np.zeros((4, member_count), dtype=np.int64)
-    first_ns = np.full((4, member_count), _NAT, dtype=np.int64)
-    last_ns = np.full((4, member_count), _NAT, dtype=np.int64)
-    last_url = np.zeros(member_count, dtype=np.int64)
-    distinct_urls = np.zeros(member_count, dtype=np.int64)
-    for code in (_UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK):
-        of_action = distinct.action == code
-        members = distinct.member[of_action]
-        if len(members) == 0:
-            continue
-        instants = distinct.instant_ns[of_action]
-        starts, ends = _runs(members)
-        run_members = members[starts]
-        counts[code, run_members] = ends - starts + 1
-        first_ns[code, run_members] = instants[starts]
-        last_ns[code, run_members] = instants[ends]
-        if code == _CLICK:
-            urls = distinct.url[of_action]
-            # Sorted by (member, instant, url): the run's last click is the latest, ties broken by URL order.
-            last_url[run_members] = urls[ends]
-            # Sort + neighbour compare: numpy's hash-based unique is several times slower at this size.
-            member_url = np.sort(members * (len(url_names) + 1) + urls)
-            member_url = member_url[np.r_[True, member_url[1:] != member_url[:-1]]]
-            distinct_urls += np.bincount(member_url // (len(url_names) + 1), minlength=member_count)
+    per_action = _per_action_metrics(distinct, member_count, len(url_names))
+    counts, first_ns, last_ns = per_action.counts, per_action.first_ns, per_action.last_ns
+    last_url, distinct_urls = per_action.last_url, per_action.distinct_urls
+    del distinct
 
     sent_ns = np.full(member_count, _NAT, dtype=np.int64)
     sent_ns[member_r] = _utc_ns(recipients["sent_at"], "sent_at")
