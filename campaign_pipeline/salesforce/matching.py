@@ -7,6 +7,7 @@ several candidates of the winning kind pick the oldest (CreatedDate, then Id) an
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote_plus
 
 import numpy as np
@@ -26,6 +27,7 @@ MATCH_COLUMNS: tuple[str, ...] = (
 )
 UNMATCHED_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address", "reason")
 PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date")
+MATCH_QUERY_WORKERS = 4
 
 _QUERIES = {
     "Contact": "SELECT Id, Email, CreatedDate FROM Contact WHERE Email IN {}",
@@ -56,20 +58,30 @@ def chunk_for_in_list(
 def fetch_people(client: SalesforceClient, emails: list[str]) -> pd.DataFrame:
     """Contacts and unconverted Leads whose Email is one of ``emails`` (any case), as PEOPLE_COLUMNS."""
     wanted = sorted({email.strip().lower() for email in emails if isinstance(email, str) and email.strip()})
-    rows: list[dict] = []
-    for sobject, template in _QUERIES.items():
-        for chunk in chunk_for_in_list(wanted, template):
-            # format_soql quotes and escapes every value, so an address like o'brien@x.com stays one literal.
-            for record in client.query_all(format_soql(template, chunk)):
-                rows.append(
-                    {
-                        "salesforce_id": record["Id"],
-                        "salesforce_object": sobject,
-                        "email": record.get("Email"),
-                        "created_date": record.get("CreatedDate"),
-                    }
-                )
-    return pd.DataFrame(rows, columns=list(PEOPLE_COLUMNS))
+    # format_soql quotes and escapes every value, so an address like o'brien@x.com stays one literal.
+    queries = [
+        (sobject, format_soql(template, chunk))
+        for sobject, template in _QUERIES.items()
+        for chunk in chunk_for_in_list(wanted, template)
+    ]
+    # Chunks are independent reads; a few at a time cut the wall time without crowding the org.
+    with ThreadPoolExecutor(max_workers=MATCH_QUERY_WORKERS) as pool:
+        answers = list(pool.map(lambda query: client.query_all(query[1]), queries))
+    frames = [
+        pd.DataFrame(
+            {
+                "salesforce_id": [record["Id"] for record in records],
+                "salesforce_object": sobject,
+                "email": [record.get("Email") for record in records],
+                "created_date": [record.get("CreatedDate") for record in records],
+            }
+        )
+        for (sobject, _), records in zip(queries, answers, strict=True)
+        if records
+    ]
+    if not frames:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in PEOPLE_COLUMNS})
+    return pd.concat(frames, ignore_index=True)[list(PEOPLE_COLUMNS)]
 
 
 def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,17 +94,14 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     people["kind_rank"] = np.where(people["salesforce_object"] == "Contact", 0, 1)
     people["created_at"] = pd.to_datetime(people["created_date"], utc=True, errors="coerce", format="ISO8601")
     ranked = people.sort_values(["email_key", "kind_rank", "created_at", "salesforce_id"], na_position="last")
-    counts = ranked.groupby("email_key").agg(
-        candidate_count=("salesforce_id", "size"),
-        contacts=("kind_rank", lambda ranks: int((ranks == 0).sum())),
-    )
+    counts = ranked.groupby("email_key").size().rename("candidate_count")
     best = ranked.drop_duplicates("email_key", keep="first").set_index("email_key")
     best = best.join(counts)
 
     keyed = members[["campaign_id", "email_id", "email_address"]].copy()
     keyed["email_key"] = keyed["email_address"].str.strip().str.lower()
     joined = keyed.merge(
-        best[["salesforce_id", "salesforce_object", "candidate_count", "contacts"]],
+        best[["salesforce_id", "salesforce_object", "candidate_count"]],
         left_on="email_key",
         right_index=True,
         how="left",

@@ -137,8 +137,10 @@ class SalesforceClient:
         reauthed = False
         attempt = 0
         while True:
-            self._check_budget(what)
-            self.stats.calls[kind] += 1
+            with self._lock:
+                self._check_budget(what)
+                self.stats.calls[kind] += 1
+            expired_session = self.sf.session_id
             try:
                 result = send()
             except SalesforceExpiredSession as exc:
@@ -149,7 +151,10 @@ class SalesforceClient:
                         error_code="INVALID_SESSION_ID",
                         status=401,
                     ) from exc
-                self._renew_session()
+                with self._lock:
+                    # Parallel reads may all see the expiry; renew once, the others retry with the new session.
+                    if self.sf.session_id == expired_session:
+                        self._renew_session()
                 reauthed = True
                 continue
             except SalesforceRefusedRequest as exc:
