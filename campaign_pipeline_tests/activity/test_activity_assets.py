@@ -127,3 +127,30 @@ def test_sf_notes_metadata(dagster_instance, pg_url) -> None:
     output = _run(activity_assets.build_sf_notes(SyncProfile(mode="notes")), dagster_instance, **_inputs())
     assert output.metadata["notes"].value == 2
     assert output.metadata["body_characters"].value == int(output.value["Body"].str.len().sum())
+
+
+def test_profile_can_turn_attachments_off_and_tasks_per_url_on() -> None:
+    profile = SyncProfile(mode="notes")
+    assert activity_assets.attachments_enabled(profile) and not activity_assets.one_task_per_url(profile)
+    # The profile has no such settings yet (see the report); the options are read wherever they appear.
+    object.__setattr__(profile.sync, "attach_sent_email", False)
+    object.__setattr__(profile.sync, "one_task_per_url", True)
+    assert not activity_assets.attachments_enabled(profile) and activity_assets.one_task_per_url(profile)
+    inputs = _inputs()
+    kinds = activity_assets.activity_mode_records(
+        profile,
+        raw_email_events=inputs["raw_email_events"],
+        member_statuses=inputs["member_statuses"],
+        matches=inputs["salesforce_matches"],
+        campaign_report=inputs["mailchimp_campaign_report"],
+        campaign_content=content("<p>x</p>"),
+    )
+    assert [item.kind.name for item in kinds] == ["note"]
+    off = activity_assets.profile_attachments(
+        profile,
+        content("<p>x</p>"),
+        inputs["member_statuses"],
+        inputs["salesforce_matches"],
+        inputs["mailchimp_campaign_report"],
+    )
+    assert off.empty and "Body" in off.columns
