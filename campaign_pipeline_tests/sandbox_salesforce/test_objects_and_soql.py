@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from simple_salesforce import format_soql
 
 from campaign_pipeline.sandbox.salesforce_objects import (
@@ -120,3 +122,30 @@ def test_coerce_value_types():
         coerce_value(campaign.field("NumberSent"), "twelve", from_csv=True)
     with pytest.raises(ValueError):
         coerce_value(contact.field("HasOptedOutOfEmail"), "maybe", from_csv=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_any_value_quoted_by_format_soql_parses_back_to_itself(value):
+    query = parse_soql(format_soql("SELECT Id FROM Contact WHERE Email = {} AND LastName != {}", value, value))
+    assert isinstance(query.where, BoolOp) and len(query.where.items) == 2
+    assert all(item.value.value == value for item in query.where.items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab%_\\'", max_size=12))
+def test_like_escapes_make_wildcards_literal(value):
+    query = parse_soql(format_soql("SELECT Id FROM Contact WHERE Email LIKE '{:like}%'", value))
+    assert isinstance(query.where, Like)
+    pattern = query.where.pattern.like_pattern
+    # Unescaping the Postgres LIKE pattern gives back the value, followed by the one real wildcard.
+    literal, index = [], 0
+    while index < len(pattern):
+        if pattern[index] == "\\":
+            literal.append(pattern[index + 1])
+            index += 2
+        else:
+            assert pattern[index] not in "%_" or index == len(pattern) - 1
+            literal.append(pattern[index])
+            index += 1
+    assert "".join(literal) == value + "%"
