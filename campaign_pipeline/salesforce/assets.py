@@ -21,7 +21,7 @@ from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
+from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
 from campaign_pipeline.salesforce.sync import (
     CAMPAIGN_MEMBER_STATUS_KIND,
     DesiredRecords,
@@ -91,7 +91,13 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
             limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
             log=context.log,
         ) as client:
-            matches, unmatched = match_campaign_members(client, member_statuses)
+            try:
+                matches, unmatched = match_campaign_members(client, member_statuses)
+            except SalesforceStopped as stop:
+                # Nothing is written by matching; fail the step plainly so the sync does not run on a partial match.
+                raise dg.Failure(
+                    description=f"matching stopped before it finished: {stop}", allow_retries=False
+                ) from stop
             created_leads = 0
             if profile.matching.create_leads_for_unmatched and len(unmatched) and not profile.sync.preview_only:
                 matches, unmatched, created_leads = create_leads_for_unmatched(
