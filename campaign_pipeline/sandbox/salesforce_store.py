@@ -33,6 +33,7 @@ from campaign_pipeline.sandbox.salesforce_objects import (
     normalize_id,
     object_of_id,
     object_spec,
+    parse_datetime,
     value_length,
 )
 from campaign_pipeline.sandbox.salesforce_soql import (
@@ -47,6 +48,8 @@ QUERY_PAGE_SIZE = 2000
 # Bulk jobs with more CSV than this are processed in the background after UploadComplete.
 BULK_SYNC_BYTES = 4 * 1024 * 1024
 ANALYZE_AFTER_ROWS = 1000
+# An InProgress job untouched for this long lost its processing thread (its process ended).
+STALE_JOB_SECONDS = 15 * 60
 logger = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -618,6 +621,10 @@ class SalesforceStore:
         if row is None:
             raise RequestError(404, "NOT_FOUND", f"The requested resource does not exist: job {job_id}")
         info = dict(row[0])
+        if info["state"] == "InProgress" and _age_seconds(info["systemModstamp"]) > STALE_JOB_SECONDS:
+            # The process working on it is gone (its thread never finished): the job failed.
+            info["state"] = "Failed"
+            info["errorMessage"] = "InternalServerError : processing was interrupted"
         if detail:
             info.setdefault("numberRecordsProcessed", 0)
             info.setdefault("numberRecordsFailed", 0)
@@ -843,6 +850,10 @@ class SalesforceStore:
         if sobject == "Campaign":
             self._create_default_statuses(cursor, [r["Id"] for r in new_records])
         return [r["Id"] for r in new_records]
+
+
+def _age_seconds(stamp: str) -> float:
+    return (dt.datetime.now(dt.UTC) - parse_datetime(stamp)).total_seconds()
 
 
 def _id_number(record_id: str) -> int:

@@ -159,3 +159,16 @@ def test_large_jobs_are_processed_in_the_background_and_polling_sees_them_finish
     assert summary["numberRecordsProcessed"] == 501 and summary["numberRecordsFailed"] == 1
     assert len(org.records("Contact")) == 500
     assert org.store.job_info(summary["job_id"])["state"] == "JobComplete"
+
+
+def test_a_job_whose_processing_process_died_reports_failed(org):
+    import json
+
+    job = org.store.create_job({"object": "Contact", "operation": "insert"}, org.api_version)
+    stale = {**job, "state": "InProgress", "systemModstamp": "2020-01-01T00:00:00.000+0000"}
+    with org.store.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{org.store.schema}".bulk_jobs SET info = %s WHERE id = %s', (json.dumps(stale), job["id"])
+        )
+    info = org.store.job_info(job["id"])
+    assert info["state"] == "Failed" and "interrupted" in info["errorMessage"]
