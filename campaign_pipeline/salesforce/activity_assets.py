@@ -118,9 +118,10 @@ def recover_pending_tasks(client: SalesforceClient, ledger: SyncLedger, tasks: p
     """After a crash, find the Tasks a run created but never recorded, and give their keys the Salesforce Id.
 
     Only for orgs without a Task external-ID field (with one, creates are upserts and safe to repeat). A Task's
-    description ends with its key, but long text cannot be filtered in SOQL: read the persons' Tasks and match
-    the key in Python. Keys not found are marked failed without an Id, so the engine creates them once.
-    Returns the number of Tasks adopted.
+    description holds its key on a line of its own, but long text cannot be filtered in SOQL: read the persons'
+    Tasks and match the key in Python. A found Task holds what the interrupted run sent, so it keeps that run's
+    content hash (unchanged if nothing moved since). Keys not found are marked failed without an Id, so the engine
+    creates them once. Returns the number of Tasks adopted.
     """
     if kind.external_id_field or tasks.empty:
         return 0
@@ -145,8 +146,7 @@ def recover_pending_tasks(client: SalesforceClient, ledger: SyncLedger, tasks: p
             "sync_key": pending["sync_key"],
             "campaign_id": pending["campaign_id"],
             "salesforce_id": salesforce_id.astype(object),
-            # No hash: an adopted Task gets one update to today's content, which is harmless for an event.
-            "content_hash": pd.NA,
+            "content_hash": pending["content_hash"].where(found_mask, pd.NA),
             "last_result": [RESULT_OK if hit else RESULT_ERROR for hit in found_mask],
             "error_code": [pd.NA if hit else "NOT_CREATED" for hit in found_mask],
             "error_message": [
