@@ -226,6 +226,24 @@ class SyncSettings(BaseModel):
     )
 
 
+class ActivitySettings(BaseModel):
+    """Modes activity / campaign_and_activity / notes: how events become Tasks and Notes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    one_task_per_url: bool = Field(
+        default=False, description="One Task per distinct clicked URL instead of one per click event."
+    )
+    task_subtype: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Task.TaskSubtype of created Tasks; None = the engine's default (Email).",
+    )
+    attach_sent_email: bool = Field(
+        default=True, description="Mode notes: attach the sent email (HTML) to the Lead/Contact."
+    )
+
+
 class SyncProfile(BaseModel):
     """Step 1 mode, step 2 audience, step 3 matching, step 4 field mapping, then sync settings."""
 
@@ -239,6 +257,7 @@ class SyncProfile(BaseModel):
         description="latest: status of the most recent event; highest_rank: Clicked > Opened > Bounced > Unsubscribed > Sent.",
     )
     field_mapping: FieldMapping = FieldMapping()
+    activity: ActivitySettings = ActivitySettings()
     sync: SyncSettings = SyncSettings()
 
     @property
