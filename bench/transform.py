@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240301)
     parser.add_argument("--repeat", type=int, default=1, help="time each engine this many times; best time counts")
     args = parser.parse_args(argv)
-    if args.events < 1 or args.campaigns < 1:
-        parser.error("--events and --campaigns must be at least 1")
+    if args.events < 1 or args.campaigns < 1 or args.repeat < 1:
+        parser.error("--events, --campaigns and --repeat must be at least 1")
 
     recipients, events, report = synthetic_frames(args.events, args.campaigns, args.seed)
     rss_after_data = peak_rss_mb()
@@ -337,14 +337,18 @@ def main(argv: list[str] | None = None) -> int:
     input_rss = _status_kib("VmRSS") / 1024
     pandas_seconds, duckdb_seconds, duckdb_query_seconds = [], [], []
     reset_phase_peak()
+    pandas_statuses = pandas_totals = None
     for _ in range(args.repeat):
+        pandas_statuses = pandas_totals = None  # a repeat must not hold the previous result in memory
         gc.collect()
         start = time.perf_counter()
         pandas_statuses, pandas_totals = run_pandas(recipients, events, report)
         pandas_seconds.append(time.perf_counter() - start)
     pandas_peak = phase_peak_mb()
     reset_phase_peak()
+    duckdb_statuses = duckdb_totals = None
     for _ in range(args.repeat):
+        duckdb_statuses = duckdb_totals = None
         gc.collect()
         start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -353,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         duckdb_query_seconds.append(timings["query"])
     duckdb_peak = phase_peak_mb()
 
+    assert pandas_statuses is not None and pandas_totals is not None  # --repeat >= 1
+    assert duckdb_statuses is not None and duckdb_totals is not None
     problems = differences(pandas_statuses, duckdb_statuses) + differences(pandas_totals, duckdb_totals)
     result = {
         "events": len(events),
