@@ -184,6 +184,13 @@ def test_helm_values_use_the_k8s_launcher_queued_coordinator_and_external_postgr
     assert helm_values["global"]["postgresqlSecretName"] == DUMMY_ENV["DAGSTER_K8S_PG_PASSWORD_SECRET"]
 
 
+def test_helm_webserver_and_daemon_run_the_pinned_dagster_version(helm_values):
+    from importlib.metadata import version
+
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        assert str(helm_values[component]["image"]["tag"]) == version("dagster"), component
+
+
 def test_helm_user_code_deployment_runs_this_project(helm_values):
     user_code = helm_values["dagster-user-deployments"]
     assert user_code["enabled"] and user_code["enableSubchart"]
