@@ -110,23 +110,24 @@ def _utc_ns(values: pd.Series, column: str) -> np.ndarray:
 
 @dataclass
 class _Events:
-    """Distinct events as parallel arrays, sorted by (member, instant, action, url)."""
+    """Distinct events as parallel int64 arrays, sorted by (member, action, instant, url)."""
 
     member: np.ndarray
-    instant_ns: np.ndarray
     action: np.ndarray
+    instant_ns: np.ndarray
     url: np.ndarray  # 0 = no URL, else 1 + index into the sorted URL list
 
 
 def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: np.ndarray, url: np.ndarray) -> _Events:
-    """Drop repeated events (same identity) and sort; exact on every input.
+    """Drop repeated events (same identity) and sort by (member, action, instant, url); exact on every input.
 
     The identity (campaign, member, action, instant, url) usually packs losslessly into one int64
     (Mailchimp timestamps are whole seconds), and sorting one int64 array is far cheaper than a
-    four-key lexsort; when it does not fit, the lexsort path gives the same answer.
+    four-key lexsort; when it does not fit, the lexsort path gives the same answer. The order puts each
+    member's events of one action in one run, sorted by time, so later figures need no groupby.
     """
     if len(member) == 0:
-        return _Events(member, instant_ns, action, url)
+        return _Events(member, action, instant_ns, url)
     start_ns = int(instant_ns.min())
     relative = instant_ns - start_ns
     unit = _common_unit(relative)
@@ -134,14 +135,14 @@ def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: 
         relative //= unit
     member_bits, instant_bits = _bits(int(member.max())), _bits(int(relative.max()))
     url_bits = _bits(int(url.max()))
-    if member_bits + instant_bits + 2 + url_bits <= 63:
+    if member_bits + 2 + instant_bits + url_bits <= 63:
         # Built in place: at ten million events every temporary int64 array is 80 MB.
         packed = member.astype(np.int64, copy=True)
+        packed <<= 2
+        packed |= action
         packed <<= instant_bits
         packed |= relative
         del relative
-        packed <<= 2
-        packed |= action
         packed <<= url_bits
         packed |= url
         packed.sort()
@@ -150,28 +151,24 @@ def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: 
         np.not_equal(packed[1:], packed[:-1], out=keep[1:])
         distinct = packed[keep]
         del packed, keep
-        instants = distinct >> (2 + url_bits)
+        instants = distinct >> url_bits
         instants &= (1 << instant_bits) - 1
         if unit > 1:
             instants *= unit
         instants += start_ns
-        return _Events(
-            member=distinct >> (instant_bits + 2 + url_bits),
-            instant_ns=instants,
-            action=((distinct >> url_bits) & 3).astype(np.int8),
-            url=distinct & ((1 << url_bits) - 1),
-        )
+        group = distinct >> (instant_bits + url_bits)
+        return _Events(member=group >> 2, action=group & 3, instant_ns=instants, url=distinct & ((1 << url_bits) - 1))
     del relative
-    order = np.lexsort((url, action, instant_ns, member))
-    member, instant_ns, action, url = member[order], instant_ns[order], action[order], url[order]
+    order = np.lexsort((url, instant_ns, action, member))
+    member, action, instant_ns, url = member[order], action[order], instant_ns[order], url[order]
     first = np.r_[
         True,
         (member[1:] != member[:-1])
-        | (instant_ns[1:] != instant_ns[:-1])
         | (action[1:] != action[:-1])
+        | (instant_ns[1:] != instant_ns[:-1])
         | (url[1:] != url[:-1]),
     ]
-    return _Events(member[first], instant_ns[first], action[first], url[first])
+    return _Events(member[first], action[first], instant_ns[first], url[first])
 
 
 def _common_unit(relative_ns: np.ndarray) -> int:
@@ -205,31 +202,31 @@ class _PerAction:
 
 
 def _per_action_metrics(distinct: _Events, member_count: int, url_count: int) -> _PerAction:
-    """Run boundaries over the (member, instant, action, url)-sorted events give every figure without a groupby."""
+    """One pass over the runs of equal (member, action) in the sorted events gives every figure, no groupby."""
     counts = np.zeros((4, member_count), dtype=np.int64)
     first_ns = np.full((4, member_count), _NAT, dtype=np.int64)
     last_ns = np.full((4, member_count), _NAT, dtype=np.int64)
     last_url = np.zeros(member_count, dtype=np.int64)
     distinct_urls = np.zeros(member_count, dtype=np.int64)
-    for code in (_UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK):
-        of_action = distinct.action == code
-        members = distinct.member[of_action]
-        if len(members) == 0:
-            continue
-        instants = distinct.instant_ns[of_action]
-        starts, ends = _runs(members)
-        run_members = members[starts]
-        counts[code, run_members] = ends - starts + 1
-        first_ns[code, run_members] = instants[starts]
-        last_ns[code, run_members] = instants[ends]
-        if code == _CLICK:
-            urls = distinct.url[of_action]
-            # Sorted by (member, instant, url): the run's last click is the latest, ties broken by URL order.
-            last_url[run_members] = urls[ends]
-            # Sort + neighbour compare: numpy's hash-based unique is several times slower at this size.
-            member_url = np.sort(members * (url_count + 1) + urls)
-            member_url = member_url[np.r_[True, member_url[1:] != member_url[:-1]]]
-            distinct_urls += np.bincount(member_url // (url_count + 1), minlength=member_count)
+    if len(distinct.member) == 0:
+        return _PerAction(counts, first_ns, last_ns, last_url, distinct_urls)
+    group = distinct.member * 4 + distinct.action
+    starts, ends = _runs(group)
+    run_member, run_action = distinct.member[starts], distinct.action[starts]
+    # (action, member) flattened: row-major index into the (4, members) arrays.
+    cell = run_action * member_count + run_member
+    counts.reshape(-1)[cell] = ends - starts + 1
+    first_ns.reshape(-1)[cell] = distinct.instant_ns[starts]
+    last_ns.reshape(-1)[cell] = distinct.instant_ns[ends]
+    click_runs = run_action == _CLICK
+    # A click run is sorted by (instant, url): its last row is the latest click, a tie going to the larger URL.
+    last_url[run_member[click_runs]] = distinct.url[ends[click_runs]]
+    is_click = distinct.action == _CLICK
+    # Sort + neighbour compare: numpy's hash-based unique is several times slower at this size.
+    if is_click.any():
+        member_url = np.sort(distinct.member[is_click] * (url_count + 1) + distinct.url[is_click])
+        member_url = member_url[np.r_[True, member_url[1:] != member_url[:-1]]]
+        distinct_urls += np.bincount(member_url // (url_count + 1), minlength=member_count)
     return _PerAction(counts, first_ns, last_ns, last_url, distinct_urls)
 
 

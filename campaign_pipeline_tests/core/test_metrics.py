@@ -296,7 +296,7 @@ def test_event_deduplication_is_exact_on_both_paths(timestamps):
     expected = (
         pd.DataFrame({"member": member, "instant": instant, "action": action, "url": url})
         .drop_duplicates()
-        .sort_values(["member", "instant", "action", "url"])
+        .sort_values(["member", "action", "instant", "url"])
     )
     got = pd.DataFrame(
         {"member": distinct.member, "instant": distinct.instant_ns, "action": distinct.action, "url": distinct.url}
