@@ -77,7 +77,9 @@ def synthetic_member_statuses(members: int, seed: int) -> pd.DataFrame:
             "unique_opens": opened.astype("int64"),
             "total_clicks": clicked.astype("int64"),
             "unique_clicks": clicked.astype("int64"),
-            "last_clicked_url": pd.Series(np.where(clicked, "https://example.com/offer", None), dtype=object),
+            "last_clicked_url": pd.Series("https://example.com/offer", index=range(members), dtype=object).where(
+                clicked, None
+            ),
             "was_opened": opened,
             "was_clicked": clicked,
             "was_bounced": status == "Bounced",

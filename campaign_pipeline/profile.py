@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -296,7 +296,7 @@ def load_profile(path: str | Path) -> SyncProfile:
         raise ProfileError(f"sync profile {path} is invalid: {problems}") from exc
 
 
-def _describe_error(err: dict) -> str:
+def _describe_error(err: Any) -> str:
     location = ".".join(str(part) for part in err["loc"]) or "(top level)"
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "literal_error":

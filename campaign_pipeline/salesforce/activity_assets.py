@@ -56,25 +56,20 @@ ATTACHMENT_KIND = RecordKind(
 )
 
 
-def _option(profile: SyncProfile, name: str, default: object) -> object:
-    """An activity option from the profile wherever it lives (activity section, field_mapping or sync), else default."""
-    for section in (getattr(profile, "activity", None), profile.field_mapping, profile.sync, profile):
-        if section is not None and getattr(section, name, None) is not None:
-            return getattr(section, name)
-    return default
-
-
 def one_task_per_url(profile: SyncProfile) -> bool:
-    return bool(_option(profile, "one_task_per_url", False))
+    return profile.activity.one_task_per_url
 
 
 def task_subtype(profile: SyncProfile) -> str | None:
-    subtype = _option(profile, "task_subtype", TASK_SUBTYPE)
-    return str(subtype) if subtype else None
+    """Task.TaskSubtype to set: the profile's, Email when unset, none when set empty (orgs without the field)."""
+    subtype = profile.activity.task_subtype
+    if subtype is None:
+        return TASK_SUBTYPE
+    return subtype or None
 
 
 def attachments_enabled(profile: SyncProfile) -> bool:
-    return bool(_option(profile, "attach_sent_email", _option(profile, "attachments", True)))
+    return profile.activity.attach_sent_email
 
 
 def task_kind(profile: SyncProfile) -> RecordKind:

@@ -6,6 +6,7 @@ push by passing ``DesiredInput``s to ``build_salesforce_sync`` (see ``campaign_p
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -105,7 +106,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 )
             calls = dict(client.stats.calls)
         several = int((matches["candidate_count"] > 1).sum())
-        common = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
+        common: dict[str, Any] = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
         yield dg.Output(
             matches,
             output_name="salesforce_matches",
@@ -181,7 +182,7 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
             field_limit_policy=profile.sync.field_limit_policy,
         )
         approximate = int((~desired["sent_at_is_exact"]).sum())
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "campaigns": len(desired),
             "approximate_send_times": approximate,
             "truncated": int((desired["truncated_fields"] != "").sum()),
@@ -222,7 +223,7 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
         )
         breakdown = desired["Status"].value_counts().to_dict() if len(desired) else {}
         approximate = int((~desired["sent_at_is_exact"]).sum())
-        metadata: dict[str, object] = {
+        metadata: dict[str, Any] = {
             "members": len(desired),
             "status_breakdown": dg.MetadataValue.json({str(k): int(v) for k, v in breakdown.items()}),
             "approximate_send_times": approximate,
@@ -235,7 +236,7 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
     return sf_campaign_members
 
 
-def report_metadata(report: SyncReport) -> dict[str, object]:
+def report_metadata(report: SyncReport) -> dict[str, Any]:
     """What a sync run did, for the UI: counts, API calls, target, stop reason, failures and changes."""
     per_kind = {
         name: {
@@ -249,7 +250,7 @@ def report_metadata(report: SyncReport) -> dict[str, object]:
         }
         for name, o in report.outcomes.items()
     }
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "salesforce_target": report.target,
         "preview_only": report.preview_only,
         "created": report.total("created"),

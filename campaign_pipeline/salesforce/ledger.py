@@ -124,7 +124,8 @@ class SyncLedger:
         columns = ", ".join(("object_kind", *RESULT_COLUMNS))
         raw = self.engine.raw_connection()
         try:
-            with raw.cursor() as cursor:
+            cursor = raw.cursor()
+            try:
                 cursor.execute(
                     f"CREATE TEMP TABLE ledger_incoming (LIKE {self._qualified} INCLUDING DEFAULTS) ON COMMIT DROP"
                 )
@@ -143,6 +144,8 @@ class SyncLedger:
                         attempted_at = EXCLUDED.attempted_at
                     """
                 )
+            finally:
+                cursor.close()
             raw.commit()
         finally:
             raw.close()

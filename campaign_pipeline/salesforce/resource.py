@@ -233,12 +233,12 @@ class SalesforceClient:
         page = self.call("read", "SOQL query", lambda: self.sf.query(soql, timeout=self.timeout_seconds))
         records = list(page["records"])
         while not page.get("done", True):
-            next_url = page["nextRecordsUrl"]
-            page = self.call(
-                "read",
-                "SOQL query (next page)",
-                lambda url=next_url: self.sf.query_more(url, identifier_is_url=True, timeout=self.timeout_seconds),
-            )
+            next_url: str = page["nextRecordsUrl"]
+
+            def next_page(url: str = next_url) -> Any:
+                return self.sf.query_more(url, identifier_is_url=True, timeout=self.timeout_seconds)
+
+            page = self.call("read", "SOQL query (next page)", next_page)
             records.extend(page["records"])
         for record in records:
             record.pop("attributes", None)
@@ -357,7 +357,7 @@ class SalesforceResource(dg.ConfigurableResource):
         """A client for one run (budget and stop fraction come from the sync profile's sync settings)."""
         log = log or logger
         method = self.login_method()
-        settings = dict(
+        settings: dict[str, Any] = dict(
             api_call_budget=api_call_budget,
             limit_usage_stop_fraction=limit_usage_stop_fraction,
             max_retries=self.max_retries,

@@ -672,7 +672,12 @@ class SyncEngine:
     def _bulk_job(
         self, kind: RecordKind, operation: str, csv_text: str, expected: int
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        spec = {"object": kind.sobject, "operation": operation, "contentType": "CSV", "lineEnding": "LF"}
+        spec: dict[str, str | None] = {
+            "object": kind.sobject,
+            "operation": operation,
+            "contentType": "CSV",
+            "lineEnding": "LF",
+        }
         if operation == "upsert":
             spec["externalIdFieldName"] = kind.external_id_field
         what = f"Bulk API 2.0 {operation} of {expected} {kind.sobject} record(s)"
