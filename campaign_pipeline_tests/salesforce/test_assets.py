@@ -90,6 +90,7 @@ def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_noth
     assert again["write_calls"] == 0 and again["unchanged"] == sync_meta["created"] + sync_meta["unchanged"]
 
 
+@pytest.mark.slow
 def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothing(
     sandbox_resource, dagster_instance, monkeypatch
 ) -> None:
