@@ -82,10 +82,16 @@ def member_statuses(
         )
     if approximate:
         context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
+    send_time_note = (
+        f"{approximate} recipient(s) of automation emails: their Sent time is approximate (sent_at_is_exact = false)"
+        if approximate
+        else "All send times are exact"
+    )
     return dg.Output(
         statuses,
         metadata={
             "dagster/row_count": len(statuses),
+            "send_times": dg.MetadataValue.text(send_time_note),
             "status_rule": metrics_settings.status_rule,
             "status_breakdown": _markdown_table(breakdown.rename_axis("status").reset_index(name="members")),
             **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},

@@ -106,6 +106,7 @@ def test_assets_compute_statuses_totals_and_metadata():
     assert metadata["dagster/row_count"].value == 4
     assert metadata["status_clicked"].value == 1 and metadata["status_sent"].value == 0
     assert metadata["non_recipient_members"].value == 1
+    assert metadata["send_times"].value == "All send times are exact"
     assert "| Clicked" in metadata["status_breakdown"].value
     assert "zed@example.com" in metadata["preview"].value
     assert materialization_metadata(result, "campaign_totals")["open_rate"].value == pytest.approx(1.0)
@@ -171,3 +172,19 @@ def test_asset_specs_are_stable():
     assert all(spec.description for spec in specs.values())
     [check] = metrics_asset_checks
     assert [key.name for key in check.check_keys] == ["totals_match_mailchimp_report"]
+
+
+def test_automation_send_times_are_flagged_as_approximate_in_metadata():
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+    automation_recipients = recipients(("ann@example.com",), ("bob@example.com",), exact=False)
+    result = dg.materialize(
+        [*stand_ins(automation_recipients, events(), report(emails_sent=2)), *metrics_assets],
+        partition_key=CAMPAIGN,
+        instance=instance,
+        resources={METRICS_SETTINGS_KEY: MetricsSettings()},
+    )
+    metadata = materialization_metadata(result, "member_statuses")
+    assert metadata["approximate_send_times"].value == 2
+    assert "approximate" in metadata["send_times"].value
+    assert not result.asset_value("member_statuses")["sent_at_is_exact"].any()
