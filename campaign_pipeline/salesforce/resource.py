@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 
 SANDBOX_TARGET = "Salesforce target: SANDBOX org (no credentials set)"
 DEFAULT_API_VERSION = "62.0"
-# Salesforce rejects request URIs over 16,384 characters; stay well under for the query string.
-MAX_QUERY_URI_CHARS = 12_000
+# Salesforce rejects request URIs over 16,384 characters; the encoded query stays under this, leaving room for the path.
+MAX_QUERY_URI_CHARS = 15_000
 TRANSIENT_RECORD_ERRORS = frozenset({"UNABLE_TO_LOCK_ROW"})
 
 

@@ -402,3 +402,16 @@ def test_crash_recovery_never_adopts_someone_elses_campaign_of_the_same_name(san
     ours = sandbox_org.ledger.load("campaign")["salesforce_id"].tolist()
     assert ours != [theirs] and ours[0] in {c["Id"] for c in campaigns}
     assert {m["CampaignId"] for m in sandbox_org.org.records("CampaignMember")} == set(ours)
+
+
+def test_long_in_lists_are_chunked_under_the_orgs_uri_limit(sandbox_org) -> None:
+    client = sandbox_org.client()
+    emails = [f"a.rather.long.mailbox.name.{n:05d}@a-long-subdomain.example.com" for n in range(1500)] + AUDIENCE
+    people = fetch_people(client, emails)
+    # Several chunked queries, none refused with URI_TOO_LONG, and the same people as one short query finds.
+    assert client.stats.calls["read"] >= 6
+    alone = fetch_people(sandbox_org.client(), AUDIENCE)
+    assert len(alone) >= 10
+    assert sorted(people["salesforce_id"]) == sorted(alone["salesforce_id"])
+    uris = [path for method, path, kind in sandbox_org.org.call_log if kind == "read"]
+    assert uris and all(len(path) < 16_384 for path in uris)
