@@ -129,12 +129,15 @@ def test_sf_notes_metadata(dagster_instance, pg_url) -> None:
     assert output.metadata["body_characters"].value == int(output.value["Body"].str.len().sum())
 
 
-def test_profile_can_turn_attachments_off_and_tasks_per_url_on() -> None:
-    profile = SyncProfile(mode="notes")
-    assert activity_assets.attachments_enabled(profile) and not activity_assets.one_task_per_url(profile)
-    # The profile has no such settings yet (see the report); the options are read wherever they appear.
-    object.__setattr__(profile.sync, "attach_sent_email", False)
-    object.__setattr__(profile.sync, "one_task_per_url", True)
+def test_profile_activity_settings_reach_the_records() -> None:
+    default = SyncProfile(mode="notes")
+    assert activity_assets.attachments_enabled(default) and not activity_assets.one_task_per_url(default)
+    assert activity_assets.task_subtype(default) == "Email"
+    no_subtype = SyncProfile.model_validate({"mode": "activity", "activity": {"task_subtype": ""}})
+    assert activity_assets.task_subtype(no_subtype) is None
+    profile = SyncProfile.model_validate(
+        {"mode": "notes", "activity": {"attach_sent_email": False, "one_task_per_url": True}}
+    )
     assert not activity_assets.attachments_enabled(profile) and activity_assets.one_task_per_url(profile)
     inputs = _inputs()
     kinds = activity_assets.activity_mode_records(

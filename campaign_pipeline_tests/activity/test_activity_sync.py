@@ -116,8 +116,7 @@ def test_campaign_and_activity_points_tasks_at_the_campaign(activity_org) -> Non
 
 
 def test_one_task_per_url_collapses_repeat_clicks_in_salesforce(activity_org) -> None:
-    profile = SyncProfile.model_validate({"mode": "activity"})
-    object.__setattr__(profile.sync, "one_task_per_url", True)
+    profile = SyncProfile.model_validate({"mode": "activity", "activity": {"one_task_per_url": True}})
     repeat = pd.concat([_events(), events(("ann@example.com", "click", "2026-03-05 12:00", OFFER))], ignore_index=True)
     activity_org.sync(profile, recipients(*AUDIENCE), _events(), report())
     assert len(activity_org.records("Task")) == 5
