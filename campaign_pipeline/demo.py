@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
 from campaign_pipeline.storage.database import data_dir, get_engine
 from campaign_pipeline.storage.frames import read_frame, table_exists
@@ -74,7 +74,7 @@ def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance) -> li
                 state_file.write_text(result.cursor)
         if context.cursor and not state_file.exists():
             state_file.write_text(context.cursor)
-    return sorted(instance.get_dynamic_partitions(mailchimp_campaigns.name))
+    return sorted(instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
 
 
 def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
@@ -100,7 +100,7 @@ def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         if materialization.asset_key.to_user_string() == "salesforce_sync":
-            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            meta: dict[str, Any] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
             for counter in ("created", "updated", "unchanged", "failed", "api_calls"):
                 setattr(summary.salesforce, counter, int(meta.get(counter, 0) or 0))
     return summary

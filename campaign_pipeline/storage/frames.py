@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -67,23 +68,11 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
         col = frame[name]
         dtype = col.dtype
         if isinstance(dtype, pd.CategoricalDtype):
-            col = (
-                col.astype(object)
-                .where(col.notna(), None)
-                .map(lambda v: None if v is None else str(v))
-            )
+            col = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
         elif pd.api.types.is_timedelta64_dtype(dtype):
-            col = (
-                pd.Series(col.to_numpy().view("int64"), index=col.index)
-                .astype("Int64")
-                .mask(col.isna())
-            )
-        elif dtype == object or pd.api.types.is_string_dtype(dtype):
-            col = (
-                col.astype(object)
-                .where(col.notna(), None)
-                .map(lambda v: None if v is None else str(v))
-            )
+            col = pd.Series(col.to_numpy().view("int64"), index=col.index).astype("Int64").mask(col.isna())
+        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            col = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
         columns[str(name)] = col
     return pa.Table.from_pandas(pd.DataFrame(columns, index=None), preserve_index=False)
 
@@ -94,9 +83,7 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     pacsv.write_csv(
         table,
         buffer,
-        write_options=pacsv.WriteOptions(
-            include_header=False, quoting_style="all_valid"
-        ),
+        write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"),
     )
     return buffer.getvalue()
 
@@ -126,9 +113,7 @@ def write_frame(
     """
     keys = list(partitions) if partitions else [UNPARTITIONED]
     if PARTITION_COLUMN in frame.columns:
-        raise FrameStorageError(
-            f"{table}: column name {PARTITION_COLUMN!r} is reserved"
-        )
+        raise FrameStorageError(f"{table}: column name {PARTITION_COLUMN!r} is reserved")
     if len(keys) == 1:
         partition_values = pd.Series(keys[0], index=frame.index, dtype=object)
     else:
@@ -171,9 +156,7 @@ def write_frame(
         for name, pg_type in pg_types.items():
             if name not in existing:
                 conn.execute(
-                    sa.text(
-                        f"ALTER TABLE {qualified(table, schema)} ADD COLUMN {_quote_ident(name)} {pg_type}"
-                    )
+                    sa.text(f"ALTER TABLE {qualified(table, schema)} ADD COLUMN {_quote_ident(name)} {pg_type}")
                 )
             elif _normalise_pg_type(existing[name]) != pg_type:
                 conn.execute(
@@ -189,15 +172,11 @@ def write_frame(
             )
         )
         conn.execute(
-            sa.text(
-                f"DELETE FROM {qualified(table, schema)} WHERE {_quote_ident(PARTITION_COLUMN)} = ANY(:keys)"
-            ),
+            sa.text(f"DELETE FROM {qualified(table, schema)} WHERE {_quote_ident(PARTITION_COLUMN)} = ANY(:keys)"),
             {"keys": keys},
         )
         conn.execute(
-            sa.text(
-                f"DELETE FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t"
-            ),
+            sa.text(f"DELETE FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t"),
             {"t": table},
         )
         for position, (name, spec) in enumerate(specs.items()):
@@ -212,7 +191,7 @@ def write_frame(
             payload = frame.copy()
             payload.insert(0, PARTITION_COLUMN, partition_values.to_numpy())
             column_list = ", ".join(_quote_ident(str(c)) for c in payload.columns)
-            raw = conn.connection.dbapi_connection
+            raw: Any = conn.connection.dbapi_connection  # psycopg2: COPY needs the driver's cursor
             with raw.cursor() as cursor:
                 cursor.execute("SET LOCAL TimeZone = 'UTC'")
                 try:
@@ -272,13 +251,9 @@ def read_frame(
         where = ""
         if partitions is not None:
             literals = ", ".join("'" + p.replace("'", "''") + "'" for p in partitions)
-            where = (
-                f" WHERE {_quote_ident(PARTITION_COLUMN)} IN ({literals})"
-                if partitions
-                else " WHERE false"
-            )
+            where = f" WHERE {_quote_ident(PARTITION_COLUMN)} IN ({literals})" if partitions else " WHERE false"
         buffer = io.BytesIO()
-        raw = conn.connection.dbapi_connection
+        raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
             cursor.execute("SET TimeZone = 'UTC'")
             cursor.copy_expert(
@@ -302,9 +277,7 @@ def _arrow_type(spec: dict) -> pa.DataType:
 def _parse_csv(data: bytes, specs: dict[str, dict]) -> pd.DataFrame:
     names = list(specs)
     if not data:
-        table = pa.table(
-            {name: pa.array([], type=_arrow_type(specs[name])) for name in names}
-        )
+        table = pa.table({name: pa.array([], type=_arrow_type(specs[name])) for name in names})
     else:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -334,20 +307,14 @@ _NULLABLE_TYPES = {
 def _restore(column: pa.ChunkedArray, spec: dict) -> pd.Series:
     dtype = spec["dtype"]
     if dtype == "datetime_tz":
-        return pd.to_datetime(
-            pd.Series(column.to_pandas(), dtype=object), utc=True, format="ISO8601"
-        ).dt.tz_convert(spec["tz"])
-    if dtype.startswith("datetime64"):
-        return pd.to_datetime(
-            pd.Series(column.to_pandas(), dtype=object), format="ISO8601"
+        return pd.to_datetime(pd.Series(column.to_pandas(), dtype=object), utc=True, format="ISO8601").dt.tz_convert(
+            spec["tz"]
         )
+    if dtype.startswith("datetime64"):
+        return pd.to_datetime(pd.Series(column.to_pandas(), dtype=object), format="ISO8601")
     if dtype == "category":
         values = pd.Series(column.to_pandas(), dtype=object)
-        return pd.Series(
-            pd.Categorical(
-                values, categories=spec["categories"], ordered=spec["ordered"]
-            )
-        )
+        return pd.Series(pd.Categorical(values, categories=spec["categories"], ordered=spec["ordered"]))
     if dtype.startswith("timedelta"):
         return pd.to_timedelta(
             pd.Series(column.to_pandas(types_mapper=pd.ArrowDtype)).astype("Int64"),
@@ -356,9 +323,7 @@ def _restore(column: pa.ChunkedArray, spec: dict) -> pd.Series:
     if dtype == "object":
         values = column.to_pandas()
         return pd.Series(values, dtype=object).where(pd.notna(values), None)
-    if dtype in ("bool", "boolean") or dtype.startswith(
-        ("int", "Int", "uint", "UInt", "float", "Float")
-    ):
+    if dtype in ("bool", "boolean") or dtype.startswith(("int", "Int", "uint", "UInt", "float", "Float")):
         nullable = column.to_pandas(types_mapper=_NULLABLE_TYPES.get)
         return pd.Series(nullable).astype(dtype)
     # 'string' and other extension string types

@@ -28,9 +28,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
     def _engine(self):
         return get_engine(self.database_url)
 
-    def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | None
-    ) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
             return
         if not isinstance(obj, pd.DataFrame):
@@ -38,9 +36,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()}: PostgresPandasIOManager stores pandas DataFrames, "
                 f"got {type(obj).__name__}"
             )
-        partitions = (
-            list(context.asset_partition_keys) if context.has_asset_partitions else None
-        )
+        partitions = list(context.asset_partition_keys) if context.has_asset_partitions else None
         partition_expr = (context.definition_metadata or {}).get("partition_expr")
         rows = write_frame(
             self._engine(),
@@ -58,9 +54,7 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        partitions = (
-            list(context.asset_partition_keys) if context.has_asset_partitions else None
-        )
+        partitions = list(context.asset_partition_keys) if context.has_asset_partitions else None
         return read_frame(
             self._engine(),
             table_for(context.asset_key),

