@@ -219,6 +219,7 @@ class SyncEngine:
         self._changes: list[pd.DataFrame] = []
         self._field_types: dict[str, dict[str, str]] = {}
         self._create_only: dict[str, set[str]] = {}
+        self._last_call_failure = SalesforceCallFailed("no call failed yet")
 
     # -- orchestration -------------------------------------------------------------------------------------------
     def run(self, desired: Sequence[DesiredRecords]) -> SyncReport:
@@ -316,7 +317,8 @@ class SyncEngine:
         # Records whose earlier create has an unknown outcome, or that the org may have made itself.
         lookup = (todo["action"] == "create") & (todo["needs_lookup"] | kind.lookup_before_create)
         if kind.external_id_field:
-            lookup &= False  # an upsert by external ID is safe to repeat as is
+            # An upsert by external ID is safe to repeat as is: there is nothing to look up first.
+            lookup = pd.Series(False, index=todo.index)
         if lookup.any():
             todo = self._adopt_existing(kind, todo, lookup, outcome)
 
