@@ -157,10 +157,31 @@ class SalesforceStore:
     def ensure_schema(self) -> None:
         """Create the schema and tables if missing; safe when several processes start at once."""
         s = f'"{self.schema}"'
-        with self.cursor() as cursor:
-            self._lock(cursor, "schema")
-            cursor.execute(
-                f"""
+        lock_key = f"sandbox_salesforce:{self.schema}:schema"
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            # A session lock, with the DDL in a transaction begun after it is granted: a transaction
+            # that was already open while another process created the schema can miss that in its
+            # catalog cache, and CREATE SCHEMA IF NOT EXISTS then fails with a duplicate key.
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_key,))
+            connection.commit()
+            try:
+                self._create_tables(cursor, s)
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_key,))
+                connection.commit()
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _create_tables(cursor: Any, s: str) -> None:
+        cursor.execute(
+            f"""
                 CREATE SCHEMA IF NOT EXISTS {s};
                 CREATE SEQUENCE IF NOT EXISTS {s}.record_number;
                 CREATE TABLE IF NOT EXISTS {s}.records (
@@ -207,7 +228,7 @@ class SalesforceStore:
                 );
                 CREATE TABLE IF NOT EXISTS {s}.seed_state (name text PRIMARY KEY, summary jsonb NOT NULL);
                 """
-            )
+        )
 
     def reset(self) -> None:
         """Delete all data (records, cursors, jobs, usage, seed marker); sessions stay valid."""
