@@ -11,6 +11,7 @@ from campaign_pipeline.core.metrics import member_statuses as compute_member_sta
 from campaign_pipeline.core.metrics import reconcile_totals
 from campaign_pipeline.core.schemas import MEMBER_STATUSES, CampaignTotalsType, MemberStatusesType
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.metrics.charts import funnel_metadata
 from campaign_pipeline.profile import SyncProfile
 
 METRICS_GROUP = "metrics"
@@ -130,6 +131,11 @@ def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd
             metadata[column] = int(only[column])
         for column in ("open_rate", "click_rate", "click_to_open_rate"):
             metadata[column] = dg.MetadataValue.float(float(only[column]))
+        recipients = member_statuses[member_statuses["is_recipient"]]
+        titles = mailchimp_campaign_report["campaign_title"] if len(mailchimp_campaign_report) else pd.Series([""])
+        metadata["funnel"] = funnel_metadata(
+            only, recipients["latest_status"].astype(str).value_counts(), str(titles.iloc[0] or only["campaign_id"])
+        )
     return dg.Output(totals, metadata=metadata)
 
 

@@ -110,6 +110,8 @@ def test_assets_compute_statuses_totals_and_metadata():
     assert "| Clicked" in metadata["status_breakdown"].value
     assert "zed@example.com" in metadata["preview"].value
     assert materialization_metadata(result, "campaign_totals")["open_rate"].value == pytest.approx(1.0)
+    funnel = materialization_metadata(result, "campaign_totals")["funnel"].value
+    assert funnel.startswith("![campaign funnel](data:image/png;base64,")
 
 
 def test_check_passes_when_report_agrees():
