@@ -759,26 +759,26 @@ class SalesforceStore:
                 return
             results = self.delete([row[0] if row else "" for row in data_rows])
         else:
-            records = []
-            short_rows: set[int] = set()
-            for index, row in enumerate(data_rows):
-                if len(row) != len(header):
-                    short_rows.add(index)
-                records.append(dict(zip(header, row, strict=False)))
-            results = self.write(
+            # A row whose cell count differs from the header's fails alone; the others are written.
+            well_formed = [index for index, row in enumerate(data_rows) if len(row) == len(header)]
+            written = self.write(
                 spec.name,
                 info["operation"],
-                records,
+                [dict(zip(header, data_rows[index], strict=True)) for index in well_formed],
                 external_id_field=info.get("externalIdFieldName"),
                 from_csv=True,
                 lock_fault=lock_fault,
             )
-            for index in short_rows:
-                if results[index].success:
-                    continue
-                results[index].errors.insert(
-                    0, SfError("INVALID_INPUT", "the row has a different number of columns than the header")
+            results = [
+                WriteResult(
+                    errors=[
+                        SfError("INVALID_INPUT", f"row has {len(row)} cells but the header has {len(header)} columns")
+                    ]
                 )
+                for row in data_rows
+            ]
+            for index, result in zip(well_formed, written, strict=True):
+                results[index] = result
         with self.cursor() as cursor:
             _copy_rows(
                 cursor,

@@ -172,3 +172,12 @@ def test_a_job_whose_processing_process_died_reports_failed(org):
         )
     info = org.store.job_info(job["id"])
     assert info["state"] == "Failed" and "interrupted" in info["errorMessage"]
+
+
+def test_a_row_with_the_wrong_number_of_cells_fails_alone(sf, org, tmp_path):
+    text = "LastName,Email\nGood,good@example.com\nShort\nAlso good,also@example.com\n"
+    [summary] = sf.bulk2.Contact.insert(csv_file=_csv_file(tmp_path, "ragged.csv", text), wait=0.01)
+    assert summary["numberRecordsFailed"] == 1
+    [failure] = _rows(sf.bulk2.Contact.get_failed_records(summary["job_id"]))
+    assert failure["sf__Error"].startswith("INVALID_INPUT") and failure["LastName"] == "Short"
+    assert sorted(c["LastName"] for c in org.records("Contact")) == ["Also good", "Good"]
