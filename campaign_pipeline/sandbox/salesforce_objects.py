@@ -41,6 +41,11 @@ class FieldSpec:
     # Set by the org, never by a client (Id, CreatedDate, Name on Contact/Lead...).
     system: bool = False
 
+    @property
+    def filterable(self) -> bool:
+        """Long text areas (over 255 characters) and blobs cannot be filtered or sorted in SOQL."""
+        return not (self.type == "base64" or (self.type == "textarea" and self.length > 255))
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -56,7 +61,8 @@ class FieldSpec:
             "custom": self.name.endswith("__c"),
             "defaultedOnCreate": self.default is not None,
             "referenceTo": list(self.reference_to),
-            "filterable": self.type not in ("textarea", "base64"),
+            "filterable": self.filterable,
+            "sortable": self.filterable,
         }
 
 

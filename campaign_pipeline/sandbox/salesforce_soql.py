@@ -284,7 +284,7 @@ class _Parser:
             while True:
                 if self.current.kind != "word":
                     self.unexpected()
-                order_field = self.resolve_field(self.advance())
+                order_field = self.resolve_filter_field(self.advance(), "sorted")
                 descending = False
                 if self.is_word("asc", "desc"):
                     descending = self.advance().text.lower() == "desc"
@@ -325,6 +325,13 @@ class _Parser:
             )
         return found
 
+    def resolve_filter_field(self, token: Token, use: str = "filtered") -> FieldSpec:
+        """A field used in WHERE or ORDER BY; long text and blobs cannot be, as in Salesforce."""
+        found = self.resolve_field(token)
+        if not found.filterable:
+            raise SoqlError("INVALID_FIELD", f"field '{found.name}' can not be {use} in a query call")
+        return found
+
     def parse_condition(self) -> Condition:
         first = self.parse_factor()
         if not self.is_word("and", "or"):
@@ -352,7 +359,7 @@ class _Parser:
             return inner
         if self.current.kind != "word" or self.current.text.lower() in _KEYWORDS:
             self.unexpected()
-        field_spec = self.resolve_field(self.advance())
+        field_spec = self.resolve_filter_field(self.advance())
         if (
             self.is_word("not")
             and self.tokens[self.index + 1].kind == "word"

@@ -82,6 +82,9 @@ def test_unescaped_quote_is_malformed():
         ("SELECT Id FROM Lead WHERE IsConverted = 'false'", "MALFORMED_QUERY"),
         ("SELECT Id FROM Contact LIMIT", "MALFORMED_QUERY"),
         ("SELECT Id FROM Contact WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR"),
+        # Long text areas cannot be filtered or sorted (Task.Description, Note.Body).
+        ("SELECT Id FROM Task WHERE Description = 'https://x'", "INVALID_FIELD"),
+        ("SELECT Id FROM Note ORDER BY Body", "INVALID_FIELD"),
     ],
 )
 def test_refused_queries_carry_salesforce_error_codes(soql, code):
