@@ -288,3 +288,39 @@ def test_campaign_member_without_campaign_is_malformed_id(sf):
     with pytest.raises(SalesforceMalformedRequest) as error:
         sf.CampaignMember.create({"ContactId": contact_id})
     assert _error_code(error.value) == "MALFORMED_ID"
+
+
+def test_describe_global_retrieve_and_delete_collections(sf, org):
+    names = {s["name"]: s["keyPrefix"] for s in sf.describe()["sobjects"]}
+    assert names["CampaignMember"] == "00v" and names["Task"] == "00T"
+    ids = [sf.Contact.create({"LastName": f"L{i}", "Email": f"l{i}@example.com"})["id"] for i in range(3)]
+    fetched = sf.restful(f"composite/sobjects/Contact?ids={','.join(ids)}&fields=Id,Email")
+    assert [r["Email"] for r in fetched] == ["l0@example.com", "l1@example.com", "l2@example.com"]
+    deleted = sf.restful(f"composite/sobjects?ids={ids[0]},{ids[1]}", method="DELETE")
+    assert [r["success"] for r in deleted] == [True, True]
+    assert [c["Id"] for c in org.records("Contact")] == [ids[2]]
+    with pytest.raises(SalesforceResourceNotFound):
+        sf.Campaign.get_by_custom_id("Mailchimp_Campaign_Id__c", "never-synced")
+
+
+def test_deleting_a_campaign_removes_its_members_and_statuses(sf, org):
+    campaign_id = sf.Campaign.create({"Name": "C"})["id"]
+    contact_id = sf.Contact.create({"LastName": "P"})["id"]
+    sf.CampaignMember.create({"CampaignId": campaign_id, "ContactId": contact_id})
+    sf.Campaign.delete(campaign_id)
+    assert org.records("CampaignMember") == [] and org.records("CampaignMemberStatus") == []
+    assert len(org.records("Contact")) == 1
+
+
+def test_update_of_a_create_only_field_is_refused(sf):
+    campaign_id = sf.Campaign.create({"Name": "C"})["id"]
+    other_campaign = sf.Campaign.create({"Name": "D"})["id"]
+    contact_id = sf.Contact.create({"LastName": "P"})["id"]
+    member_id = sf.CampaignMember.create({"CampaignId": campaign_id, "ContactId": contact_id})["id"]
+    with pytest.raises(SalesforceMalformedRequest) as error:
+        sf.CampaignMember.update(member_id, {"CampaignId": other_campaign})
+    assert _error_code(error.value) == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    from campaign_pipeline.sandbox.salesforce_objects import make_record_id
+
+    with pytest.raises(SalesforceResourceNotFound):
+        sf.CampaignMember.update(make_record_id("00v", 10**9), {"Status": "Sent"})
