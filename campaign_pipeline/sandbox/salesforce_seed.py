@@ -90,7 +90,7 @@ def seed_people(
             return SeedSummary(**{**existing, "already_seeded": True})
         summary, contacts, leads = _plan(emails, seed, coverage)
         contact_ids = store.insert_in(cursor, "Contact", [c for c, _ in contacts])
-        by_email = {}
+        by_email: dict[str, str] = {}
         for contact_id, (_, audience_email) in zip(contact_ids, contacts, strict=True):
             by_email.setdefault(audience_email.lower(), contact_id)
         lead_rows = []
