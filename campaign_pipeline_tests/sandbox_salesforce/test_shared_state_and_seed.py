@@ -161,3 +161,33 @@ def test_a_second_process_sees_and_changes_the_same_org(pg_url: str, pg_engine: 
         reported = json.loads(child.stdout.strip().splitlines()[-1])
         assert reported["seen"] == [parent_id]
         assert org.client().Contact.get(reported["created"])["Email"] == "child@example.com"
+
+
+def test_concurrent_writers_cannot_make_a_duplicate_member(org):
+    setup = org.client()
+    campaign_id = setup.Campaign.create({"Name": "Race"})["id"]
+    org.store.insert_raw("Contact", [{"LastName": f"P{i}"} for i in range(40)])
+    records = [
+        {"attributes": {"type": "CampaignMember"}, "CampaignId": campaign_id, "ContactId": contact["Id"]}
+        for contact in org.records("Contact")
+    ]
+    outcomes: list[list[dict]] = []
+    failures: list[BaseException] = []
+
+    def add_everyone() -> None:
+        try:
+            client = org.client()
+            outcomes.append(client.restful("composite/sobjects", method="POST", json={"records": records}))
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=add_everyone) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    results = [result for outcome in outcomes for result in outcome]
+    assert sum(r["success"] for r in results) == 40
+    assert {r["errors"][0]["statusCode"] for r in results if not r["success"]} == {"DUPLICATE_VALUE"}
+    assert len(org.records("CampaignMember")) == 40
