@@ -59,6 +59,9 @@ class SalesforceFaults:
     rate_5xx: float = 0.0
     latency_ms: int = 0
     fail_next_requests: int = 0
+    # When > 0: counts down on every API request; at zero the org's current session expires
+    # (that request already gets 401 INVALID_SESSION_ID, and org.session_id holds a fresh one).
+    expire_session_after: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,7 +69,7 @@ class SalesforceFaults:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"SalesforceFaults.{name} must be a share between 0 and 1, got {rate}")
-        for name in ("latency_ms", "fail_next_requests"):
+        for name in ("latency_ms", "fail_next_requests", "expire_session_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SalesforceFaults.{name} must not be negative, got {getattr(self, name)}")
 
@@ -354,6 +357,7 @@ class SalesforceSandbox:
         token = headers.get("Authorization") or headers.get("authorization") or ""
         token = token.split(" ", 1)[1] if " " in token else token
         is_limits = segments[:1] == ["limits"]
+        self._session_expiry_fault()
         valid, used, allowed = self.store.check_request(token, self.daily_api_limit, count=not is_limits)
         if not valid:
             response = _error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
@@ -374,6 +378,15 @@ class SalesforceSandbox:
                 response = _error_response(400, exc.error_code, exc.message)
         response.headers.update(limit_header)
         return response
+
+    def _session_expiry_fault(self) -> None:
+        with self._rng_lock:
+            if self.faults.expire_session_after <= 0:
+                return
+            self.faults.expire_session_after -= 1
+            if self.faults.expire_session_after > 0:
+                return
+        self.expire_session()
 
     def _server_fault(self) -> bool:
         with self._rng_lock:

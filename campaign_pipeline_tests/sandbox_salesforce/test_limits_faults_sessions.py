@@ -160,3 +160,16 @@ def test_fault_settings_are_validated():
         SalesforceFaults(lock_error_rate=1.5)
     with pytest.raises(ValueError, match="latency_ms"):
         SalesforceFaults(latency_ms=-1)
+
+
+def test_session_expires_mid_run_after_n_requests(org):
+    client = org.client()
+    first_session = org.session_id
+    org.faults.expire_session_after = 3
+    client.Contact.create({"LastName": "A"})
+    client.Contact.create({"LastName": "B"})
+    with pytest.raises(SalesforceExpiredSession):
+        client.Contact.create({"LastName": "C"})
+    assert org.session_id != first_session
+    org.client().Contact.create({"LastName": "C"})  # a client re-reading the session carries on
+    assert [c["LastName"] for c in org.records("Contact")] == ["A", "B", "C"]
