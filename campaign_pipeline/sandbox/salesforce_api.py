@@ -62,6 +62,8 @@ class SalesforceFaults:
     # When > 0: counts down on every API request; at zero the org's current session expires
     # (that request already gets 401 INVALID_SESSION_ID, and org.session_id holds a fresh one).
     expire_session_after: int = 0
+    # The next N non-GET requests are carried out, then answered 504 as if the answer was lost.
+    lose_next_answers: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,7 +71,7 @@ class SalesforceFaults:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"SalesforceFaults.{name} must be a share between 0 and 1, got {rate}")
-        for name in ("latency_ms", "fail_next_requests", "expire_session_after"):
+        for name in ("latency_ms", "fail_next_requests", "expire_session_after", "lose_next_answers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SalesforceFaults.{name} must not be negative, got {getattr(self, name)}")
 
@@ -376,6 +378,10 @@ class SalesforceSandbox:
                 response = _ApiResponse(exc.http_status, [exc.error.rest()])
             except SoqlError as exc:
                 response = _error_response(400, exc.error_code, exc.message)
+            if method != "GET" and self._lost_answer_fault():
+                # The work is done and committed, but the client never learns it (a gateway
+                # timeout after the commit): retrying a create blindly makes a duplicate.
+                response = _error_response(504, "GATEWAY_TIMEOUT", "The server did not answer in time")
         response.headers.update(limit_header)
         return response
 
@@ -387,6 +393,13 @@ class SalesforceSandbox:
             if self.faults.expire_session_after > 0:
                 return
         self.expire_session()
+
+    def _lost_answer_fault(self) -> bool:
+        with self._rng_lock:
+            if self.faults.lose_next_answers <= 0:
+                return False
+            self.faults.lose_next_answers -= 1
+            return True
 
     def _server_fault(self) -> bool:
         with self._rng_lock:

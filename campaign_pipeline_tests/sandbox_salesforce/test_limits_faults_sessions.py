@@ -173,3 +173,13 @@ def test_session_expires_mid_run_after_n_requests(org):
     assert org.session_id != first_session
     org.client().Contact.create({"LastName": "C"})  # a client re-reading the session carries on
     assert [c["LastName"] for c in org.records("Contact")] == ["A", "B", "C"]
+
+
+def test_a_lost_answer_still_commits_the_write(sf, org):
+    org.faults.lose_next_answers = 1
+    with pytest.raises(SalesforceGeneralError) as error:
+        sf.Contact.create({"LastName": "Committed anyway"})
+    assert error.value.status == 504
+    assert [c["LastName"] for c in org.records("Contact")] == ["Committed anyway"]
+    sf.Contact.create({"LastName": "Next"})  # only the next answer was lost
+    assert len(org.records("Contact")) == 2
