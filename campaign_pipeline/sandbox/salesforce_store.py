@@ -1036,6 +1036,7 @@ class _RecordWriter:
         targets: list[dict[str, Any] | None] = [None] * len(values)
         wanted_ids: dict[int, str] = {}
         wanted_keys: dict[int, str] = {}
+        seen_ids: set[str] = set()
         for index, (row_values, result) in enumerate(zip(values, results, strict=True)):
             if result.errors:
                 continue
@@ -1052,10 +1053,14 @@ class _RecordWriter:
                         result.errors.append(SfError("MISSING_ARGUMENT", "Id not specified in an update call", ("Id",)))
                     continue
                 error = self._id_error(raw)
+                record_id = normalize_id(raw) or ""
                 if error:
                     result.errors.append(error)
+                elif record_id in seen_ids:
+                    result.errors.append(SfError("DUPLICATE_ID", f"duplicate id in list: {record_id}", ("Id",)))
                 else:
-                    wanted_ids[index] = normalize_id(raw) or ""
+                    wanted_ids[index] = record_id
+                    seen_ids.add(record_id)
             else:
                 assert self.external is not None
                 row_values.pop("Id", None)

@@ -324,3 +324,15 @@ def test_update_of_a_create_only_field_is_refused(sf):
 
     with pytest.raises(SalesforceResourceNotFound):
         sf.CampaignMember.update(make_record_id("00v", 10**9), {"Status": "Sent"})
+
+
+def test_the_same_id_twice_in_one_update_fails_the_repeat(sf, org):
+    contact_id = sf.Contact.create({"LastName": "Once"})["id"]
+    records = [
+        {"attributes": {"type": "Contact"}, "Id": contact_id, "LastName": "First"},
+        {"attributes": {"type": "Contact"}, "Id": contact_id, "LastName": "Second"},
+    ]
+    results = sf.restful("composite/sobjects", method="PATCH", json={"records": records})
+    assert results[0]["success"] is True
+    assert results[1]["errors"][0]["statusCode"] == "DUPLICATE_ID"
+    assert org.records("Contact")[0]["LastName"] == "First"
