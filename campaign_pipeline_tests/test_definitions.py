@@ -39,6 +39,40 @@ SALESFORCE_BY_MODE = {
 }
 
 
+# Edges shared by every mode, then what each mode adds: a change to the graph must change this snapshot.
+COMMON_EDGES = {
+    "member_statuses": {"campaign_recipients", "raw_email_events"},
+    "campaign_totals": {"mailchimp_campaign_report", "member_statuses"},
+}
+PEOPLE_EDGES = {"salesforce_matches": {"member_statuses"}, "unmatched_members": {"member_statuses"}}
+CAMPAIGN_EDGES = {"sf_campaign": {"campaign_totals", "mailchimp_campaign_report"}}
+MEMBER_EDGES = {"sf_campaign_members": {"member_statuses", "salesforce_matches"}}
+TASK_EDGES = {"sf_tasks": {"mailchimp_campaign_report", "member_statuses", "raw_email_events", "salesforce_matches"}}
+EDGES_BY_MODE = {
+    "campaign": {
+        **PEOPLE_EDGES,
+        **CAMPAIGN_EDGES,
+        **MEMBER_EDGES,
+        "salesforce_sync": {"sf_campaign", "sf_campaign_members"},
+    },
+    "campaign_totals": {**CAMPAIGN_EDGES, "salesforce_sync": {"sf_campaign"}},
+    "activity": {**PEOPLE_EDGES, **TASK_EDGES, "salesforce_sync": {"sf_tasks"}},
+    "campaign_and_activity": {
+        **PEOPLE_EDGES,
+        **CAMPAIGN_EDGES,
+        **MEMBER_EDGES,
+        **TASK_EDGES,
+        "salesforce_sync": {"sf_campaign", "sf_campaign_members", "sf_tasks"},
+    },
+    "notes": {
+        **PEOPLE_EDGES,
+        "sf_notes": {"mailchimp_campaign_report", "member_statuses", "raw_email_events", "salesforce_matches"},
+        "sf_attachments": {"campaign_content", "mailchimp_campaign_report", "member_statuses", "salesforce_matches"},
+        "salesforce_sync": {"sf_attachments", "sf_notes"},
+    },
+}
+
+
 def definitions_for(mode: str) -> dg.Definitions:
     return build_definitions(default_profile().model_copy(update={"mode": mode}))
 
@@ -48,6 +82,16 @@ def test_graph_holds_exactly_what_the_mode_uses(mode):
     graph = definitions_for(mode).resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys == MAILCHIMP_AND_METRICS | SALESFORCE_BY_MODE[mode]
+
+
+@pytest.mark.parametrize("mode", SYNC_MODES)
+def test_dependency_edges_match_the_snapshot(mode):
+    graph = definitions_for(mode).resolve_asset_graph()
+    edges = {
+        key.to_user_string(): {parent.to_user_string() for parent in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert {k: v for k, v in edges.items() if v} == {**COMMON_EDGES, **EDGES_BY_MODE[mode]}
 
 
 @pytest.mark.parametrize("mode", SYNC_MODES)
