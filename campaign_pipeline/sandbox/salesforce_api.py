@@ -24,6 +24,7 @@ import requests
 import sqlalchemy as sa
 
 from campaign_pipeline.sandbox.salesforce_objects import (
+    API_USER_ID,
     API_VERSION,
     OBJECTS,
     ORG_ID,
@@ -426,7 +427,7 @@ class SalesforceSandbox:
             {
                 "access_token": token,
                 "instance_url": self.instance_url,
-                "id": f"{self.instance_url}/id/{ORG_ID}/0055g00000SandboxAA0",
+                "id": f"{self.instance_url}/id/{ORG_ID}/{API_USER_ID}",
                 "token_type": "Bearer",
                 "issued_at": str(int(time.time() * 1000)),
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode(),

@@ -21,6 +21,8 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CHECKSUM_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_SHAPE = re.compile(r"^[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?$")
 ORG_ID = "00D5g000004SbXQEA0"
+# The one API user of the sandbox org (createdById of Bulk jobs, the OAuth identity URL).
+API_USER_ID = "0055g00000A1b2CAAR"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from campaign_pipeline.sandbox.salesforce_objects import (
+    API_USER_ID,
     API_VERSION,
     OBJECTS,
     ORG_ID,
@@ -618,7 +619,7 @@ class SalesforceStore:
                 "id": job_id,
                 "operation": operation,
                 "object": spec.name,
-                "createdById": "0055g00000SandboxAA0"[:15] + "AA0",
+                "createdById": API_USER_ID,
                 "createdDate": stamp,
                 "systemModstamp": stamp,
                 "state": "Open",
