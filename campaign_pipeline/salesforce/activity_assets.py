@@ -43,9 +43,15 @@ MODES_WITH_NOTES = frozenset({"notes"})
 # Every Task description ends with this line; it finds the Task of a key after a crash when no external ID exists.
 _EVENT_LINE = re.compile(r"^Mailchimp event: (\S+)\s*$", re.MULTILINE)
 
-# Tasks: the event never changes, so lookups are by person and subject; TaskSubtype is fixed at create.
+# Tasks: the event never changes, so lookups are by person and subject, and the description (it names the event)
+# tells a person's Tasks of one subject apart. Description is a long text area, which SOQL cannot filter on: it is
+# compared in Python. TaskSubtype is fixed at create.
 TASK_KIND = RecordKind(
-    TASK, "Task", create_only_fields=("TaskSubtype",), lookup_fields=("WhoId", "Subject", "Description")
+    TASK,
+    "Task",
+    create_only_fields=("TaskSubtype",),
+    lookup_fields=("WhoId", "Subject"),
+    match_in_python=("Description",),
 )
 # campaign_and_activity: WhatId takes the Campaign's Salesforce Id from the ledger (parent_key = campaign id).
 TASK_ON_CAMPAIGN_KIND = replace(TASK_KIND, parent_field="WhatId", parent_kind=CAMPAIGN)

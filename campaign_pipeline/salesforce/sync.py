@@ -88,6 +88,14 @@ class RecordKind:
     # A text field holding the sync key (Campaign.Description names the Mailchimp campaign): a lookup adopts only
     # records whose field contains the key, so a same-named record of someone else is never taken over.
     lookup_key_marker_field: str | None = None
+    # Fields that identify a record too but cannot go in a SOQL WHERE (long text areas such as Task.Description:
+    # a live org answers INVALID_FIELD "can not be filtered"): selected by the lookup and compared in Python.
+    match_in_python: tuple[str, ...] = ()
+
+    @property
+    def identity_fields(self) -> tuple[str, ...]:
+        """Every field that identifies a record: the SOQL-filtered lookup fields, then those matched in Python."""
+        return (*self.lookup_fields, *self.match_in_python)
 
 
 CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",), lookup_key_marker_field="Description")
@@ -115,7 +123,11 @@ def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordK
     if not external_id_field:
         return kind
     return replace(
-        kind, external_id_field=external_id_field, lookup_fields=(external_id_field,), lookup_key_marker_field=None
+        kind,
+        external_id_field=external_id_field,
+        lookup_fields=(external_id_field,),
+        lookup_key_marker_field=None,
+        match_in_python=(),
     )
 
 
@@ -353,7 +365,7 @@ class SyncEngine:
     ) -> pd.DataFrame:
         """Find records that already exist for creates; adopt their Id, and skip the write if they already match."""
         candidates = todo[lookup]
-        fields = [name for name in salesforce_field_columns(todo) if name not in kind.lookup_fields]
+        fields = [name for name in salesforce_field_columns(todo) if name not in kind.identity_fields]
         if kind.lookup_key_marker_field and kind.lookup_key_marker_field not in fields:
             fields.append(kind.lookup_key_marker_field)
         found = self._lookup(kind, candidates, fields)
@@ -387,7 +399,7 @@ class SyncEngine:
             same = all(
                 _same_value(_wire_value(todo.at[index, name], types.get(name, "")), _none_if_na(existing.get(name)))
                 for name in salesforce_field_columns(todo)
-                if name not in kind.create_only_fields and name not in kind.lookup_fields
+                if name not in kind.create_only_fields and name not in kind.identity_fields
             )
             if same:
                 unchanged_keys.append(index)
@@ -399,9 +411,9 @@ class SyncEngine:
         return todo
 
     def _identity(self, kind: RecordKind, rows: pd.DataFrame) -> pd.Series:
-        """A text identity per row from the kind's lookup fields (case-insensitive, null as empty)."""
+        """A text identity per row from the kind's identity fields (case-insensitive, null as empty)."""
         parts = []
-        for name in kind.lookup_fields:
+        for name in kind.identity_fields:
             column = rows[name] if name in rows.columns else pd.Series(pd.NA, index=rows.index)
             parts.append(column.astype(object).where(column.notna(), "").astype(str).str.lower())
         identity = parts[0]
@@ -410,8 +422,11 @@ class SyncEngine:
         return identity
 
     def _lookup(self, kind: RecordKind, rows: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-        """Existing records matching rows on the kind's lookup fields (first field =, one other field IN)."""
-        select = ", ".join(dict.fromkeys(["Id", *kind.lookup_fields, *fields]))
+        """Existing records matching rows on the kind's lookup fields (first field =, one other field IN).
+
+        Fields in ``match_in_python`` are selected, never filtered on; ``_identity`` compares them afterwards.
+        """
+        select = ", ".join(dict.fromkeys(["Id", *kind.identity_fields, *fields]))
         first, *others = kind.lookup_fields
         records: list[dict] = []
         if not others:
@@ -429,9 +444,9 @@ class SyncEngine:
                     for chunk in chunk_for_in_list(values, template.replace("{}", "''", 1)):
                         records += self.client.query_all(format_soql(template, str(first_value), chunk))
         if not records:
-            return pd.DataFrame(columns=["Id", *kind.lookup_fields])
+            return pd.DataFrame(columns=["Id", *kind.identity_fields])
         found = pd.DataFrame(records)
-        for name in [*kind.lookup_fields, *fields]:
+        for name in [*kind.identity_fields, *fields]:
             if name not in found.columns:
                 found[name] = pd.NA
         return found

@@ -9,9 +9,12 @@ import pytest
 
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.activity_assets import activity_mode_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.sync import sync_desired_records
 
-from .frames import content, events, recipients, report
+from .frames import content, events, recipients, report, statuses
 
 OFFER = "https://example.com/offer?utm=spring"
 AUDIENCE = ("ann@example.com", "bob@example.com", "cat.mixed@example.com", "dan@example.com", "eve@nowhere.test")
@@ -245,3 +248,31 @@ def test_crash_mid_sync_of_notes_then_rerun_gives_one_note_per_person(activity_o
     assert rerun.failures.empty, rerun.failures
     assert rerun.outcomes["note"].created == 0
     assert len(activity_org.records("Note")) == 4 and len(activity_org.records("Attachment")) == 4
+
+
+def test_engine_lookup_after_a_crash_adopts_tasks_without_filtering_on_description(activity_org) -> None:
+    # The engine's own crash lookup (no recover_pending_tasks first): Description is a long text area, which a live
+    # org (and the sandbox) refuses in a WHERE clause, so it must be matched in Python and never filtered on.
+    profile = _profile("activity")
+    raw = _many_events(per_person=30)  # 240 Tasks: two Collections calls; the first is made but never recorded
+    crashing = _CrashAfter(activity_org.ledger, "task", ok_batches_recorded=0)
+    with pytest.raises(KeyboardInterrupt):
+        activity_org.sync(profile, recipients(*AUDIENCE), raw, report(), ledger=crashing)
+    written = len(activity_org.records("Task"))
+    assert 0 < written < 240
+    client = activity_org.client()
+    members = statuses(recipients(*AUDIENCE), raw)
+    matches, _ = match_campaign_members(client, members)
+    desired = activity_mode_records(
+        profile, raw_email_events=raw, member_statuses=members, matches=matches, campaign_report=report()
+    )
+    rerun = sync_desired_records(client, activity_org.ledger, desired, profile.sync)
+    assert not rerun.kind_errors, rerun.kind_errors
+    assert rerun.failures.empty, rerun.failures
+    lookups = [soql for soql in client.soql if "FROM Task" in soql]
+    assert lookups and not [soql for soql in lookups if "Description" in soql.split("WHERE", 1)[1]]
+    # The Tasks of the crashed batch are adopted as they are: nothing is created twice.
+    assert rerun.outcomes["task"].created == 240 - written
+    assert rerun.outcomes["task"].unchanged == written
+    keys = [_event_key(t) for t in activity_org.records("Task")]
+    assert len(keys) == 240 and set(keys) == set(raw["event_id"])
