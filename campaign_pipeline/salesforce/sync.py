@@ -34,6 +34,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote_plus
 
 import numpy as np
 import pandas as pd
@@ -52,8 +53,8 @@ from campaign_pipeline.core.salesforce_records import (
 )
 from campaign_pipeline.profile import SyncProfile, SyncSettings
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
-from campaign_pipeline.salesforce.matching import chunk_for_in_list
 from campaign_pipeline.salesforce.resource import (
+    MAX_QUERY_URI_CHARS,
     TRANSIENT_RECORD_ERRORS,
     SalesforceCallFailed,
     SalesforceClient,
@@ -422,27 +423,28 @@ class SyncEngine:
         return identity
 
     def _lookup(self, kind: RecordKind, rows: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-        """Existing records matching rows on the kind's lookup fields (first field =, one other field IN).
+        """Existing records that may match rows on the kind's lookup fields: a superset, cut down by ``_identity``.
 
-        Fields in ``match_in_python`` are selected, never filtered on; ``_identity`` compares them afterwards.
+        One query per chunk of rows, not per parent or person: every lookup field is an IN list of the chunk's
+        values (``ParentId IN (...) AND Title IN (...)``), chunked under the URI limit. The cross product such a
+        query can return holds every wanted record, and ``_identity`` keeps only exact matches. Rows are grouped
+        by which lookup fields they hold (a CampaignMember has a ContactId or a LeadId): a field null in a group is
+        left out of its WHERE, since ``IN`` never matches null. Rows without the first lookup field are not looked
+        up (that field narrows the query to their parent or person). Fields in ``match_in_python`` are selected,
+        never filtered on.
         """
         select = ", ".join(dict.fromkeys(["Id", *kind.identity_fields, *fields]))
-        first, *others = kind.lookup_fields
+        names = list(kind.lookup_fields)
+        rows = rows[rows[names[0]].notna()]
+        present = rows[names].notna()
         records: list[dict] = []
-        if not others:
-            values = sorted(rows[first].dropna().astype(str).unique())
-            template = f"SELECT {select} FROM {kind.sobject} WHERE {first} IN {{}}"
-            for chunk in chunk_for_in_list(values, template):
-                records += self.client.query_all(format_soql(template, chunk))
-        else:
-            for first_value, group in rows.groupby(first):
-                covered = pd.Series(False, index=group.index)
-                for other in others:
-                    values = sorted(group[other].dropna().astype(str).unique())
-                    covered |= group[other].notna()
-                    template = f"SELECT {select} FROM {kind.sobject} WHERE {first} = {{}} AND {other} IN {{}}"
-                    for chunk in chunk_for_in_list(values, template.replace("{}", "''", 1)):
-                        records += self.client.query_all(format_soql(template, str(first_value), chunk))
+        for combination in present.drop_duplicates().itertuples(index=False):
+            held = [name for name, has in zip(names, combination, strict=True) if has]
+            group = rows[(present == list(combination)).all(axis=1)]
+            where = " AND ".join(f"{name} IN {{}}" for name in held)
+            template = f"SELECT {select} FROM {kind.sobject} WHERE {where}"
+            for lists in _in_list_chunks(group[held].astype(str), template):
+                records += self.client.query_all(format_soql(template, *lists))
         if not records:
             return pd.DataFrame(columns=["Id", *kind.identity_fields])
         found = pd.DataFrame(records)
@@ -793,6 +795,38 @@ def _row_identity(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
         values = frame[name].astype(str) if name in frame.columns else pd.Series("", index=frame.index)
         identity = identity + values + "\x1f"
     return identity
+
+
+def _literal_cost(value: str) -> int:
+    # The escaped, quoted, URL-encoded literal plus its separating comma (encoded).
+    return len(quote_plus(format_soql("{}", value))) + len(quote_plus(","))
+
+
+def _in_list_chunks(
+    values: pd.DataFrame, template: str, max_uri_chars: int = MAX_QUERY_URI_CHARS
+) -> Iterator[list[list[str]]]:
+    """IN lists (one per column of ``values``) for ``template``, each query under the URI limit once encoded.
+
+    Rows are taken in sorted order and added while the query still fits, so rows sharing a parent share its
+    literal: a chunk costs its distinct values, not its rows.
+    """
+    columns = list(values.columns)
+    base = len(quote_plus(format_soql(template, *[[] for _ in columns])))
+    distinct = values.drop_duplicates().sort_values(columns)
+    chosen: list[dict[str, None]] = [{} for _ in columns]
+    size = base
+    for row in distinct.itertuples(index=False):
+        cost = sum(_literal_cost(value) for value, seen in zip(row, chosen, strict=True) if value not in seen)
+        if chosen[0] and size + cost > max_uri_chars:
+            yield [list(seen) for seen in chosen]
+            chosen = [{} for _ in columns]
+            size = base
+            cost = sum(_literal_cost(value) for value in row)
+        for value, seen in zip(row, chosen, strict=True):
+            seen[value] = None
+        size += cost
+    if chosen[0]:
+        yield [list(seen) for seen in chosen]
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

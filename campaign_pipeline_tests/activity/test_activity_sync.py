@@ -276,3 +276,27 @@ def test_engine_lookup_after_a_crash_adopts_tasks_without_filtering_on_descripti
     assert rerun.outcomes["task"].unchanged == written
     keys = [_event_key(t) for t in activity_org.records("Task")]
     assert len(keys) == 240 and set(keys) == set(raw["event_id"])
+
+
+def test_crash_recovery_of_many_notes_costs_a_few_queries_not_one_per_person(activity_org) -> None:
+    # 300 more people: a crash leaves the first 200 Notes made but unrecorded, and the re-run must find them with
+    # ParentId IN (...) chunks, not one query per person.
+    crowd = [f"person{number}@example.com" for number in range(300)]
+    results = activity_org.org.store.write(
+        "Contact", "insert", [{"LastName": f"P{number}", "Email": address} for number, address in enumerate(crowd)]
+    )
+    assert all(result.success for result in results)
+    audience = recipients(*crowd)
+    raw = events(*[(address, "open", "2026-03-02 16:00") for address in crowd])
+    crashing = _CrashAfter(activity_org.ledger, "note", ok_batches_recorded=0)
+    with pytest.raises(KeyboardInterrupt):
+        activity_org.sync(_profile("notes"), audience, raw, report(), ledger=crashing)
+    assert len(activity_org.records("Note")) == 200
+    rerun = activity_org.sync(_profile("notes"), audience, raw, report())
+    assert rerun.failures.empty and not rerun.kind_errors, (rerun.failures, rerun.kind_errors)
+    assert (rerun.outcomes["note"].created, rerun.outcomes["note"].unchanged) == (100, 200)
+    note_queries = [soql for soql in activity_org.last_client.soql if "FROM Note" in soql]
+    assert 1 <= len(note_queries) <= 3, note_queries
+    assert all("ParentId IN (" in soql for soql in note_queries)
+    notes = activity_org.records("Note")
+    assert len(notes) == 300 and len({n["ParentId"] for n in notes}) == 300
