@@ -57,8 +57,13 @@ TASK_KIND = RecordKind(
 TASK_ON_CAMPAIGN_KIND = replace(TASK_KIND, parent_field="WhatId", parent_kind=CAMPAIGN)
 # One Note and one Attachment per campaign x person; the title / file name carry the campaign id, so they identify.
 NOTE_KIND = RecordKind(NOTE, "Note", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Title"))
+# Bulk API 2.0 cannot load Attachment.Body (base64): Attachments always go through sObject Collections, cut by size.
 ATTACHMENT_KIND = RecordKind(
-    ATTACHMENT, "Attachment", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Name")
+    ATTACHMENT,
+    "Attachment",
+    create_only_fields=("ParentId",),
+    lookup_fields=("ParentId", "Name"),
+    bulk_allowed=False,
 )
 
 

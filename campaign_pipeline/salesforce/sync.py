@@ -64,6 +64,13 @@ from campaign_pipeline.salesforce.resource import (
 logger = logging.getLogger(__name__)
 
 COLLECTION_SIZE = 200
+# A JSON (non-multipart) request carrying blob data is limited to 50 MB of text or 37.5 MB of base64 data (REST API
+# guide, "Insert or Update Blob Data"). sObject Collections calls are cut to stay a third below that; a record
+# bigger than this on its own (an Attachment near its 25 MB cap is ~35 MB in base64) goes alone, in a single-record
+# call (POST /sobjects/<object>, PATCH /sobjects/<object>/<Id>).
+COLLECTION_MAX_BODY_BYTES = 25_000_000
+# The JSON a Collections call adds around each record ({"attributes": {"type": ...}}, separators).
+_COLLECTION_RECORD_OVERHEAD = 64
 TEXT_FIELD_TYPES = frozenset({"string", "textarea", "url", "email", "phone", "picklist", "combobox"})
 FAILURE_COLUMNS: tuple[str, ...] = ("object_kind", "sync_key", "campaign_id", "error_code", "error_message")
 BULK_POLL_LIMIT = 600
@@ -92,6 +99,9 @@ class RecordKind:
     # Fields that identify a record too but cannot go in a SOQL WHERE (long text areas such as Task.Description:
     # a live org answers INVALID_FIELD "can not be filtered"): selected by the lookup and compared in Python.
     match_in_python: tuple[str, ...] = ()
+    # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
+    # they always go through sObject Collections, whatever the volume.
+    bulk_allowed: bool = True
 
     @property
     def identity_fields(self) -> tuple[str, ...]:
@@ -337,7 +347,7 @@ class SyncEngine:
 
         creates = todo[todo["action"] == "create"]
         updates = todo[todo["action"] == "update"]
-        use_bulk = len(creates) + len(updates) >= self.settings.bulk_threshold
+        use_bulk = kind.bulk_allowed and len(creates) + len(updates) >= self.settings.bulk_threshold
         outcome.api = "bulk" if use_bulk else "collections"
         send = self._send_bulk if use_bulk else self._send_collections
         if len(creates):
@@ -366,7 +376,14 @@ class SyncEngine:
     ) -> pd.DataFrame:
         """Find records that already exist for creates; adopt their Id, and skip the write if they already match."""
         candidates = todo[lookup]
-        fields = [name for name in salesforce_field_columns(todo) if name not in kind.identity_fields]
+        types = self._field_types.get(kind.name, {})
+        # Blob fields (Attachment.Body) cannot be read for several records in one query: they are not selected, so
+        # an adopted record is updated with them rather than compared.
+        fields = [
+            name
+            for name in salesforce_field_columns(todo)
+            if name not in kind.identity_fields and types.get(name) != "base64"
+        ]
         if kind.lookup_key_marker_field and kind.lookup_key_marker_field not in fields:
             fields.append(kind.lookup_key_marker_field)
         found = self._lookup(kind, candidates, fields)
@@ -376,7 +393,6 @@ class SyncEngine:
         # Several records with one identity: adopt the oldest Id, deterministically, and each Id at most once.
         found = found.assign(_identity=self._identity(kind, found)).sort_values("Id")
         options_by_identity = dict(tuple(found.groupby("_identity", sort=False)))
-        types = self._field_types.get(kind.name, {})
         adopted_ids: set[str] = set()
         unchanged_keys = []
         for index, identity in self._identity(kind, candidates).items():
@@ -477,14 +493,20 @@ class SyncEngine:
     def _send_collections(self, kind: RecordKind, rows: pd.DataFrame, action: str, outcome: KindOutcome) -> None:
         rows = rows.reset_index(drop=True)
         payloads = self._payloads(kind, rows, action)
+        sizes = [len(json.dumps(payload)) + _COLLECTION_RECORD_OVERHEAD for payload in payloads]
         pending_positions = list(range(len(rows)))
         for attempt in range(self.client.max_retries + 1):
             transient: list[int] = []
-            for chunk in _chunks(pending_positions, COLLECTION_SIZE):
+            for chunk in _collection_batches(pending_positions, sizes, COLLECTION_MAX_BODY_BYTES):
                 chunk_rows = rows.iloc[chunk]
                 if action == "create":
                     self.ledger.record_pending(kind.name, chunk_rows)
-                results = self._collection_call(kind, action, [payloads[i] for i in chunk])
+                # An upsert stays a (one-record) Collections call: the sObject upsert answers an update without the Id.
+                alone = len(chunk) == 1 and sizes[chunk[0]] > COLLECTION_MAX_BODY_BYTES
+                if alone and not (action == "create" and kind.external_id_field):
+                    results = self._single_record_call(kind, action, payloads[chunk[0]])
+                else:
+                    results = self._collection_call(kind, action, [payloads[i] for i in chunk])
                 if results is None:  # the whole call failed; recorded inside
                     self._record_call_failure(kind, chunk_rows, outcome, action)
                     continue
@@ -510,6 +532,30 @@ class SyncEngine:
                 return self.client.rest("write", what, "POST", "composite/sobjects", data=body, idempotent=False)
             return self.client.rest("write", what, "PATCH", "composite/sobjects", data=body)
         except SalesforceCallFailed as failure:
+            self._last_call_failure = failure
+            logger.warning("%s", failure)
+            return None
+
+    def _single_record_call(self, kind: RecordKind, action: str, record: dict) -> list[dict] | None:
+        """One record too big to share a Collections call, through the sObject resource; answered like Collections.
+
+        A refusal of the record itself (4xx with an error code: validation, DUPLICATE_VALUE...) becomes its
+        per-record failure; a call that failed otherwise (timeouts, 5xx after retries) returns None, as a failed
+        Collections call does.
+        """
+        what = f"{action} 1 {kind.sobject} record via the sObject resource (too large for sObject Collections)"
+        body = {name: value for name, value in record.items() if name != "Id"}
+        try:
+            if action == "create":
+                answer = self.client.rest(
+                    "write", what, "POST", f"sobjects/{kind.sobject}", data=json.dumps(body), idempotent=False
+                )
+                return [answer]
+            self.client.rest("write", what, "PATCH", f"sobjects/{kind.sobject}/{record['Id']}", data=json.dumps(body))
+            return [{"id": record["Id"], "success": True, "errors": []}]
+        except SalesforceCallFailed as failure:
+            if failure.status is not None and 400 <= failure.status < 500 and failure.error_code:
+                return [{"success": False, "errors": [{"statusCode": failure.error_code, "message": str(failure)}]}]
             self._last_call_failure = failure
             logger.warning("%s", failure)
             return None
@@ -829,9 +875,22 @@ def _in_list_chunks(
         yield [list(seen) for seen in chosen]
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _collection_batches(positions: list[int], sizes: list[int], max_bytes: int) -> Iterator[list[int]]:
+    """Positions in order, cut into Collections calls of at most COLLECTION_SIZE records and ``max_bytes`` of JSON.
+
+    A record bigger than ``max_bytes`` on its own is a batch of one (the caller sends it alone).
+    """
+    batch: list[int] = []
+    total = 0
+    for position in positions:
+        size = sizes[position]
+        if batch and (len(batch) == COLLECTION_SIZE or total + size > max_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(position)
+        total += size
+    if batch:
+        yield batch
 
 
 def sync_desired_records(

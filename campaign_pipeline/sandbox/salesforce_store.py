@@ -594,6 +594,16 @@ class SalesforceStore:
         spec = object_spec(str(request.get("object") or ""))
         if spec is None:
             raise RequestError(400, "INVALIDJOB", f"InvalidJob : Unable to find object: {request.get('object')}")
+        blob = next((f for f in spec.fields if f.type == "base64"), None)
+        if blob is not None:
+            # Bulk API 2.0 takes CSV only, with no way to carry binary content (Bulk API 1.0 needed zip batches for
+            # Attachments); refusing the job makes a client that sends Attachments by Bulk fail loudly here.
+            raise RequestError(
+                400,
+                "INVALIDJOB",
+                f"InvalidJob : Entity '{spec.name}' is not supported by Bulk API 2.0: its field {blob.name} is "
+                "binary (base64)",
+            )
         external = request.get("externalIdFieldName")
         if operation == "upsert":
             external_spec = spec.field(str(external or ""))

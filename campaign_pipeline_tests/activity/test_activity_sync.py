@@ -9,6 +9,7 @@ import pytest
 
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce import sync
 from campaign_pipeline.salesforce.activity_assets import activity_mode_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -300,3 +301,39 @@ def test_crash_recovery_of_many_notes_costs_a_few_queries_not_one_per_person(act
     assert all("ParentId IN (" in soql for soql in note_queries)
     notes = activity_org.records("Note")
     assert len(notes) == 300 and len({n["ParentId"] for n in notes}) == 300
+
+
+def test_attachments_never_go_by_bulk_and_collections_calls_are_cut_by_payload_size(activity_org, monkeypatch) -> None:
+    # Bulk API 2.0 cannot carry Attachment.Body: above the bulk threshold Notes go by Bulk, Attachments still by
+    # sObject Collections, cut by body size; an Attachment bigger than a whole call goes alone (POST /sobjects).
+    monkeypatch.setattr(sync, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    profile = SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": 2}})
+    both = pd.concat([recipients(*AUDIENCE, campaign_id="c1"), recipients(*AUDIENCE[:2], campaign_id="c2")])
+    raw = pd.concat([_events(), events(("ann@example.com", "open", "2026-03-02 18:00"), campaign_id="c2")])
+    small = "<p>" + "s" * 10_000 + "</p>"  # ~13 KB in base64: two fit in one call
+    big = "<p>" + "b" * 40_000 + "</p>"  # ~53 KB in base64: more than a whole call
+    html = pd.concat([content(small, "c1"), content(big, "c2")], ignore_index=True)
+    reports = pd.concat([report("c1"), report("c2", title="Big one")], ignore_index=True)
+    activity_org.org.call_log.clear()
+    run = activity_org.sync(profile, both, raw, reports, html)
+    assert run.failures.empty and not run.kind_errors, (run.failures, run.kind_errors)
+    assert (run.outcomes["note"].api, run.outcomes["attachment"].api) == ("bulk", "collections")
+    assert run.outcomes["attachment"].created == 6
+    writes = [(method, path.split("/v", 1)[1].split("/", 1)[1]) for method, path, kind in activity_org.org.call_log]
+    assert writes.count(("POST", "composite/sobjects")) == 2  # four small bodies, two per call
+    assert writes.count(("POST", "sobjects/Attachment")) == 2  # each big body alone
+    bodies = {
+        (a["ParentId"], a["Name"]): base64.b64decode(a["Body"]).decode() for a in activity_org.records("Attachment")
+    }
+    assert len(bodies) == 6
+    assert bodies[(activity_org.person_ids["ann@example.com"], "mailchimp-c2.html")] == big
+    assert bodies[(activity_org.person_ids["dan@example.com"], "mailchimp-c1.html")] == small
+    assert activity_org.sync(profile, both, raw, reports, html).write_calls == 0
+
+
+def test_collection_batches_cut_by_count_and_size_and_put_an_oversized_record_alone() -> None:
+    sizes = [10] * 450
+    assert [len(batch) for batch in sync._collection_batches(list(range(450)), sizes, 10_000)] == [200, 200, 50]
+    sizes = [40, 40, 40, 500, 40, 40]
+    batches = list(sync._collection_batches(list(range(6)), sizes, 100))
+    assert batches == [[0, 1], [2], [3], [4, 5]]

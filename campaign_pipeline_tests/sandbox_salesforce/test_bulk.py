@@ -181,3 +181,13 @@ def test_a_row_with_the_wrong_number_of_cells_fails_alone(sf, org, tmp_path):
     [failure] = _rows(sf.bulk2.Contact.get_failed_records(summary["job_id"]))
     assert failure["sf__Error"].startswith("INVALID_INPUT") and failure["LastName"] == "Short"
     assert sorted(c["LastName"] for c in org.records("Contact")) == ["Also good", "Good"]
+
+
+def test_bulk_job_for_an_object_with_a_binary_field_is_refused(org):
+    session = org.requests_session()
+    headers = {"Authorization": f"Bearer {org.session_id}", "Content-Type": "application/json"}
+    base = f"{org.instance_url}/services/data/v{org.api_version}/jobs/ingest"
+    refused = session.post(base, json={"object": "Attachment", "operation": "insert"}, headers=headers)
+    assert refused.status_code == 400
+    [error] = refused.json()
+    assert error["errorCode"] == "INVALIDJOB" and "Body" in error["message"]
