@@ -6,7 +6,8 @@ Prints one JSON object: members, matched, write_calls (first sync), min_write_ca
 APIs need: one sObject Collections call per 200 records, or create + upload + close of one Bulk API 2.0 job per
 kind at or above the bulk threshold), read_calls (first sync), noop_write_calls (a second sync with nothing
 new), update_write_calls and updated (a third sync after 1% of members changed), seconds (first sync: matching
-and writing), match_seconds, noop_seconds, api. Modes activity and notes run ``bench.salesforce_activity``.
+and writing), match_seconds, noop_seconds, api. Modes activity and notes run ``bench.salesforce_activity``
+with --members, and --bulk-threshold and --seed when given (its own defaults otherwise).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ STATUSES = np.array(["Sent", "Opened", "Clicked", "Bounced", "Unsubscribed"], dt
 STATUS_SHARES = [0.55, 0.25, 0.12, 0.05, 0.03]
 MODES = ("campaign", "campaign_totals", "activity", "notes")
 BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
+DEFAULT_BULK_THRESHOLD = 2000
+DEFAULT_SEED = 7
+DEFAULT_COVERAGE = 0.6
 
 
 def _database(workdir: Path):
@@ -214,17 +218,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--mode", choices=MODES, default="campaign")
-    parser.add_argument("--bulk-threshold", type=int, default=2000)
-    parser.add_argument("--coverage", type=float, default=0.6, help="share of members with a Lead/Contact")
-    parser.add_argument("--seed", type=int, default=7)
+    # Defaults are None so that modes activity/notes forward only what was given and keep their bench's defaults.
+    parser.add_argument("--bulk-threshold", type=int, default=None, help=f"default {DEFAULT_BULK_THRESHOLD}")
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        default=None,
+        help=f"share of members with a Lead/Contact (default {DEFAULT_COVERAGE}; modes campaign, campaign_totals)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help=f"default {DEFAULT_SEED} (modes campaign*)")
     args, rest = parser.parse_known_args(argv)
     if args.mode in ("activity", "notes"):
         from bench import salesforce_activity
 
-        return salesforce_activity.main(["--mode", args.mode, "--members", str(args.members), *rest])
+        if args.coverage is not None:
+            parser.error("--coverage applies to modes campaign and campaign_totals: the activity bench matches all")
+        forwarded = ["--mode", args.mode, "--members", str(args.members)]
+        if args.bulk_threshold is not None:
+            forwarded += ["--bulk-threshold", str(args.bulk_threshold)]
+        if args.seed is not None:
+            forwarded += ["--seed", str(args.seed)]
+        return salesforce_activity.main([*forwarded, *rest])
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    print(json.dumps(run(args.members, args.mode, args.bulk_threshold, args.seed, args.coverage)))
+    bulk_threshold = DEFAULT_BULK_THRESHOLD if args.bulk_threshold is None else args.bulk_threshold
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    coverage = DEFAULT_COVERAGE if args.coverage is None else args.coverage
+    print(json.dumps(run(args.members, args.mode, bulk_threshold, seed, coverage)))
     return 0
 
 
