@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.events import (
     empty_campaign_recipients,
     empty_raw_email_events,
@@ -16,26 +17,19 @@ from campaign_pipeline.core.schemas import (
     RawEmailEventsType,
 )
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import (
+    CAMPAIGN_BACKFILL_POLICY,
+    CAMPAIGN_PARTITION_METADATA,
+    mailchimp_campaigns,
+)
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
 
 MAILCHIMP_GROUP = "mailchimp"
 MAILCHIMP_POOL = "mailchimp"
-# A batched backfill of many campaigns runs as few runs; each run still pages campaign by campaign.
-MAILCHIMP_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
-# Lets the Postgres IO manager split a multi-campaign frame back into campaign partitions.
-_PARTITION_METADATA = {"partition_expr": "campaign_id"}
-PREVIEW_ROWS = 10
 
 
 def _campaign_ids(context: dg.AssetExecutionContext) -> list[str]:
     return [checked_campaign_id(key) for key in context.partition_keys]
-
-
-def _preview(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(PREVIEW_ROWS).astype(str).to_markdown(index=False))
 
 
 def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, Any]:
@@ -48,8 +42,8 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=RawEmailEventsType,
-    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp", "postgres"},
     description=(
         "Every open, click, bounce and unsubscribe of the campaign ever landed. Each run fetches email "
@@ -102,11 +96,11 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             "quarantined_total": totals["quarantined_total"],
             "dagster/row_count": len(events),
             "actions": dg.MetadataValue.json({k: int(v) for k, v in events["action"].value_counts().items()}),
-            "preview": _preview(events),
+            "preview": preview_table(events),
             "quarantined_reasons": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()} if len(quarantined) else {}
             ),
-            "quarantined_preview": _preview(quarantined[["campaign_id", "source", "reason", "record"]]),
+            "quarantined_preview": preview_table(quarantined[["campaign_id", "source", "reason", "record"]]),
         }
     )
     if len(quarantined):
@@ -122,8 +116,8 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=CampaignRecipientsType,
-    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp"},
     description=(
         "Who the campaign was sent to (Mailchimp sent-to), one row per member, with the send status "
@@ -153,7 +147,7 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
             "quarantined_new": sum(sync.new_quarantined for sync in syncs),
             "pages": calls.pages,
             "api_calls": calls.api_calls,
-            "preview": _preview(recipients),
+            "preview": preview_table(recipients),
         }
     )
     for sync in syncs:
@@ -171,8 +165,8 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=MailchimpCampaignReportType,
-    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp"},
     description=(
         "Mailchimp's own campaign report (reports/{id}): sends, opens, clicks, bounces, unsubscribes, and the "
@@ -198,7 +192,7 @@ def mailchimp_campaign_report(
             "unique_subscriber_clicks": int(reports["unique_subscriber_clicks"].sum()),
             "campaign_type": str(first["campaign_type"]),
             "api_calls": calls.api_calls,
-            "preview": _preview(reports),
+            "preview": preview_table(reports),
         }
     )
     return dg.Output(reports, metadata=metadata)
@@ -208,8 +202,8 @@ def mailchimp_campaign_report(
     partitions_def=mailchimp_campaigns,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    backfill_policy=MAILCHIMP_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp", "html"},
     description="The campaign's sent email as HTML (campaigns/{id}/content), attached to Notes for compliance records.",
 )

@@ -5,3 +5,9 @@ import dagster as dg
 MAILCHIMP_CAMPAIGNS_PARTITIONS = "mailchimp_campaigns"
 # Keys are Mailchimp campaign ids (letters and digits, checked by core.events.is_valid_campaign_id).
 mailchimp_campaigns = dg.DynamicPartitionsDefinition(name=MAILCHIMP_CAMPAIGNS_PARTITIONS)
+
+# Every per-campaign asset shares these, so a backfill of many campaigns runs as batches of 20 campaigns
+# per run, end to end, instead of one run per campaign.
+CAMPAIGN_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
+# Lets the Postgres IO manager split a multi-campaign frame back into its campaign partitions.
+CAMPAIGN_PARTITION_METADATA = {"partition_expr": "campaign_id"}

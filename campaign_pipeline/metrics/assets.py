@@ -6,21 +6,21 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.metrics import campaign_totals as compute_campaign_totals
 from campaign_pipeline.core.metrics import member_statuses as compute_member_statuses
 from campaign_pipeline.core.metrics import reconcile_totals
 from campaign_pipeline.core.schemas import MEMBER_STATUSES, CampaignTotalsType, MemberStatusesType
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import (
+    CAMPAIGN_BACKFILL_POLICY,
+    CAMPAIGN_PARTITION_METADATA,
+    mailchimp_campaigns,
+)
 from campaign_pipeline.metrics.charts import funnel_metadata
 from campaign_pipeline.profile import SyncProfile
 
 METRICS_GROUP = "metrics"
 METRICS_SETTINGS_KEY = "metrics_settings"
-PREVIEW_ROWS = 10
-# Same batching as the Mailchimp assets upstream, so one backfill run carries a campaign batch end to end.
-METRICS_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
-# Lets the Postgres IO manager split a multi-campaign frame back into campaign partitions.
-_PARTITION_METADATA = {"partition_expr": "campaign_id"}
 
 
 class MetricsSettings(dg.ConfigurableResource):
@@ -44,18 +44,12 @@ def metrics_resources(profile: SyncProfile | None = None) -> dict[str, MetricsSe
     return {METRICS_SETTINGS_KEY: MetricsSettings(status_rule=status_rule)}
 
 
-def _markdown_table(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.astype(str).to_markdown(index=False))
-
-
 @dg.asset(
     partitions_def=mailchimp_campaigns,
     group_name=METRICS_GROUP,
     dagster_type=MemberStatusesType,
-    backfill_policy=METRICS_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"pandas"},
     description=(
         "One row per campaign x member: the member's status (Clicked, Opened, Bounced, Unsubscribed or Sent by "
@@ -94,12 +88,12 @@ def member_statuses(
             "dagster/row_count": len(statuses),
             "send_times": dg.MetadataValue.text(send_time_note),
             "status_rule": metrics_settings.status_rule,
-            "status_breakdown": _markdown_table(breakdown.rename_axis("status").reset_index(name="members")),
+            "status_breakdown": preview_table(breakdown.rename_axis("status").reset_index(name="members"), rows=None),
             **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
             "recipients": int(recipients.sum()),
             "non_recipient_members": non_recipients,
             "approximate_send_times": approximate,
-            "preview": _markdown_table(statuses.head(PREVIEW_ROWS)),
+            "preview": preview_table(statuses),
         },
     )
 
@@ -108,8 +102,8 @@ def member_statuses(
     partitions_def=mailchimp_campaigns,
     group_name=METRICS_GROUP,
     dagster_type=CampaignTotalsType,
-    backfill_policy=METRICS_BACKFILL_POLICY,
-    metadata=_PARTITION_METADATA,
+    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"pandas"},
     description=(
         "One row per campaign: emails sent, delivered, unique and total opens, subscribers who clicked, total "
@@ -122,7 +116,7 @@ def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd
     totals = compute_campaign_totals(member_statuses, mailchimp_campaign_report)
     metadata: dict[str, Any] = {
         "dagster/row_count": len(totals),
-        "preview": _markdown_table(totals.head(PREVIEW_ROWS)),
+        "preview": preview_table(totals),
     }
     if len(totals) == 1:
         # One campaign (the usual partition run): its numbers as first-class metadata, plottable over runs.
@@ -159,7 +153,7 @@ def totals_match_mailchimp_report(
     metadata: dict[str, Any] = {
         "tolerance": dg.MetadataValue.float(tolerance),
         "differing_numbers": len(differences),
-        "differences": _markdown_table(differences.round(4)),
+        "differences": preview_table(differences.round(4), rows=None),
     }
     if unreported:
         metadata["campaigns_without_report"] = dg.MetadataValue.text(", ".join(unreported))

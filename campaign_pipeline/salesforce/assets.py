@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.salesforce_records import (
     APPROXIMATE_SEND_NOTE,
     desired_campaign_member_statuses,
@@ -18,7 +19,11 @@ from campaign_pipeline.core.salesforce_records import (
     desired_campaigns,
     desired_leads,
 )
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import (
+    CAMPAIGN_BACKFILL_POLICY,
+    CAMPAIGN_PARTITION_METADATA,
+    mailchimp_campaigns,
+)
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
@@ -34,17 +39,8 @@ from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
 SALESFORCE_POOL = "salesforce"
-SALESFORCE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
-_PARTITION_METADATA = {"partition_expr": "campaign_id"}
-PREVIEW_ROWS = 10
 # Looked up by Email before creating, so a Lead made by an earlier (crashed) run is adopted, not doubled.
 LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",), lookup_before_create=True)
-
-
-def _table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MarkdownMetadataValue:
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md(frame.head(rows).astype(str).to_markdown(index=False))
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         outs={
             "salesforce_matches": dg.AssetOut(
                 group_name=SALESFORCE_GROUP,
-                metadata=_PARTITION_METADATA,
+                metadata=CAMPAIGN_PARTITION_METADATA,
                 kinds={"salesforce"},
                 description=(
                     "Campaign members matched to a Salesforce Contact or Lead by email (case-insensitive): a "
@@ -70,7 +66,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
             ),
             "unmatched_members": dg.AssetOut(
                 group_name=SALESFORCE_GROUP,
-                metadata=_PARTITION_METADATA,
+                metadata=CAMPAIGN_PARTITION_METADATA,
                 kinds={"salesforce"},
                 description=(
                     "Campaign members no Contact or unconverted Lead matches, with the reason. With "
@@ -81,7 +77,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         ins={"member_statuses": dg.AssetIn()},
         partitions_def=mailchimp_campaigns,
         pool=SALESFORCE_POOL,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
         can_subset=False,
     )
     def salesforce_matches(
@@ -117,13 +113,13 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 "leads": int((matches["salesforce_object"] == "Lead").sum()),
                 "several_candidates": several,
                 "leads_created": created_leads,
-                "preview": _table(matches),
+                "preview": preview_table(matches),
             },
         )
         yield dg.Output(
             unmatched,
             output_name="unmatched_members",
-            metadata={**common, "unmatched": len(unmatched), "preview": _table(unmatched)},
+            metadata={**common, "unmatched": len(unmatched), "preview": preview_table(unmatched)},
         )
 
     return salesforce_matches
@@ -161,8 +157,8 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
         name="sf_campaign",
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={"campaign_totals": dg.AssetIn(), "mailchimp_campaign_report": dg.AssetIn()},
         description=(
@@ -187,7 +183,7 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
             "approximate_send_times": approximate,
             "truncated": int((desired["truncated_fields"] != "").sum()),
             "rejected": int(desired["reject_reason"].notna().sum()),
-            "preview": _table(desired),
+            "preview": preview_table(desired),
         }
         if approximate:
             metadata["note"] = APPROXIMATE_SEND_NOTE
@@ -201,8 +197,8 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
         name="sf_campaign_members",
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={"member_statuses": dg.AssetIn(), "salesforce_matches": dg.AssetIn()},
         description=(
@@ -227,7 +223,7 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
             "members": len(desired),
             "status_breakdown": dg.MetadataValue.json({str(k): int(v) for k, v in breakdown.items()}),
             "approximate_send_times": approximate,
-            "preview": _table(desired),
+            "preview": preview_table(desired),
         }
         if approximate:
             metadata["note"] = APPROXIMATE_SEND_NOTE
@@ -264,8 +260,8 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
         "api_calls": sum(report.calls.values()),
         "retries": report.retries,
         "per_kind": dg.MetadataValue.json(per_kind),
-        "failures": _table(report.failures, 20),
-        "changes": _table(report.changes, 20),
+        "failures": preview_table(report.failures, 20),
+        "changes": preview_table(report.changes, 20),
         "stopped": report.stopped or "",
         "kind_errors": dg.MetadataValue.json(report.kind_errors),
     }
@@ -284,8 +280,8 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
         pool=SALESFORCE_POOL,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce"},
         ins={name: dg.AssetIn() for name in names},
         check_specs=[
@@ -340,7 +336,11 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
             check_name="no_failed_records",
             passed=failed == 0 and not report.stopped and not report.kind_errors,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"failed": failed, "stopped": report.stopped or "", "failures": _table(report.failures, 20)},
+            metadata={
+                "failed": failed,
+                "stopped": report.stopped or "",
+                "failures": preview_table(report.failures, 20),
+            },
         )
 
     return salesforce_sync
