@@ -8,16 +8,13 @@ import pytest
 
 from campaign_pipeline.mailchimp.assets import MAILCHIMP_ASSETS
 from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
 from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule, campaigns_in_window
 from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
-JOB = dg.define_asset_job(
-    "mailchimp_campaign_job", selection=dg.AssetSelection.assets(*MAILCHIMP_ASSETS), partitions_def=mailchimp_campaigns
-)
+JOB = dg.define_asset_job("mailchimp_campaign_job", selection=dg.AssetSelection.assets(*MAILCHIMP_ASSETS))
 SEED, MEMBERS = 21, 400
 
 
