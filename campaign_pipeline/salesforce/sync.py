@@ -15,9 +15,13 @@ For every kind the engine:
    it) and shortens text to the org's field lengths;
 2. fills the parent reference from the ledger, diffs against the ledger (``core.diff``) and sends only new
    keys, changed hashes and keys whose last write failed, so a run with nothing new makes zero write calls;
-3. looks up records whose earlier create has an unknown outcome (ledger ``pending``) instead of creating twice;
-4. sends through sObject Collections (200 records a call) below ``settings.bulk_threshold`` records and Bulk
-   API 2.0 ingest jobs at or above it, recording intent before and outcomes after every batch;
+3. looks up records whose earlier create has an unknown outcome (ledger ``pending``) instead of creating twice:
+   IN-list queries on the kind's lookup fields, chunked under the URI limit, then an exact match in Python (also
+   on ``match_in_python`` fields, long text a live org cannot filter on);
+4. sends through sObject Collections (200 records and at most ``COLLECTION_MAX_BODY_BYTES`` a call; a bigger
+   record alone through the sObject resource) below ``settings.bulk_threshold`` records and Bulk API 2.0 ingest
+   jobs at or above it (never for kinds with ``bulk_allowed=False``: Attachments), recording intent before and
+   outcomes after every batch;
 5. records per-record failures with Salesforce's code and message, retries lock errors within the run and
    leaves every other failure for the next run, never stopping the other records.
 
@@ -38,6 +42,7 @@ from urllib.parse import quote_plus
 
 import numpy as np
 import pandas as pd
+from simple_salesforce.exceptions import SalesforceResourceNotFound
 from simple_salesforce.format import format_soql
 
 from campaign_pipeline.core import diff as diffing
@@ -553,6 +558,12 @@ class SyncEngine:
                 return [answer]
             self.client.rest("write", what, "PATCH", f"sobjects/{kind.sobject}/{record['Id']}", data=json.dumps(body))
             return [{"id": record["Id"], "success": True, "errors": []}]
+        except SalesforceResourceNotFound as missing:
+            # The record is gone (deleted in Salesforce since our last write): its failure, not the call's.
+            error = (missing.content or [{}])[0] if isinstance(missing.content, list) else {}
+            code = error.get("errorCode") or "NOT_FOUND"
+            message = f"{what}: Salesforce answered 404 {code} {error.get('message', '')}".strip()
+            return [{"success": False, "errors": [{"statusCode": code, "message": message}]}]
         except SalesforceCallFailed as failure:
             if failure.status is not None and 400 <= failure.status < 500 and failure.error_code:
                 return [{"success": False, "errors": [{"statusCode": failure.error_code, "message": str(failure)}]}]

@@ -337,3 +337,31 @@ def test_collection_batches_cut_by_count_and_size_and_put_an_oversized_record_al
     sizes = [40, 40, 40, 500, 40, 40]
     batches = list(sync._collection_batches(list(range(6)), sizes, 100))
     assert batches == [[0, 1], [2], [3], [4, 5]]
+
+
+def test_an_oversized_attachment_is_updated_alone_and_its_refusal_is_its_own(activity_org, monkeypatch) -> None:
+    monkeypatch.setattr(sync, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    profile = _profile("notes")
+    audience = recipients(*AUDIENCE[:2])
+    raw = events(("ann@example.com", "open", "2026-03-02 15:05"), ("bob@example.com", "open", "2026-03-02 15:07"))
+    first = "<p>" + "a" * 40_000 + "</p>"
+    activity_org.sync(profile, audience, raw, report(), content(first))
+    ann, bob = (activity_org.person_ids[a] for a in ("ann@example.com", "bob@example.com"))
+    ids = {a["ParentId"]: a["Id"] for a in activity_org.records("Attachment")}
+    # The sent email changed: each big body is updated on its own (PATCH /sobjects/Attachment/<Id>).
+    activity_org.org.call_log.clear()
+    second = "<p>" + "c" * 40_000 + "</p>"
+    run = activity_org.sync(profile, audience, raw, report(), content(second))
+    assert run.outcomes["attachment"].updated == 2 and run.failures.empty, run.failures
+    patched = sorted(path.rsplit("/", 1)[1] for method, path, _ in activity_org.org.call_log if method == "PATCH")
+    assert patched == sorted(ids.values())
+    assert {base64.b64decode(a["Body"]).decode() for a in activity_org.records("Attachment")} == {second}
+    # Bob's Attachment is deleted in Salesforce: its single-record update is refused for it alone, with the code.
+    activity_org.org.store.delete([ids[bob]])
+    third = "<p>" + "d" * 40_000 + "</p>"
+    run = activity_org.sync(profile, audience, raw, report(), content(third))
+    assert not run.kind_errors and run.outcomes["attachment"].updated == 1
+    [failure] = run.failures[run.failures["object_kind"] == "attachment"].to_dict("records")
+    assert failure["sync_key"].endswith(bob) and failure["error_code"] in ("ENTITY_IS_DELETED", "NOT_FOUND")
+    [kept] = activity_org.records("Attachment")
+    assert kept["ParentId"] == ann and base64.b64decode(kept["Body"]).decode() == third
