@@ -6,11 +6,13 @@ Importing this module registers the assets with the push (``salesforce.defs.EXTR
 
 import re
 from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 from simple_salesforce.format import format_soql
 
+from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.activity_records import (
     ATTACHMENT,
     ATTACHMENT_MAX_BYTES,
@@ -24,7 +26,11 @@ from campaign_pipeline.core.activity_records import (
 )
 from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING, diff_against_ledger
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, CAMPAIGN
-from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import (
+    CAMPAIGN_BACKFILL_POLICY,
+    CAMPAIGN_PARTITION_METADATA,
+    mailchimp_campaigns,
+)
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.assets import DesiredInput
 from campaign_pipeline.salesforce.defs import EXTRA_DESIRED_INPUTS
@@ -35,9 +41,6 @@ from campaign_pipeline.salesforce.sync import DesiredRecords, RecordKind, with_e
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
-SALESFORCE_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
-_PARTITION_METADATA = {"partition_expr": "campaign_id"}
-PREVIEW_ROWS = 10
 MODES_WITH_TASKS = frozenset({"activity", "campaign_and_activity"})
 MODES_WITH_NOTES = frozenset({"notes"})
 # Every Task description ends with this line; it finds the Task of a key after a crash when no external ID exists.
@@ -97,17 +100,13 @@ def attachment_kind(profile: SyncProfile) -> RecordKind:
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> dg.MarkdownMetadataValue:
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    shown = frame[columns] if columns else frame
-    return dg.MetadataValue.md(
-        shown.head(PREVIEW_ROWS).astype(str).apply(lambda c: c.str.slice(0, 80)).to_markdown(index=False)
-    )
+    # Task descriptions and note bodies are long: cut cells so the preview stays a table.
+    return preview_table(frame, columns=columns, max_chars=80)
 
 
-def _common_metadata(desired: pd.DataFrame) -> dict[str, object]:
+def _common_metadata(desired: pd.DataFrame) -> dict[str, Any]:
     approximate = int((~desired["sent_at_is_exact"].astype(bool)).sum())
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "dagster/row_count": len(desired),
         "truncated": int((desired["truncated_fields"] != "").sum()),
         "rejected": int(desired["reject_reason"].notna().sum()),
@@ -224,8 +223,8 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
         name="sf_tasks",
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={
             "raw_email_events": dg.AssetIn(),
@@ -288,8 +287,8 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
         name="sf_notes",
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={
             "member_statuses": dg.AssetIn(),
@@ -331,8 +330,8 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         name="sf_attachments",
         partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=SALESFORCE_BACKFILL_POLICY,
-        metadata=_PARTITION_METADATA,
+        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
+        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "html"},
         ins={
             "campaign_content": dg.AssetIn(),

@@ -560,7 +560,7 @@ class SyncEngine:
             return [{"id": record["Id"], "success": True, "errors": []}]
         except SalesforceResourceNotFound as missing:
             # The record is gone (deleted in Salesforce since our last write): its failure, not the call's.
-            error = (missing.content or [{}])[0] if isinstance(missing.content, list) else {}
+            error: dict[str, Any] = (missing.content or [{}])[0] if isinstance(missing.content, list) else {}
             code = error.get("errorCode") or "NOT_FOUND"
             message = f"{what}: Salesforce answered 404 {code} {error.get('message', '')}".strip()
             return [{"success": False, "errors": [{"statusCode": code, "message": message}]}]
