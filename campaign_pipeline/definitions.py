@@ -37,12 +37,20 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     from campaign_pipeline.salesforce.defs import salesforce_asset_checks, salesforce_assets, salesforce_resources
 
     assets = [*mailchimp_assets(profile), *metrics_assets, *salesforce_assets(profile)]
+    resources = {
+        "io_manager": PostgresPandasIOManager(),
+        **mailchimp_resources(profile),
+        **metrics_resources(profile),
+        **salesforce_resources(profile),
+    }
+    # Said where a user looks first: whether this deployment reads and writes real systems or the sandboxes.
+    source_and_target = f"{resources['mailchimp'].source_description}. {resources['salesforce'].describe_target()}."
     sync_job = dg.define_asset_job(
         SYNC_JOB_NAME,
         selection=dg.AssetSelection.assets(*assets),
         description=(
             f"Sync one Mailchimp campaign into Salesforce in mode '{profile.mode}': land new activity, compute "
-            "statuses and totals, match people, and write only what changed."
+            f"statuses and totals, match people, and write only what changed. {source_and_target}"
         ),
     )
     sensors, schedules = build_mailchimp_sensors(sync_job, profile)
@@ -52,12 +60,7 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
         jobs=[sync_job],
         sensors=sensors,
         schedules=schedules,
-        resources={
-            "io_manager": PostgresPandasIOManager(),
-            **mailchimp_resources(profile),
-            **metrics_resources(profile),
-            **salesforce_resources(profile),
-        },
+        resources=resources,
     )
 
 

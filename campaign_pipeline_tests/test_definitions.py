@@ -137,3 +137,19 @@ def test_a_backfill_batch_syncs_several_campaigns_in_one_run(
     members = read_frame(engine, "asset_sf_campaign_members", [keys[1]])
     assert len(members) > 0 and set(members["campaign_id"]) == {keys[1]}
     assert dagster_instance.get_runs_count() == 1
+
+
+def test_the_job_says_whether_it_reads_and_writes_sandboxes_or_live_systems(monkeypatch):
+    for name in ("MAILCHIMP_API_KEY", "SALESFORCE_USERNAME", "SALESFORCE_INSTANCE_URL", "SALESFORCE_SESSION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    sandbox_job = definitions_for("campaign").resolve_job_def(SYNC_JOB_NAME)
+    assert "Mailchimp source: SANDBOX" in sandbox_job.description
+    assert "Salesforce target: SANDBOX org" in sandbox_job.description
+
+    monkeypatch.setenv("MAILCHIMP_API_KEY", "0123456789abcdef-us21")
+    monkeypatch.setenv("SALESFORCE_INSTANCE_URL", "https://example.my.salesforce.com")
+    monkeypatch.setenv("SALESFORCE_SESSION_ID", "00Dsecret!token")
+    live_job = definitions_for("campaign").resolve_job_def(SYNC_JOB_NAME)
+    assert "Mailchimp source: Mailchimp API" in live_job.description
+    assert "Salesforce target: live org" in live_job.description
+    assert "0123456789abcdef" not in live_job.description and "secret" not in live_job.description
