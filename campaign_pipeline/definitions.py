@@ -37,14 +37,16 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     from campaign_pipeline.salesforce.defs import salesforce_asset_checks, salesforce_assets, salesforce_resources
 
     assets = [*mailchimp_assets(profile), *metrics_assets, *salesforce_assets(profile)]
+    mailchimp = mailchimp_resources(profile)
+    salesforce = salesforce_resources(profile)
     resources = {
         "io_manager": PostgresPandasIOManager(),
-        **mailchimp_resources(profile),
+        **mailchimp,
         **metrics_resources(profile),
-        **salesforce_resources(profile),
+        **salesforce,
     }
     # Said where a user looks first: whether this deployment reads and writes real systems or the sandboxes.
-    source_and_target = f"{resources['mailchimp'].source_description}. {resources['salesforce'].describe_target()}."
+    source_and_target = f"{mailchimp['mailchimp'].source_description}. {salesforce['salesforce'].describe_target()}."
     sync_job = dg.define_asset_job(
         SYNC_JOB_NAME,
         selection=dg.AssetSelection.assets(*assets),
