@@ -17,11 +17,7 @@ from campaign_pipeline.core.schemas import (
     RawEmailEventsType,
 )
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
-from campaign_pipeline.mailchimp.partitions import (
-    CAMPAIGN_BACKFILL_POLICY,
-    CAMPAIGN_PARTITION_METADATA,
-    mailchimp_campaigns,
-)
+from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
 
 MAILCHIMP_GROUP = "mailchimp"
@@ -37,13 +33,10 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
     return {"mailchimp_source": mailchimp.source_description}
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=RawEmailEventsType,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp", "postgres"},
     description=(
         "Every open, click, bounce and unsubscribe of the campaign ever landed. Each run fetches email "
@@ -111,13 +104,10 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
     return dg.Output(events, metadata=metadata)
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=CampaignRecipientsType,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp"},
     description=(
         "Who the campaign was sent to (Mailchimp sent-to), one row per member, with the send status "
@@ -160,13 +150,10 @@ def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpR
     return dg.Output(recipients, metadata=metadata)
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=MailchimpCampaignReportType,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp"},
     description=(
         "Mailchimp's own campaign report (reports/{id}): sends, opens, clicks, bounces, unsubscribes, and the "
@@ -198,12 +185,9 @@ def mailchimp_campaign_report(
     return dg.Output(reports, metadata=metadata)
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"mailchimp", "html"},
     description="The campaign's sent email as HTML (campaigns/{id}/content), attached to Notes for compliance records.",
 )

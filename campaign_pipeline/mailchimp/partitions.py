@@ -1,5 +1,7 @@
 """The dynamic partitions: one per sent Mailchimp campaign (regular campaigns and automation emails)."""
 
+from typing import Any
+
 import dagster as dg
 
 MAILCHIMP_CAMPAIGNS_PARTITIONS = "mailchimp_campaigns"
@@ -11,3 +13,12 @@ mailchimp_campaigns = dg.DynamicPartitionsDefinition(name=MAILCHIMP_CAMPAIGNS_PA
 CAMPAIGN_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
 # Lets the Postgres IO manager split a multi-campaign frame back into its campaign partitions.
 CAMPAIGN_PARTITION_METADATA = {"partition_expr": "campaign_id"}
+
+
+def campaign_asset(**asset_kwargs: Any) -> Any:
+    """`dg.asset` for a per-campaign asset: campaign partitions, the batched backfill policy and the
+    partition column the IO manager splits by, applied in this one place."""
+    metadata = {**CAMPAIGN_PARTITION_METADATA, **asset_kwargs.pop("metadata", {})}
+    return dg.asset(
+        partitions_def=mailchimp_campaigns, backfill_policy=CAMPAIGN_BACKFILL_POLICY, metadata=metadata, **asset_kwargs
+    )

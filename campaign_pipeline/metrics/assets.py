@@ -11,11 +11,7 @@ from campaign_pipeline.core.metrics import campaign_totals as compute_campaign_t
 from campaign_pipeline.core.metrics import member_statuses as compute_member_statuses
 from campaign_pipeline.core.metrics import reconcile_totals
 from campaign_pipeline.core.schemas import MEMBER_STATUSES, CampaignTotalsType, MemberStatusesType
-from campaign_pipeline.mailchimp.partitions import (
-    CAMPAIGN_BACKFILL_POLICY,
-    CAMPAIGN_PARTITION_METADATA,
-    mailchimp_campaigns,
-)
+from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.metrics.charts import funnel_metadata
 from campaign_pipeline.profile import SyncProfile
 
@@ -44,12 +40,9 @@ def metrics_resources(profile: SyncProfile | None = None) -> dict[str, MetricsSe
     return {METRICS_SETTINGS_KEY: MetricsSettings(status_rule=status_rule)}
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=METRICS_GROUP,
     dagster_type=MemberStatusesType,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"pandas"},
     description=(
         "One row per campaign x member: the member's status (Clicked, Opened, Bounced, Unsubscribed or Sent by "
@@ -98,12 +91,9 @@ def member_statuses(
     )
 
 
-@dg.asset(
-    partitions_def=mailchimp_campaigns,
+@campaign_asset(
     group_name=METRICS_GROUP,
     dagster_type=CampaignTotalsType,
-    backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-    metadata=CAMPAIGN_PARTITION_METADATA,
     kinds={"pandas"},
     description=(
         "One row per campaign: emails sent, delivered, unique and total opens, subscribers who clicked, total "

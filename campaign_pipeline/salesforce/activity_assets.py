@@ -26,11 +26,7 @@ from campaign_pipeline.core.activity_records import (
 )
 from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING, diff_against_ledger
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, CAMPAIGN
-from campaign_pipeline.mailchimp.partitions import (
-    CAMPAIGN_BACKFILL_POLICY,
-    CAMPAIGN_PARTITION_METADATA,
-    mailchimp_campaigns,
-)
+from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.assets import DesiredInput
 from campaign_pipeline.salesforce.defs import EXTRA_DESIRED_INPUTS
@@ -219,12 +215,9 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
     )
     per_url = one_task_per_url(profile)
 
-    @dg.asset(
+    @campaign_asset(
         name="sf_tasks",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={
             "raw_email_events": dg.AssetIn(),
@@ -283,12 +276,9 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
 
 
 def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
-    @dg.asset(
+    @campaign_asset(
         name="sf_notes",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={
             "member_statuses": dg.AssetIn(),
@@ -326,12 +316,9 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
 
 
 def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
-    @dg.asset(
+    @campaign_asset(
         name="sf_attachments",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "html"},
         ins={
             "campaign_content": dg.AssetIn(),

@@ -22,6 +22,7 @@ from campaign_pipeline.core.salesforce_records import (
 from campaign_pipeline.mailchimp.partitions import (
     CAMPAIGN_BACKFILL_POLICY,
     CAMPAIGN_PARTITION_METADATA,
+    campaign_asset,
     mailchimp_campaigns,
 )
 from campaign_pipeline.profile import SyncProfile
@@ -153,12 +154,9 @@ def create_leads_for_unmatched(
 
 
 def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
-    @dg.asset(
+    @campaign_asset(
         name="sf_campaign",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={"campaign_totals": dg.AssetIn(), "mailchimp_campaign_report": dg.AssetIn()},
         description=(
@@ -193,12 +191,9 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
 
 
 def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
-    @dg.asset(
+    @campaign_asset(
         name="sf_campaign_members",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce", "pandas"},
         ins={"member_statuses": dg.AssetIn(), "salesforce_matches": dg.AssetIn()},
         description=(
@@ -275,13 +270,10 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
     """
     names = [desired_input.asset_name for desired_input in desired_inputs]
 
-    @dg.asset(
+    @campaign_asset(
         name="salesforce_sync",
-        partitions_def=mailchimp_campaigns,
         group_name=SALESFORCE_GROUP,
         pool=SALESFORCE_POOL,
-        backfill_policy=CAMPAIGN_BACKFILL_POLICY,
-        metadata=CAMPAIGN_PARTITION_METADATA,
         kinds={"salesforce"},
         ins={name: dg.AssetIn() for name in names},
         check_specs=[
