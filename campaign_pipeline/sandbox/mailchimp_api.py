@@ -660,6 +660,18 @@ class MailchimpSandbox:
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
             in_flight = self._in_flight[key]
             self.max_in_flight_seen = max(self.max_in_flight_seen, in_flight)
+        released = False
+
+        def release_slot() -> None:
+            # A request stops counting once its answer is ready, before the bytes go out: a client that
+            # reads the answer and at once sends its next request must not be seen as one connection too many.
+            nonlocal released
+            if not released:
+                released = True
+                with self._in_flight_lock:
+                    self._in_flight[key] -= 1
+
+        handler._release_slot = release_slot  # type: ignore[attr-defined]
         try:
             if in_flight > self.faults.max_connections:
                 self._problem(
@@ -712,8 +724,7 @@ class MailchimpSandbox:
             payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
             self._send(handler, method, path, query, 200, payload, "application/json; charset=utf-8")
         finally:
-            with self._in_flight_lock:
-                self._in_flight[key] -= 1
+            release_slot()
 
     def _problem(
         self,
@@ -750,6 +761,9 @@ class MailchimpSandbox:
             if len(self.request_log) > self.request_log_limit:
                 del self.request_log[: len(self.request_log) // 2]
             self._logged.notify_all()
+        release = getattr(handler, "_release_slot", None)
+        if release is not None:
+            release()
         handler.send_response(status)
         if content_type:
             handler.send_header("Content-Type", content_type)
