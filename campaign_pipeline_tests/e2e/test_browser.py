@@ -165,3 +165,11 @@ def test_materialize_one_campaign_partition_from_the_ui(
     # The run page itself must say so, not only the API.
     expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(artifacts_dir / "03-run-success.png"))
+
+    # The campaign's funnel and status breakdown are a picture on campaign_totals' materialization.
+    page.goto(f"{dagster_dev.base_url}/assets/campaign_totals?view=events&partition={sandbox_campaign_id}")
+    page.get_by_role("row").filter(has_text="funnel").get_by_text("Show Markdown").click()
+    funnel = page.get_by_role("img", name="campaign funnel")
+    expect(funnel).to_be_visible()
+    assert funnel.evaluate("image => image.naturalWidth") > 300  # the PNG decoded, not a broken-image icon
+    page.screenshot(path=str(artifacts_dir / "04-campaign-funnel.png"))
