@@ -217,22 +217,27 @@ class LandingStore:
 
     # ------------------------------------------------------------------ reading
 
-    def events(self, campaign_id: str) -> pd.DataFrame:
-        """Every landed event of the campaign as a raw_email_events frame (COPY out, then one CSV parse)."""
+    def _copy_out(self, select_sql: str, campaign_id: str) -> io.StringIO:
+        """The rows of one campaign's SELECT as CSV, through COPY (timestamps written in UTC)."""
         buffer = io.StringIO()
         raw = self.engine.raw_connection()
         try:
             with closing(raw.cursor()) as cur:
-                query = cur.mogrify(
-                    f'SELECT {_EVENT_COLUMNS_SQL} FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
-                    'WHERE campaign_id = %s ORDER BY "timestamp", event_id',
-                    (campaign_id,),
-                ).decode()
+                query = cur.mogrify(select_sql, (campaign_id,)).decode()
                 cur.execute("SET LOCAL TIME ZONE 'UTC'")
                 cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
             raw.commit()
         finally:
             raw.close()
+        return buffer
+
+    def events(self, campaign_id: str) -> pd.DataFrame:
+        """Every landed event of the campaign as a raw_email_events frame (COPY out, then one CSV parse)."""
+        buffer = self._copy_out(
+            f'SELECT {_EVENT_COLUMNS_SQL} FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
+            'WHERE campaign_id = %s ORDER BY "timestamp", event_id',
+            campaign_id,
+        )
         if buffer.tell() == 0:
             return empty_raw_email_events()
         buffer.seek(0)
@@ -290,19 +295,11 @@ class LandingStore:
 
     def recipients(self, campaign_id: str) -> pd.DataFrame:
         """Every landed sent-to row of the campaign (campaign_id, email_id, email_address, send_status)."""
-        buffer = io.StringIO()
-        raw = self.engine.raw_connection()
-        try:
-            with closing(raw.cursor()) as cur:
-                query = cur.mogrify(
-                    f'SELECT {", ".join(RECIPIENT_COLUMNS)} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} '
-                    "WHERE campaign_id = %s ORDER BY email_id",
-                    (campaign_id,),
-                ).decode()
-                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
-            raw.commit()
-        finally:
-            raw.close()
+        buffer = self._copy_out(
+            f'SELECT {", ".join(RECIPIENT_COLUMNS)} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} '
+            "WHERE campaign_id = %s ORDER BY email_id",
+            campaign_id,
+        )
         buffer.seek(0)
         if not buffer.getvalue():
             return pd.DataFrame({column: pd.Series([], dtype=object) for column in RECIPIENT_COLUMNS})
