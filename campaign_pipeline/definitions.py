@@ -33,7 +33,6 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     """Everything Dagster shows, for one sync profile: only the assets its mode writes."""
     from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets, mailchimp_resources
     from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets, metrics_resources
-    from campaign_pipeline.salesforce import activity_assets  # noqa: F401 - registers Tasks, Notes, Attachments
     from campaign_pipeline.salesforce.defs import salesforce_asset_checks, salesforce_assets, salesforce_resources
 
     assets = [*mailchimp_assets(profile), *metrics_assets, *salesforce_assets(profile)]

@@ -1,10 +1,11 @@
 """Desired-record assets of modes activity, campaign_and_activity and notes: sf_tasks, sf_notes, sf_attachments.
 
-Importing this module registers the assets with the push (``salesforce.defs.EXTRA_DESIRED_INPUTS``), so
+``salesforce.defs.salesforce_assets`` adds them per mode (``ACTIVITY_DESIRED_INPUTS``), so
 ``salesforce_sync`` writes them through the same ledger, diff, batching and error handling as Campaigns.
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,6 @@ from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, CAM
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.assets import DesiredInput
-from campaign_pipeline.salesforce.defs import EXTRA_DESIRED_INPUTS
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
 from campaign_pipeline.salesforce.matching import chunk_for_in_list
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
@@ -364,18 +364,16 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
     return sf_attachments
 
 
-def _register() -> None:
-    # defs.salesforce_assets adds these per mode, after the Campaign records; the attachment asset honours the
-    # profile's on/off switch itself (it then yields no rows and says so).
-    EXTRA_DESIRED_INPUTS["activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
-    EXTRA_DESIRED_INPUTS["campaign_and_activity"] = [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)]
-    EXTRA_DESIRED_INPUTS["notes"] = [
+# What each mode adds to the push, after the Campaign records (salesforce.defs.salesforce_assets reads this).
+# The attachment asset honours the profile's on/off switch itself (it then yields no rows and says so).
+ACTIVITY_DESIRED_INPUTS: dict[str, list[tuple[DesiredInput, Callable[[SyncProfile], dg.AssetsDefinition]]]] = {
+    "activity": [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)],
+    "campaign_and_activity": [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)],
+    "notes": [
         (DesiredInput("sf_notes", note_kind), build_sf_notes),
         (DesiredInput("sf_attachments", attachment_kind), build_sf_attachments),
-    ]
-
-
-_register()
+    ],
+}
 
 
 def activity_mode_records(

@@ -1,8 +1,8 @@
 """What the Salesforce side contributes to Definitions: the assets the profile's mode uses and the resource.
 
-Modes that add record kinds (activity, notes) register them in ``EXTRA_DESIRED_INPUTS`` (mode -> list of
-``(DesiredInput, AssetsDefinition builder)``) from their own module, or pass ``extra`` to ``salesforce_assets``;
-the push then writes them after the Campaign records.
+Modes that add record kinds (activity, notes) list them in ``activity_assets.ACTIVITY_DESIRED_INPUTS`` (mode ->
+list of ``(DesiredInput, AssetsDefinition builder)``); callers may pass more as ``extra``. The push writes them
+after the Campaign records.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import dagster as dg
 
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.activity_assets import ACTIVITY_DESIRED_INPUTS
 from campaign_pipeline.salesforce.assets import (
     DesiredInput,
     build_salesforce_matches,
@@ -27,7 +28,6 @@ MODES_WITH_MEMBERS = frozenset({"campaign", "campaign_and_activity"})
 MODES_MATCHING_PEOPLE = frozenset({"campaign", "activity", "campaign_and_activity", "notes"})
 
 AssetBuilder = Callable[[SyncProfile], dg.AssetsDefinition]
-EXTRA_DESIRED_INPUTS: dict[str, list[tuple[DesiredInput, AssetBuilder]]] = {}
 
 
 def salesforce_assets(
@@ -44,7 +44,7 @@ def salesforce_assets(
     if profile.mode in MODES_WITH_MEMBERS:
         assets.append(build_sf_campaign_members(profile))
         desired_inputs.append(DesiredInput("sf_campaign_members", campaign_member_kind))
-    for desired_input, builder in [*EXTRA_DESIRED_INPUTS.get(profile.mode, []), *extra]:
+    for desired_input, builder in [*ACTIVITY_DESIRED_INPUTS.get(profile.mode, []), *extra]:
         assets.append(builder(profile))
         desired_inputs.append(desired_input)
     if desired_inputs:

@@ -11,7 +11,6 @@ import pytest
 from campaign_pipeline.core.metrics import campaign_totals
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce import activity_assets  # noqa: F401 - registers sf_tasks, sf_notes, sf_attachments
 from campaign_pipeline.salesforce.defs import salesforce_assets
 from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount

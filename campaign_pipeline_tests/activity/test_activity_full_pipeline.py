@@ -12,7 +12,6 @@ from campaign_pipeline.definitions import build_definitions
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce import activity_assets  # noqa: F401 - registers sf_tasks, sf_notes, sf_attachments
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
