@@ -88,6 +88,13 @@ class MailchimpSettings(BaseModel):
         le=365,
         description="Days after a send during which a campaign is re-synced.",
     )
+    filter_bots: bool = Field(
+        default=False,
+        description=(
+            "Fetch email activity with Mailchimp's `filter_bots=true`: bot and privacy-proxy opens are left out, "
+            "and totals reconcile against the report's proxy-excluded opens."
+        ),
+    )
 
 
 class MatchingPolicy(BaseModel):

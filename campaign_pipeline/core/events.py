@@ -379,6 +379,13 @@ REPORT_RATE_FIELDS: dict[str, tuple[str, ...]] = {
     "open_rate": ("opens", "open_rate"),
     "click_rate": ("clicks", "click_rate"),
 }
+# What the open figures are read from when email activity is fetched with `filter_bots=true`: Mailchimp's
+# report figures without privacy-proxy opens, so reconciliation compares like with like.
+HUMAN_OPEN_FIELDS: dict[str, tuple[str, ...]] = {
+    "opens_total": ("opens", "proxy_excluded_opens"),
+    "unique_opens": ("opens", "proxy_excluded_unique_opens"),
+    "open_rate": ("opens", "proxy_excluded_open_rate"),
+}
 
 
 class ReportError(ValueError):
@@ -392,11 +399,23 @@ def _dig(report: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-def parse_campaign_report(report: Mapping[str, Any], campaign_type: str | None = None) -> pd.DataFrame:
+def bot_opens_filtered(report: Mapping[str, Any]) -> int:
+    """Opens Mailchimp leaves out under `filter_bots` (all opens minus proxy-excluded opens); 0 when not reported."""
+    total, human = _dig(report, ("opens", "opens_total")), _dig(report, ("opens", "proxy_excluded_opens"))
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (total, human)):
+        return 0
+    return max(int(total) - int(human), 0)
+
+
+def parse_campaign_report(
+    report: Mapping[str, Any], campaign_type: str | None = None, human_opens_only: bool = False
+) -> pd.DataFrame:
     """`/reports/{id}` flattened to the one-row mailchimp_campaign_report frame.
 
     Missing counters are 0 (Mailchimp omits sections a campaign never had); a counter that is not
     a whole number is an error naming the campaign and field, since reconciliation depends on it.
+    With `human_opens_only` (events fetched with `filter_bots`) the open figures are the report's
+    proxy-excluded ones; a report without them keeps the plain figures.
     """
     campaign_id = report.get("id")
     if not is_valid_campaign_id(campaign_id):
@@ -409,7 +428,15 @@ def parse_campaign_report(report: Mapping[str, Any], campaign_type: str | None =
     }
     send_time = parse_timestamp(report.get("send_time"))
     row["send_time"] = pd.NaT if send_time is None else send_time
+
+    def source(column: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        human_path = HUMAN_OPEN_FIELDS.get(column)
+        if human_opens_only and human_path is not None and _dig(report, human_path) is not None:
+            return human_path
+        return path
+
     for column, path in REPORT_COUNT_FIELDS.items():
+        path = source(column, path)
         value = _dig(report, path)
         if value is None:
             value = 0
@@ -417,6 +444,7 @@ def parse_campaign_report(report: Mapping[str, Any], campaign_type: str | None =
             raise ReportError(f"campaign {campaign_id}: report field {'.'.join(path)} is {value!r}, not a count")
         row[column] = int(value)
     for column, path in REPORT_RATE_FIELDS.items():
+        path = source(column, path)
         value = _dig(report, path)
         if value is None:
             value = 0.0

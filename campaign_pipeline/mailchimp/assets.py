@@ -7,6 +7,7 @@ import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.events import (
+    bot_opens_filtered,
     empty_campaign_recipients,
     empty_raw_email_events,
     parse_campaign_report,
@@ -59,8 +60,13 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
         "api_calls": 0,
     }
     cursors: dict[str, str] = {}
+    bot_opens_left_out = 0
     for campaign_id in _campaign_ids(context):
         sync = fetch_and_land_events(mailchimp, store, campaign_id)
+        if mailchimp.filter_bots:
+            # What the filter removed, as Mailchimp's report counts it (one call per campaign, only when filtering).
+            bot_opens_left_out += bot_opens_filtered(mailchimp.fetch_report(campaign_id))
+            totals["api_calls"] += 1
         totals["new_events"] += sync.landing.new_events
         totals["total_events"] += sync.landing.total_events
         totals["quarantined_new"] += sync.landing.new_quarantined
@@ -87,6 +93,10 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             "api_calls": totals["api_calls"],
             "quarantined_new": totals["quarantined_new"],
             "quarantined_total": totals["quarantined_total"],
+            "bot_filter": (
+                "on: filter_bots=true, bot and privacy-proxy activity left out" if mailchimp.filter_bots else "off"
+            ),
+            "events_filtered": bot_opens_left_out,
             "dagster/row_count": len(events),
             "actions": dg.MetadataValue.json({k: int(v) for k, v in events["action"].value_counts().items()}),
             "preview": preview_table(events),
@@ -166,7 +176,10 @@ def mailchimp_campaign_report(
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     reports = pd.concat(
-        [parse_campaign_report(mailchimp.fetch_report(campaign_id)) for campaign_id in _campaign_ids(context)],
+        [
+            parse_campaign_report(mailchimp.fetch_report(campaign_id), human_opens_only=mailchimp.filter_bots)
+            for campaign_id in _campaign_ids(context)
+        ],
         ignore_index=True,
     )
     calls = mailchimp.stats.since(before)
@@ -178,6 +191,7 @@ def mailchimp_campaign_report(
             "unique_opens": int(reports["unique_opens"].sum()),
             "unique_subscriber_clicks": int(reports["unique_subscriber_clicks"].sum()),
             "campaign_type": str(first["campaign_type"]),
+            "opens_counted": "human only (proxy-excluded, filter_bots)" if mailchimp.filter_bots else "all opens",
             "api_calls": calls.api_calls,
             "preview": preview_table(reports),
         }

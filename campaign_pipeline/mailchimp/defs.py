@@ -33,10 +33,11 @@ def mailchimp_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
 def mailchimp_resource(profile: SyncProfile | None = None) -> MailchimpResource:
     """The resource bound under key "mailchimp": the key from MAILCHIMP_API_KEY, or the sandbox when unset."""
     list_id = profile.mailchimp.list_id if profile is not None else None
+    filter_bots = profile.mailchimp.filter_bots if profile is not None else False
     if os.environ.get(API_KEY_ENV, "").strip():
-        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), list_id=list_id)
+        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), list_id=list_id, filter_bots=filter_bots)
     # No key: the sandbox. Binding an unset EnvVar would fail at load, hence the branch.
-    return MailchimpResource(list_id=list_id)
+    return MailchimpResource(list_id=list_id, filter_bots=filter_bots)
 
 
 def mailchimp_resources(profile: SyncProfile | None = None) -> dict[str, MailchimpResource]:

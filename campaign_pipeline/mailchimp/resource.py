@@ -202,7 +202,10 @@ class MailchimpResource(dg.ConfigurableResource):
     )
     filter_bots: bool = Field(
         default=False,
-        description="Ask Mailchimp to drop bot and privacy-proxy activity (email-activity filter).",
+        description=(
+            "Ask Mailchimp to drop bot and privacy-proxy (Apple Mail Privacy Protection) activity: email-activity's "
+            "documented `filter_bots` parameter. Reports are then reconciled on their proxy-excluded opens."
+        ),
     )
     max_connections: int = Field(
         default=MAILCHIMP_CONNECTION_LIMIT,
@@ -454,8 +457,9 @@ class MailchimpResource(dg.ConfigurableResource):
             "fields": EMAIL_ACTIVITY_FIELDS if self.trim_fields else None,
         }
         if self.filter_bots:
-            # The 3.0.80 client's get_email_activity_for_campaign rejects this keyword, hence call_api.
-            query["activity_filter_bots"] = "true"
+            # Mailchimp's documented name (the current official SDKs send `filter_bots`); the 3.0.80 client's
+            # get_email_activity_for_campaign rejects the keyword, hence call_api.
+            query["filter_bots"] = "true"
         return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/email-activity", "emails", query)
 
     def fetch_unsubscribes(self, campaign_id: str) -> list[Any]:

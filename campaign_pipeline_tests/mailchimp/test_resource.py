@@ -159,7 +159,7 @@ def test_filter_bots_goes_through_as_query_parameter(account, sandbox, make_reso
     campaign_id = account.campaign_ids()[0]
     mailchimp.fetch_email_activity(campaign_id)
     queries = [query for _, path, query, _ in sandbox.request_log if "email-activity" in path]
-    assert queries and all(query.get("activity_filter_bots") == "true" for query in queries)
+    assert queries and all(query.get("filter_bots") == "true" for query in queries)
 
 
 def test_since_is_sent_with_whole_seconds_utc(account, sandbox, mailchimp):
