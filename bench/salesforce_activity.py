@@ -31,10 +31,10 @@ from campaign_pipeline.core.events import email_hashes, event_ids
 from campaign_pipeline.core.metrics import member_statuses
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.engine import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
-from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
 
 SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")

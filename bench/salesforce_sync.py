@@ -26,11 +26,12 @@ import pandas as pd
 
 from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes
+from campaign_pipeline.modes import campaign_mode_records
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.engine import BULK_JOB_WRITE_CALLS, COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
-from campaign_pipeline.salesforce.sync import COLLECTION_SIZE, campaign_mode_records, sync_desired_records
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
 
 CAMPAIGN_ID = "bench0001"
@@ -38,7 +39,6 @@ SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
 STATUSES = np.array(["Sent", "Opened", "Clicked", "Bounced", "Unsubscribed"], dtype=object)
 STATUS_SHARES = [0.55, 0.25, 0.12, 0.05, 0.03]
 MODES = ("campaign", "campaign_totals", "activity", "notes")
-BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
 DEFAULT_BULK_THRESHOLD = 2000
 DEFAULT_SEED = 7
 DEFAULT_COVERAGE = 0.6

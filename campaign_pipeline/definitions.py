@@ -33,7 +33,7 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     """Everything Dagster shows, for one sync profile: only the assets its mode writes."""
     from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets, mailchimp_resources
     from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets, metrics_resources
-    from campaign_pipeline.salesforce.defs import salesforce_asset_checks, salesforce_assets, salesforce_resources
+    from campaign_pipeline.salesforce.defs import salesforce_assets, salesforce_resources
 
     assets = [*mailchimp_assets(profile), *metrics_assets, *salesforce_assets(profile)]
     mailchimp = mailchimp_resources(profile)
@@ -57,7 +57,7 @@ def build_definitions(profile: SyncProfile) -> dg.Definitions:
     sensors, schedules = build_mailchimp_sensors(sync_job, profile)
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*metrics_asset_checks, *salesforce_asset_checks(profile)],
+        asset_checks=[*metrics_asset_checks],
         jobs=[sync_job],
         sensors=sensors,
         schedules=schedules,

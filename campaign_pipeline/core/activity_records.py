@@ -21,11 +21,10 @@ from campaign_pipeline.core.salesforce_records import (
     enforce_field_limits,
 )
 
-# Ledger kinds of the three desired-record frames, and the sObject each writes.
+# Ledger kinds of the three desired-record frames.
 TASK = "task"
 NOTE = "note"
 ATTACHMENT = "attachment"
-SOBJECT_BY_KIND: dict[str, str] = {TASK: "Task", NOTE: "Note", ATTACHMENT: "Attachment"}
 
 # The actions that become Tasks, and the response status each one stands for.
 TASK_STATUS_BY_ACTION: dict[str, str] = {"open": "Opened", "click": "Clicked"}

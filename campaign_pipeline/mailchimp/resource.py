@@ -6,7 +6,6 @@ import atexit
 import hashlib
 import json
 import logging
-import math
 import random
 import re
 import threading
@@ -565,8 +564,3 @@ def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaig
         list_id=recipients.get("list_id"),
         automation_id=automation_id,
     )
-
-
-def total_pages(records: int, page_size: int) -> int:
-    """Pages a collection of `records` needs: at least one (the empty first page)."""
-    return max(1, math.ceil(records / page_size))

@@ -6,7 +6,6 @@
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -17,8 +16,6 @@ from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.activity_records import (
     ATTACHMENT,
     ATTACHMENT_MAX_BYTES,
-    NOTE,
-    TASK,
     TASK_SUBTYPE,
     attachment_bytes,
     desired_attachments,
@@ -26,14 +23,22 @@ from campaign_pipeline.core.activity_records import (
     desired_tasks,
 )
 from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING, diff_against_ledger
-from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, CAMPAIGN
+from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.assets import DesiredInput
+from campaign_pipeline.salesforce.engine import (
+    ATTACHMENT_KIND,
+    NOTE_KIND,
+    TASK_KIND,
+    TASK_ON_CAMPAIGN_KIND,
+    DesiredRecords,
+    RecordKind,
+    with_external_id,
+)
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
-from campaign_pipeline.salesforce.matching import chunk_for_in_list
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
-from campaign_pipeline.salesforce.sync import DesiredRecords, RecordKind, with_external_id
+from campaign_pipeline.salesforce.soql import chunk_for_in_list
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
@@ -41,29 +46,6 @@ MODES_WITH_TASKS = frozenset({"activity", "campaign_and_activity"})
 MODES_WITH_NOTES = frozenset({"notes"})
 # Every Task description ends with this line; it finds the Task of a key after a crash when no external ID exists.
 _EVENT_LINE = re.compile(r"^Mailchimp event: (\S+)\s*$", re.MULTILINE)
-
-# Tasks: the event never changes, so lookups are by person and subject, and the description (it names the event)
-# tells a person's Tasks of one subject apart. Description is a long text area, which SOQL cannot filter on: it is
-# compared in Python. TaskSubtype is fixed at create.
-TASK_KIND = RecordKind(
-    TASK,
-    "Task",
-    create_only_fields=("TaskSubtype",),
-    lookup_fields=("WhoId", "Subject"),
-    match_in_python=("Description",),
-)
-# campaign_and_activity: WhatId takes the Campaign's Salesforce Id from the ledger (parent_key = campaign id).
-TASK_ON_CAMPAIGN_KIND = replace(TASK_KIND, parent_field="WhatId", parent_kind=CAMPAIGN)
-# One Note and one Attachment per campaign x person; the title / file name carry the campaign id, so they identify.
-NOTE_KIND = RecordKind(NOTE, "Note", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Title"))
-# Bulk API 2.0 cannot load Attachment.Body (base64): Attachments always go through sObject Collections, cut by size.
-ATTACHMENT_KIND = RecordKind(
-    ATTACHMENT,
-    "Attachment",
-    create_only_fields=("ParentId",),
-    lookup_fields=("ParentId", "Name"),
-    bulk_allowed=False,
-)
 
 
 def one_task_per_url(profile: SyncProfile) -> bool:
@@ -387,7 +369,7 @@ def activity_mode_records(
 ) -> list[DesiredRecords]:
     """Desired Tasks (modes activity, campaign_and_activity) or Notes and Attachments (mode notes), with their kinds.
 
-    Mode campaign_and_activity also needs the Campaign records first (``sync.campaign_mode_records``).
+    Mode campaign_and_activity also needs the Campaign records first (``modes.campaign_mode_records``).
     """
     if profile.mode in MODES_WITH_TASKS:
         tasks = profile_tasks(profile, raw_email_events, member_statuses, matches, campaign_report)

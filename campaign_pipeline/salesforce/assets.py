@@ -26,22 +26,21 @@ from campaign_pipeline.mailchimp.partitions import (
     mailchimp_campaigns,
 )
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.ledger import SyncLedger
-from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
-from campaign_pipeline.salesforce.sync import (
+from campaign_pipeline.salesforce.engine import (
     CAMPAIGN_MEMBER_STATUS_KIND,
+    LEAD_KIND,
     DesiredRecords,
     RecordKind,
     SyncReport,
     sync_desired_records,
 )
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
+from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
 SALESFORCE_POOL = "salesforce"
-# Looked up by Email before creating, so a Lead made by an earlier (crashed) run is adopted, not doubled.
-LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",), lookup_before_create=True)
 
 
 @dataclass(frozen=True)

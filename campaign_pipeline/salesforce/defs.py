@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
+from campaign_pipeline.modes import campaign_kind, campaign_member_kind
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.activity_assets import ACTIVITY_DESIRED_INPUTS
 from campaign_pipeline.salesforce.assets import (
@@ -21,7 +22,6 @@ from campaign_pipeline.salesforce.assets import (
     build_sf_campaign_members,
 )
 from campaign_pipeline.salesforce.resource import SalesforceResource
-from campaign_pipeline.salesforce.sync import campaign_kind, campaign_member_kind
 
 MODES_WITH_CAMPAIGN = frozenset({"campaign", "campaign_and_activity", "campaign_totals"})
 MODES_WITH_MEMBERS = frozenset({"campaign", "campaign_and_activity"})
@@ -50,11 +50,6 @@ def salesforce_assets(
     if desired_inputs:
         assets.append(build_salesforce_sync(profile, desired_inputs))
     return assets
-
-
-def salesforce_asset_checks(profile: SyncProfile) -> list[dg.AssetChecksDefinition]:
-    """The sync's check (no failed records) lives on salesforce_sync itself; nothing separate."""
-    return []
 
 
 def salesforce_resources(profile: SyncProfile | None = None) -> dict[str, SalesforceResource]:

@@ -6,15 +6,14 @@ several candidates of the winning kind pick the oldest (CreatedDate, then Id) an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote_plus
 
 import numpy as np
 import pandas as pd
 from simple_salesforce.format import format_soql
 
-from campaign_pipeline.salesforce.resource import MAX_QUERY_URI_CHARS, SalesforceClient
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.salesforce.soql import chunk_for_in_list
 
 MATCH_COLUMNS: tuple[str, ...] = (
     "campaign_id",
@@ -34,25 +33,6 @@ _QUERIES = {
     # Converted Leads live on as Contacts; matching them would double-count the person.
     "Lead": "SELECT Id, Email, CreatedDate FROM Lead WHERE Email IN {} AND IsConverted = false",
 }
-
-
-def chunk_for_in_list(
-    values: list[str], template: str, max_uri_chars: int = MAX_QUERY_URI_CHARS
-) -> Iterator[list[str]]:
-    """Split values so each `template.format(IN-list)` query stays under the URI limit once URL-encoded."""
-    base = len(quote_plus(format_soql(template, [])))
-    chunk: list[str] = []
-    size = base
-    for value in values:
-        # Each value costs its escaped, quoted, URL-encoded literal plus the separating comma.
-        cost = len(quote_plus(format_soql("{}", value))) + 3
-        if chunk and size + cost > max_uri_chars:
-            yield chunk
-            chunk, size = [], base
-        chunk.append(value)
-        size += cost
-    if chunk:
-        yield chunk
 
 
 def fetch_people(client: SalesforceClient, emails: list[str]) -> pd.DataFrame:

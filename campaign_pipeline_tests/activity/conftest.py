@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipeline.modes import campaign_mode_records
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
-from campaign_pipeline.salesforce.sync import SyncReport, campaign_mode_records, sync_desired_records
 from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults, SalesforceSandbox
 
 from .frames import statuses

@@ -9,11 +9,10 @@ import pytest
 
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce import sync
 from campaign_pipeline.salesforce.activity_assets import activity_mode_records
+from campaign_pipeline.salesforce.engine import sobject_collections, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.sync import sync_desired_records
 
 from .frames import content, events, recipients, report, statuses
 
@@ -306,7 +305,7 @@ def test_crash_recovery_of_many_notes_costs_a_few_queries_not_one_per_person(act
 def test_attachments_never_go_by_bulk_and_collections_calls_are_cut_by_payload_size(activity_org, monkeypatch) -> None:
     # Bulk API 2.0 cannot carry Attachment.Body: above the bulk threshold Notes go by Bulk, Attachments still by
     # sObject Collections, cut by body size; an Attachment bigger than a whole call goes alone (POST /sobjects).
-    monkeypatch.setattr(sync, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
     profile = SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": 2}})
     both = pd.concat([recipients(*AUDIENCE, campaign_id="c1"), recipients(*AUDIENCE[:2], campaign_id="c2")])
     raw = pd.concat([_events(), events(("ann@example.com", "open", "2026-03-02 18:00"), campaign_id="c2")])
@@ -333,14 +332,18 @@ def test_attachments_never_go_by_bulk_and_collections_calls_are_cut_by_payload_s
 
 def test_collection_batches_cut_by_count_and_size_and_put_an_oversized_record_alone() -> None:
     sizes = [10] * 450
-    assert [len(batch) for batch in sync._collection_batches(list(range(450)), sizes, 10_000)] == [200, 200, 50]
+    assert [len(batch) for batch in sobject_collections.collection_batches(list(range(450)), sizes, 10_000)] == [
+        200,
+        200,
+        50,
+    ]
     sizes = [40, 40, 40, 500, 40, 40]
-    batches = list(sync._collection_batches(list(range(6)), sizes, 100))
+    batches = list(sobject_collections.collection_batches(list(range(6)), sizes, 100))
     assert batches == [[0, 1], [2], [3], [4, 5]]
 
 
 def test_an_oversized_attachment_is_updated_alone_and_its_refusal_is_its_own(activity_org, monkeypatch) -> None:
-    monkeypatch.setattr(sync, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
     profile = _profile("notes")
     audience = recipients(*AUDIENCE[:2])
     raw = events(("ann@example.com", "open", "2026-03-02 15:05"), ("bob@example.com", "open", "2026-03-02 15:07"))

@@ -7,7 +7,7 @@ from urllib.parse import quote_plus
 import pandas as pd
 from simple_salesforce.format import format_soql
 
-from campaign_pipeline.salesforce.sync import _in_list_chunks
+from campaign_pipeline.salesforce.soql import in_list_chunks
 
 TEMPLATE = "SELECT Id FROM Note WHERE ParentId IN {} AND Title IN {}"
 
@@ -19,7 +19,7 @@ def test_chunks_stay_under_the_limit_cover_every_row_and_share_repeated_values()
             "Title": ["Email response: A (c1)"] * 400 + ["Email response: O'Brien (c2)"] * 400,
         }
     )
-    chunks = list(_in_list_chunks(rows, TEMPLATE, max_uri_chars=3_000))
+    chunks = list(in_list_chunks(rows, TEMPLATE, max_uri_chars=3_000))
     assert len(chunks) > 1
     for parents, titles in chunks:
         assert len(quote_plus(format_soql(TEMPLATE, parents, titles))) <= 3_000
@@ -33,4 +33,4 @@ def test_chunks_stay_under_the_limit_cover_every_row_and_share_repeated_values()
 
 def test_one_small_chunk_when_everything_fits() -> None:
     rows = pd.DataFrame({"ParentId": ["a", "b", "a"], "Title": ["t", "t", "u"]})
-    assert list(_in_list_chunks(rows, TEMPLATE)) == [[["a", "b"], ["t", "u"]]]
+    assert list(in_list_chunks(rows, TEMPLATE)) == [[["a", "b"], ["t", "u"]]]

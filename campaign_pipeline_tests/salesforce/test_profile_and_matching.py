@@ -10,7 +10,8 @@ import pytest
 from simple_salesforce.format import format_soql
 
 from campaign_pipeline.profile import ProfileError, load_profile
-from campaign_pipeline.salesforce.matching import chunk_for_in_list, match_members
+from campaign_pipeline.salesforce.matching import match_members
+from campaign_pipeline.salesforce.soql import chunk_for_in_list
 
 from .frames import email_id
 

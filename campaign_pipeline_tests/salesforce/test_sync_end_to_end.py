@@ -7,9 +7,8 @@ import pytest
 
 from campaign_pipeline.core.diff import RESULT_OK
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce import sync as sync_module
+from campaign_pipeline.salesforce.engine import SalesforceFieldError, sobject_collections, sync_desired_records
 from campaign_pipeline.salesforce.matching import fetch_people
-from campaign_pipeline.salesforce.sync import SalesforceFieldError, sync_desired_records
 
 from .conftest import AUDIENCE, PROFILE, statuses_for
 from .frames import campaign_report
@@ -133,7 +132,7 @@ class Crash(Exception):
 
 def test_a_crash_between_batches_then_a_rerun_equals_one_clean_run(sandbox_org, monkeypatch, pg_engine) -> None:
     statuses = statuses_for(AUDIENCE[:20])
-    monkeypatch.setattr(sync_module, "COLLECTION_SIZE", 4)
+    monkeypatch.setattr(sobject_collections, "COLLECTION_SIZE", 4)
     real_record = sandbox_org.ledger.record_results
     calls = {"n": 0}
 

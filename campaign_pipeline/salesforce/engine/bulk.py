@@ -1,0 +1,157 @@
+"""Bulk API 2.0 ingest jobs: create, upload the CSV, close, poll, read results and pair them back with our rows."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from campaign_pipeline.salesforce.engine.context import SyncContext
+from campaign_pipeline.salesforce.engine.encoding import bulk_csv, payloads, read_bulk_csv, row_identity
+from campaign_pipeline.salesforce.engine.kinds import RecordKind
+from campaign_pipeline.salesforce.engine.report import KindOutcome
+from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
+from campaign_pipeline.salesforce.resource import TRANSIENT_RECORD_ERRORS, SalesforceCallFailed
+
+BULK_POLL_LIMIT = 600
+BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
+
+
+def send_bulk(
+    ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, action: str, outcome: KindOutcome, depth: int = 0
+) -> None:
+    """Send ``rows`` (one action) as one ingest job; lock errors go again (as a job, or Collections if few)."""
+    client = ctx.client
+    rows = rows.reset_index(drop=True)
+    records = payloads(kind, rows, action, ctx.fields.types_of(kind), ctx.fields.create_only_of(kind))
+    cells, columns, csv_text = bulk_csv(records, for_update=action == "update")
+    if action == "create":
+        ctx.ledger.record_pending(kind.name, rows)
+    operation = "update" if action == "update" else ("upsert" if kind.external_id_field else "insert")
+    try:
+        successful, failed = _bulk_job(ctx, kind, operation, csv_text, len(rows))
+    except SalesforceCallFailed as failure:
+        ctx.record_call_failure(kind, rows, outcome, action, failure)
+        return
+    # Results echo the uploaded cells, not our keys: pair them back by cell content, in order for repeats.
+    identity = row_identity(cells, columns)
+    position_of = pd.Series(
+        range(len(rows)), index=identity + "\x1e" + identity.groupby(identity).cumcount().astype(str)
+    )
+    retry_positions: list[int] = []
+    failed_positions: set[int] = set()
+    ok_ids: dict[int, str] = {}
+    created = 0
+    for result_rows, is_ok in ((successful, True), (failed, False)):
+        if result_rows.empty:
+            continue
+        result_identity = row_identity(result_rows, columns)
+        keys = result_identity + "\x1e" + result_identity.groupby(result_identity).cumcount().astype(str)
+        positions = keys.map(position_of)
+        if is_ok:
+            for position, sf_id, was_created in zip(
+                positions,
+                result_rows["sf__Id"],
+                result_rows.get("sf__Created", pd.Series("false", index=result_rows.index)),
+                strict=True,
+            ):
+                if pd.notna(position):
+                    ok_ids[int(position)] = sf_id
+                    created += str(was_created).lower() == "true"
+        else:
+            errors = result_rows["sf__Error"].fillna("")
+            codes = errors.str.split(":", n=1).str[0]
+            messages = errors.str.split(":", n=1).str[1].fillna("").str.strip()
+            valid = positions.notna()
+            positions_ok = positions[valid].astype(int)
+            lock = codes[valid].isin(TRANSIENT_RECORD_ERRORS).to_numpy() & (depth < client.max_retries)
+            retry_positions += positions_ok[lock].tolist()
+            hard = positions_ok[~lock].tolist()
+            failed_positions.update(hard)
+            hard_rows = rows.iloc[hard]
+            ctx.book.record(
+                kind,
+                hard_rows,
+                hard_rows["salesforce_id"],
+                "error",
+                pd.Series(codes[valid][~lock].to_numpy(), index=hard_rows.index),
+                pd.Series(messages[valid][~lock].to_numpy(), index=hard_rows.index),
+            )
+            outcome.failed += len(hard)
+    if ok_ids:
+        done_rows = rows.iloc[sorted(ok_ids)]
+        ctx.book.record(
+            kind, done_rows, pd.Series([ok_ids[p] for p in sorted(ok_ids)], index=done_rows.index), "ok", None, None
+        )
+        if action == "create":
+            outcome.created += created if operation == "upsert" else len(ok_ids)
+            outcome.updated += len(ok_ids) - created if operation == "upsert" else 0
+        else:
+            outcome.updated += len(ok_ids)
+    answered = set(ok_ids) | set(retry_positions) | failed_positions
+    unanswered = [position for position in range(len(rows)) if position not in answered]
+    if unanswered:
+        # Neither succeeded nor failed (unprocessed): a create may or may not exist, so look it up next run.
+        lost = rows.iloc[unanswered]
+        result = "pending" if action == "create" else "error"
+        ctx.book.record(
+            kind, lost, lost["salesforce_id"], result, "NOT_PROCESSED", "Bulk job did not process the record"
+        )
+        outcome.failed += len(lost)
+    if retry_positions:
+        client.stats.retries += 1
+        client.sleep(client.backoff_seconds * (2**depth))
+        retry_rows = rows.iloc[retry_positions]
+        if len(retry_rows) >= ctx.settings.bulk_threshold:
+            send_bulk(ctx, kind, retry_rows, action, outcome, depth + 1)
+        else:
+            send_collections(ctx, kind, retry_rows, action, outcome)
+
+
+def _bulk_job(
+    ctx: SyncContext, kind: RecordKind, operation: str, csv_text: str, expected: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One job's lifecycle: create, upload, UploadComplete, poll until it ends; (successful, failed) results."""
+    client = ctx.client
+    spec: dict[str, str | None] = {
+        "object": kind.sobject,
+        "operation": operation,
+        "contentType": "CSV",
+        "lineEnding": "LF",
+    }
+    if operation == "upsert":
+        spec["externalIdFieldName"] = kind.external_id_field
+    what = f"Bulk API 2.0 {operation} of {expected} {kind.sobject} record(s)"
+    job = client.rest("write", f"{what}: create job", "POST", "jobs/ingest", data=json.dumps(spec), idempotent=False)
+    job_path = f"jobs/ingest/{job['id']}"
+    client.raw(
+        "write",
+        f"{what}: upload",
+        "PUT",
+        f"{job_path}/batches",
+        data=csv_text.encode("utf-8"),
+        headers={"Content-Type": "text/csv"},
+    )
+    client.rest("write", f"{what}: close", "PATCH", job_path, data=json.dumps({"state": "UploadComplete"}))
+    state = ""
+    for poll in range(BULK_POLL_LIMIT):
+        info = client.rest("read", f"{what}: status", "GET", job_path)
+        state = info.get("state", "")
+        if state in ("JobComplete", "Failed", "Aborted"):
+            break
+        client.sleep(min(0.05 * (2**poll), 5.0))
+    if state != "JobComplete":
+        message = info.get("errorMessage") or state
+        raise SalesforceCallFailed(f"{what}: job {job['id']} ended {state}: {message}", error_code="BULK_JOB_FAILED")
+    successful = _bulk_results(ctx, f"{what}: successful results", f"{job_path}/successfulResults")
+    failed = (
+        _bulk_results(ctx, f"{what}: failed results", f"{job_path}/failedResults")
+        if info.get("numberRecordsFailed", 1)
+        else pd.DataFrame()
+    )
+    return successful, failed
+
+
+def _bulk_results(ctx: SyncContext, what: str, path: str) -> pd.DataFrame:
+    response = ctx.client.raw("read", what, "GET", path, headers={"Accept": "text/csv"})
+    return read_bulk_csv(response.text)

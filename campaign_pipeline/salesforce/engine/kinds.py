@@ -1,0 +1,105 @@
+"""Record kinds: what the engine must know about one kind of Salesforce record to write it safely."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
+from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """Which sObject a frame is, how it hangs on its parent, and how an existing record is found again."""
+
+    name: str
+    sobject: str
+    parent_field: str | None = None
+    parent_kind: str | None = None
+    create_only_fields: tuple[str, ...] = ()
+    lookup_fields: tuple[str, ...] = ()
+    external_id_field: str | None = None
+    # Look every create up first: for records the org may have made itself (default CampaignMemberStatus values).
+    lookup_before_create: bool = False
+    # A text field holding the sync key (Campaign.Description names the Mailchimp campaign): a lookup adopts only
+    # records whose field contains the key, so a same-named record of someone else is never taken over.
+    lookup_key_marker_field: str | None = None
+    # Fields that identify a record too but cannot go in a SOQL WHERE (long text areas such as Task.Description:
+    # a live org answers INVALID_FIELD "can not be filtered"): selected by the lookup and compared in Python.
+    match_in_python: tuple[str, ...] = ()
+    # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
+    # they always go through sObject Collections, whatever the volume.
+    bulk_allowed: bool = True
+
+    @property
+    def identity_fields(self) -> tuple[str, ...]:
+        """Every field that identifies a record: the SOQL-filtered lookup fields, then those matched in Python."""
+        return (*self.lookup_fields, *self.match_in_python)
+
+
+@dataclass
+class DesiredRecords:
+    """One kind's desired-record frame (shape: ``campaign_pipeline.core.salesforce_records``), in push order."""
+
+    kind: RecordKind
+    frame: pd.DataFrame
+
+
+CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",), lookup_key_marker_field="Description")
+CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
+    CAMPAIGN_MEMBER_STATUS,
+    "CampaignMemberStatus",
+    parent_field="CampaignId",
+    parent_kind=CAMPAIGN,
+    create_only_fields=("CampaignId", "Label"),
+    lookup_fields=("CampaignId", "Label"),
+    lookup_before_create=True,
+)
+CAMPAIGN_MEMBER_KIND = RecordKind(
+    CAMPAIGN_MEMBER,
+    "CampaignMember",
+    parent_field="CampaignId",
+    parent_kind=CAMPAIGN,
+    create_only_fields=("CampaignId", "ContactId", "LeadId"),
+    lookup_fields=("CampaignId", "ContactId", "LeadId"),
+)
+# Looked up by Email before creating, so a Lead made by an earlier (crashed) run is adopted, not doubled.
+LEAD_KIND = RecordKind("lead", "Lead", lookup_fields=("Email",), lookup_before_create=True)
+
+# Tasks: the event never changes, so lookups are by person and subject, and the description (it names the event)
+# tells a person's Tasks of one subject apart. Description is a long text area, which SOQL cannot filter on: it is
+# compared in Python. TaskSubtype is fixed at create.
+TASK_KIND = RecordKind(
+    TASK,
+    "Task",
+    create_only_fields=("TaskSubtype",),
+    lookup_fields=("WhoId", "Subject"),
+    match_in_python=("Description",),
+)
+# campaign_and_activity: WhatId takes the Campaign's Salesforce Id from the ledger (parent_key = campaign id).
+TASK_ON_CAMPAIGN_KIND = replace(TASK_KIND, parent_field="WhatId", parent_kind=CAMPAIGN)
+# One Note and one Attachment per campaign x person; the title / file name carry the campaign id, so they identify.
+NOTE_KIND = RecordKind(NOTE, "Note", create_only_fields=("ParentId",), lookup_fields=("ParentId", "Title"))
+# Bulk API 2.0 cannot load Attachment.Body (base64): Attachments always go through sObject Collections, cut by size.
+ATTACHMENT_KIND = RecordKind(
+    ATTACHMENT,
+    "Attachment",
+    create_only_fields=("ParentId",),
+    lookup_fields=("ParentId", "Name"),
+    bulk_allowed=False,
+)
+
+
+def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordKind:
+    """The kind keyed by an external-ID field: creates become upserts and lookups use the key."""
+    if not external_id_field:
+        return kind
+    return replace(
+        kind,
+        external_id_field=external_id_field,
+        lookup_fields=(external_id_field,),
+        lookup_key_marker_field=None,
+        match_in_python=(),
+    )

@@ -1,0 +1,110 @@
+"""What a sync run did, per record kind: the report the push shows, and the ledger bookkeeping behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from campaign_pipeline.core.salesforce_records import salesforce_field_columns
+from campaign_pipeline.salesforce.engine.kinds import RecordKind
+from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
+
+FAILURE_COLUMNS: tuple[str, ...] = ("object_kind", "sync_key", "campaign_id", "error_code", "error_message")
+
+
+@dataclass
+class KindOutcome:
+    kind: str
+    sobject: str
+    desired: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    rejected: int = 0
+    to_create: int = 0
+    to_update: int = 0
+    api: str = "none"
+
+
+@dataclass
+class SyncReport:
+    """What a run did (or, in preview, would do), for logs and asset metadata."""
+
+    target: str
+    preview_only: bool
+    outcomes: dict[str, KindOutcome] = field(default_factory=dict)
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(FAILURE_COLUMNS)))
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stopped: str | None = None
+    kind_errors: dict[str, str] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+
+    def total(self, attribute: str) -> int:
+        return sum(getattr(outcome, attribute) for outcome in self.outcomes.values())
+
+    @property
+    def write_calls(self) -> int:
+        return self.calls.get("write", 0)
+
+    @property
+    def read_calls(self) -> int:
+        return self.calls.get("read", 0)
+
+
+class Bookkeeping:
+    """Writes per-record results to the ledger and keeps this run's failures and change preview for the report."""
+
+    def __init__(self, ledger: SyncLedger) -> None:
+        self.ledger = ledger
+        self.failures: list[pd.DataFrame] = []
+        self.changes: list[pd.DataFrame] = []
+
+    def record(self, kind: RecordKind, rows: pd.DataFrame, ids: Any, result: str, codes: Any, messages: Any) -> None:
+        """Ledger rows for ``rows``: Salesforce Ids, result (ok / error / pending) and error code and message."""
+        if rows.empty:
+            return
+        frame = pd.DataFrame(
+            {
+                "sync_key": rows["sync_key"].to_numpy(),
+                "campaign_id": rows["campaign_id"].to_numpy(),
+                "salesforce_id": (ids.to_numpy() if isinstance(ids, pd.Series) else ids) if ids is not None else pd.NA,
+                "content_hash": rows["content_hash"].to_numpy(),
+                "last_result": result,
+                "error_code": codes.to_numpy() if isinstance(codes, pd.Series) else codes,
+                "error_message": messages.to_numpy() if isinstance(messages, pd.Series) else messages,
+            },
+            index=rows.index,
+        )
+        self.ledger.record_results(kind.name, frame[list(RESULT_COLUMNS)])
+        if result == "error":
+            self.failures.append(frame.assign(object_kind=kind.name))
+
+    def preview_changes(self, kind: RecordKind, changed: pd.DataFrame) -> None:
+        """One line per record this run would write: its key, the action and the first few fields."""
+        fields = [name for name in salesforce_field_columns(changed) if name != kind.parent_field]
+        summary = pd.Series("", index=changed.index, dtype=object)
+        for name in fields[:6]:
+            shown = changed[name].astype(object).where(changed[name].notna(), "null").astype(str).str.slice(0, 40)
+            summary = summary + name + "=" + shown + "; "
+        self.changes.append(
+            pd.DataFrame(
+                {
+                    "object_kind": kind.name,
+                    "sync_key": changed["sync_key"].to_numpy(),
+                    "action": np.where(changed["is_retry"], changed["action"] + " (retry)", changed["action"]),
+                    "salesforce_id": changed["salesforce_id"].to_numpy(),
+                    "fields": summary.str.rstrip("; ").to_numpy(),
+                }
+            )
+        )
+
+    def fill(self, report: SyncReport) -> None:
+        if self.failures:
+            report.failures = pd.concat(self.failures, ignore_index=True)[list(FAILURE_COLUMNS)]
+        if self.changes:
+            report.changes = pd.concat(self.changes, ignore_index=True)

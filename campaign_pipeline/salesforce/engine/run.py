@@ -1,0 +1,119 @@
+"""One sync run: check fields, then per kind (parents first) diff against the ledger, look up, and send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from campaign_pipeline.core import diff as diffing
+from campaign_pipeline.core.salesforce_records import enforce_field_limits
+from campaign_pipeline.profile import SyncSettings
+from campaign_pipeline.salesforce.engine.bulk import send_bulk
+from campaign_pipeline.salesforce.engine.context import OrgFields, SyncContext, logger
+from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
+from campaign_pipeline.salesforce.engine.lookups import adopt_existing
+from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome, SyncReport
+from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.resource import SalesforceCallFailed, SalesforceClient, SalesforceStopped
+
+
+def sync_desired_records(
+    client: SalesforceClient, ledger: SyncLedger, desired: Sequence[DesiredRecords], settings: SyncSettings
+) -> SyncReport:
+    """Write the desired records (parents first) and return what happened; see the package docstring."""
+    ctx = SyncContext(client, ledger, settings, OrgFields(client), Bookkeeping(ledger))
+    report = SyncReport(target=client.target, preview_only=settings.preview_only)
+    try:
+        for batch in desired:
+            ctx.fields.check(batch.kind, batch.frame)
+        for batch in desired:
+            try:
+                _sync_kind(ctx, report, batch.kind, batch.frame)
+            except SalesforceCallFailed as failure:
+                # A call that failed after retries (a lookup, a bulk job) ends this kind, not the run: what
+                # was written is recorded, the rest is sent next run; children wait for a missing parent.
+                report.kind_errors[batch.kind.name] = str(failure)
+                logger.warning("Salesforce sync of %s failed: %s", batch.kind.name, failure)
+    except SalesforceStopped as stop:
+        report.stopped = str(stop)
+        logger.warning("Salesforce sync stopped: %s", stop)
+    finally:
+        report.calls = dict(client.stats.calls)
+        report.retries = client.stats.retries
+        ctx.book.fill(report)
+    return report
+
+
+def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd.DataFrame) -> None:
+    settings = ctx.settings
+    outcome = KindOutcome(kind.name, kind.sobject, desired=len(frame))
+    report.outcomes[kind.name] = outcome
+    if frame.empty:
+        return
+    frame = enforce_field_limits(
+        frame, kind.sobject, policy=settings.field_limit_policy, extra_limits=ctx.fields.text_limits(kind, frame)
+    )
+    campaign_ids = sorted(frame["campaign_id"].dropna().unique().tolist())
+    frame = _fill_parent_ids(ctx.ledger, kind, frame, campaign_ids)
+    diffed = diffing.diff_against_ledger(frame, ctx.ledger.load(kind.name, campaign_ids))
+    parentless = diffed["action"].isin(["create", "update"]) & _missing_parent(kind, diffed)
+    counts = diffing.summarise_actions(diffed)
+    outcome.unchanged = counts["unchanged"]
+    outcome.rejected = counts["rejected"]
+    # A preview counts children of parents it would create; a real run cannot send them without the parent.
+    sendable = ~parentless | settings.preview_only
+    outcome.to_create = int(((diffed["action"] == "create") & sendable).sum())
+    outcome.to_update = int(((diffed["action"] == "update") & sendable).sum())
+    ctx.book.preview_changes(kind, diffed[diffed["action"] != "unchanged"])
+    if settings.preview_only:
+        return
+
+    rejected = diffed[diffed["action"] == "rejected"]
+    ctx.book.record(kind, rejected, None, "error", "FIELD_LIMIT", rejected["reject_reason"])
+    outcome.failed += len(rejected)
+    waiting = diffed[parentless]
+    if len(waiting):
+        reason = f"parent {kind.parent_kind} has no Salesforce Id yet (its write failed or was not made)"
+        ctx.book.record(kind, waiting, None, "error", "PARENT_NOT_SYNCED", reason)
+        outcome.failed += len(waiting)
+    todo = diffed[diffed["action"].isin(["create", "update"]) & ~parentless].copy()
+    if todo.empty:
+        return
+
+    # Records whose earlier create has an unknown outcome, or that the org may have made itself.
+    lookup = (todo["action"] == "create") & (todo["needs_lookup"] | kind.lookup_before_create)
+    if kind.external_id_field:
+        # An upsert by external ID is safe to repeat as is: there is nothing to look up first.
+        lookup = pd.Series(False, index=todo.index)
+    if lookup.any():
+        todo = adopt_existing(ctx, kind, todo, lookup, outcome)
+
+    creates = todo[todo["action"] == "create"]
+    updates = todo[todo["action"] == "update"]
+    use_bulk = kind.bulk_allowed and len(creates) + len(updates) >= settings.bulk_threshold
+    outcome.api = "bulk" if use_bulk else "collections"
+    send = send_bulk if use_bulk else send_collections
+    if len(creates):
+        send(ctx, kind, creates, "create", outcome)
+    if len(updates):
+        send(ctx, kind, updates, "update", outcome)
+
+
+def _fill_parent_ids(
+    ledger: SyncLedger, kind: RecordKind, frame: pd.DataFrame, campaign_ids: list[str]
+) -> pd.DataFrame:
+    if not kind.parent_field or not kind.parent_kind:
+        return frame
+    parents = ledger.load(kind.parent_kind, campaign_ids)
+    parent_ids = parents.dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
+    frame = frame.copy()
+    frame[kind.parent_field] = frame["parent_key"].map(parent_ids).astype(object)
+    return frame
+
+
+def _missing_parent(kind: RecordKind, diffed: pd.DataFrame) -> pd.Series:
+    if not kind.parent_field:
+        return pd.Series(False, index=diffed.index)
+    return diffed[kind.parent_field].isna() & diffed["parent_key"].notna()
