@@ -43,6 +43,7 @@ SALESFORCE_BY_MODE = {
 COMMON_EDGES = {
     "member_statuses": {"campaign_recipients", "raw_email_events"},
     "campaign_totals": {"mailchimp_campaign_report", "member_statuses"},
+    "campaign_recipients": {"mailchimp_campaign_report"},
 }
 PEOPLE_EDGES = {"salesforce_matches": {"member_statuses"}, "unmatched_members": {"member_statuses"}}
 CAMPAIGN_EDGES = {"sf_campaign": {"campaign_totals", "mailchimp_campaign_report"}}

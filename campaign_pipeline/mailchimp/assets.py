@@ -125,11 +125,23 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
         "send time, and for automation emails it is approximate (sent_at_is_exact = false)."
     ),
 )
-def campaign_recipients(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
+def campaign_recipients(
+    context: dg.AssetExecutionContext, mailchimp: MailchimpResource, mailchimp_campaign_report: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     store = LandingStore()
-    syncs = [fetch_and_land_recipients(mailchimp, store, campaign_id) for campaign_id in _campaign_ids(context)]
+    # The report asset already fetched /reports/{id} this run: its row says whether sent-to can have changed.
+    reports = mailchimp_campaign_report.set_index("campaign_id")
+    syncs = [
+        fetch_and_land_recipients(
+            mailchimp,
+            store,
+            campaign_id,
+            reports.loc[campaign_id].to_dict() if campaign_id in reports.index else None,
+        )
+        for campaign_id in _campaign_ids(context)
+    ]
     recipients = (
         pd.concat([sync.recipients for sync in syncs], ignore_index=True) if syncs else empty_campaign_recipients()
     )

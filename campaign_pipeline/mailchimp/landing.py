@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -16,9 +18,9 @@ from campaign_pipeline.core.events import (
     CAMPAIGN_RECIPIENT_COLUMNS,
     RAW_EMAIL_EVENT_COLUMNS,
     empty_raw_email_events,
+    parse_campaign_report,
     parse_email_activity,
     parse_sent_to,
-    parse_timestamp,
     parse_unsubscribes,
 )
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
@@ -370,17 +372,26 @@ class RecipientSync:
     calls: MailchimpCallStats
 
 
-def fetch_and_land_recipients(mailchimp: MailchimpResource, store: LandingStore, campaign_id: str) -> RecipientSync:
+def fetch_and_land_recipients(
+    mailchimp: MailchimpResource,
+    store: LandingStore,
+    campaign_id: str,
+    report: Mapping[str, Any] | None = None,
+) -> RecipientSync:
     """campaign_recipients for a campaign, reading sent-to only when it can have changed.
 
     A sent regular campaign's sent-to is fixed once every email is out, so when the landed rows
-    already number the report's `emails_sent` a re-sync costs one report call instead of one call
-    per page. Automation emails keep gaining recipients and are always re-read.
+    already number the report's `emails_sent` a re-sync reads no sent-to page at all. Automation
+    emails keep gaining recipients and are always re-read. ``report`` is the campaign's row of
+    mailchimp_campaign_report (campaign_type, emails_sent, send_time) when the caller has it, so a
+    run fetches /reports/{id} once; without it the report is fetched here.
     """
     before = mailchimp.stats.snapshot()
-    report = mailchimp.fetch_report(campaign_id)
-    is_automation = str(report.get("type") or "") == "automation"
+    if report is None:
+        report = parse_campaign_report(mailchimp.fetch_report(campaign_id)).iloc[0].to_dict()
+    is_automation = str(report.get("campaign_type") or "") == "automation"
     emails_sent = report.get("emails_sent")
+    emails_sent = int(emails_sent) if isinstance(emails_sent, (int, np.integer)) else None
     landed = store.recipients(campaign_id)
     complete = not is_automation and isinstance(emails_sent, int) and emails_sent > 0 and len(landed) == emails_sent
     new_members = new_quarantined = 0
@@ -392,7 +403,8 @@ def fetch_and_land_recipients(mailchimp: MailchimpResource, store: LandingStore,
                 campaign_id, empty_raw_email_events(), parsed.quarantined, None
             ).new_quarantined
         landed = store.recipients(campaign_id)
-    send_time = parse_timestamp(report.get("send_time"))
+    send_time = report.get("send_time")
+    send_time = None if send_time is None or pd.isna(send_time) else pd.Timestamp(send_time)
     recipients = landed.assign(
         sent_at=pd.Series(
             [send_time if send_time is not None else pd.NaT] * len(landed),

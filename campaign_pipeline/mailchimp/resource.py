@@ -189,7 +189,7 @@ class MailchimpResource(dg.ConfigurableResource):
     )
     list_id: str | None = Field(default=None, description="Only campaigns sent to this audience; None = all.")
     page_size: int = Field(
-        default=500,
+        default=MAILCHIMP_MAX_PAGE_SIZE,
         ge=1,
         le=MAILCHIMP_MAX_PAGE_SIZE,
         description="Records per page (count).",
