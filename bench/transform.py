@@ -1,12 +1,14 @@
-"""Benchmark of member statuses + campaign totals: the pandas core against the same computation in DuckDB SQL.
+"""Benchmark of member statuses + campaign totals: the pandas core against the same computation in DuckDB and Polars.
 
-    python -m bench.transform --events 1000000
+    python -m bench.transform --events 10000000
 
-Prints one JSON object: events, members, pandas_seconds, duckdb_seconds, ratio (pandas / DuckDB, both
-ending in pandas DataFrames), duckdb_query_seconds and ratio_vs_duckdb_query (DuckDB without building the
-DataFrames), peak_rss_mb (the process peak through data generation and the pandas path, i.e. what the
-project's computation needs; whole_run_peak_rss_mb adds DuckDB's phase), per-phase peaks, and whether both
-engines produced identical results (the run exits 1 if not).
+Prints one JSON object: events, members, pandas_seconds, duckdb_seconds, polars_seconds, ratio (pandas / the
+faster of DuckDB and Polars, each timed from the same pandas frames to the same pandas frames; see
+bench.transform_references for how they are written), ratio_vs_duckdb, ratio_vs_polars, *_query_seconds and
+ratio_vs_engines_alone (the engines on integer inputs, without coding or decoding), peak_rss_mb (the process
+peak through data generation and the pandas path, i.e. what the project's computation needs;
+whole_run_peak_rss_mb adds the references' phases), per-phase peaks, and whether all three produced identical
+results (the run exits 1 if not). pandas runs on one core; DuckDB and Polars use every core.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from bench.transform_references import run_duckdb, run_polars
 from campaign_pipeline.core.metrics import campaign_totals, member_statuses
 
 ACTIONS = ["open", "click", "bounce", "unsubscribe"]
@@ -113,131 +117,6 @@ def synthetic_frames(events: int, campaigns: int, seed: int) -> tuple[pd.DataFra
     return recipients, events_frame, report
 
 
-# Written the way one would for DuckDB: group on the (ENUM) columns as registered, cast to text only at
-# member level, where there are ~4x fewer rows than events.
-DUCKDB_MEMBERS_SQL = """
-WITH ev AS (
-    SELECT DISTINCT campaign_id, email_id, action, "timestamp" AS ts, url FROM events
-),
-per_member AS (
-    SELECT
-        campaign_id,
-        email_id,
-        count(*) FILTER (WHERE action = 'open') AS total_opens,
-        count(*) FILTER (WHERE action = 'click') AS total_clicks,
-        min(ts) FILTER (WHERE action = 'open') AS first_open_at,
-        max(ts) FILTER (WHERE action = 'open') AS last_open_at,
-        min(ts) FILTER (WHERE action = 'click') AS first_click_at,
-        max(ts) FILTER (WHERE action = 'click') AS last_click_at,
-        max(ts) FILTER (WHERE action = 'unsubscribe') AS last_unsubscribe_at,
-        arg_max(url::VARCHAR, {'t': ts, 'u': url::VARCHAR}) FILTER (WHERE action = 'click') AS last_clicked_url,
-        count(DISTINCT url) FILTER (WHERE action = 'click') AS distinct_urls_clicked,
-        -- Latest event and its tie rank in one integer (DuckDB instants are whole microseconds).
-        max(epoch_us(ts) * 4 + CASE action WHEN 'unsubscribe' THEN 0 WHEN 'bounce' THEN 1 WHEN 'open' THEN 2 ELSE 3 END)
-            AS latest_score
-    FROM ev
-    GROUP BY campaign_id, email_id
-),
-event_bounce AS (
-    SELECT campaign_id, email_id, max(CASE bounce_type WHEN 'hard' THEN 2 WHEN 'soft' THEN 1 END) AS bounce_code
-    FROM events WHERE action = 'bounce'
-    GROUP BY campaign_id, email_id
-),
-members_text AS (
-    SELECT m.*, b.bounce_code AS event_bounce_code,
-           m.campaign_id::VARCHAR AS campaign_text, m.email_id::VARCHAR AS email_text
-    FROM per_member m LEFT JOIN event_bounce b USING (campaign_id, email_id)
-),
-rec AS (
-    SELECT campaign_id::VARCHAR AS campaign_text, email_id::VARCHAR AS email_text,
-           email_address::VARCHAR AS email_address, send_status::VARCHAR AS send_status, sent_at, sent_at_is_exact
-    FROM recipients
-),
-outsiders AS (
-    SELECT campaign_id, email_id FROM members_text m
-    WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.campaign_text = m.campaign_text AND rec.email_text = m.email_text)
-),
-outsider_address AS (
-    SELECT e.campaign_id::VARCHAR AS campaign_text, e.email_id::VARCHAR AS email_text,
-           arg_max(e.email_address::VARCHAR, {'t': e."timestamp", 'a': e.email_address::VARCHAR}) AS email_address
-    FROM events e SEMI JOIN outsiders o ON e.campaign_id = o.campaign_id AND e.email_id = o.email_id
-    GROUP BY ALL
-),
-joined AS (
-    SELECT
-        coalesce(rec.campaign_text, m.campaign_text) AS campaign_id,
-        coalesce(rec.email_text, m.email_text) AS email_id,
-        coalesce(rec.email_address, o.email_address) AS email_address,
-        rec.email_text IS NOT NULL AS is_recipient,
-        rec.send_status, rec.sent_at, coalesce(rec.sent_at_is_exact, false) AS sent_at_is_exact,
-        coalesce(m.total_opens, 0) AS total_opens, coalesce(m.total_clicks, 0) AS total_clicks,
-        m.first_open_at, m.last_open_at, m.first_click_at, m.last_click_at, m.last_clicked_url,
-        coalesce(m.distinct_urls_clicked, 0) AS distinct_urls_clicked, m.last_unsubscribe_at,
-        make_timestamp(m.latest_score // 4)::TIMESTAMPTZ AS latest_t, m.latest_score % 4 AS latest_r,
-        rec.send_status IN ('hard', 'soft') AS sent_bounced,
-        greatest(m.event_bounce_code, CASE rec.send_status WHEN 'hard' THEN 2 WHEN 'soft' THEN 1 END) AS bounce_code
-    FROM rec
-    FULL OUTER JOIN members_text m USING (campaign_text, email_text)
-    LEFT JOIN outsider_address o ON o.campaign_text = m.campaign_text AND o.email_text = m.email_text
-)
-SELECT
-    campaign_id, email_id, email_address, is_recipient, send_status, sent_at, sent_at_is_exact,
-    CASE
-        WHEN sent_bounced AND (latest_t IS NULL OR sent_at > latest_t OR (sent_at = latest_t AND latest_r < 1))
-            THEN 'Bounced'
-        WHEN latest_t IS NULL THEN 'Sent'
-        ELSE ['Unsubscribed', 'Bounced', 'Opened', 'Clicked'][latest_r + 1]
-    END AS latest_status,
-    CASE
-        WHEN sent_bounced AND (latest_t IS NULL OR sent_at > latest_t OR (sent_at = latest_t AND latest_r < 1))
-            THEN sent_at
-        WHEN latest_t IS NULL THEN sent_at
-        ELSE latest_t
-    END AS latest_status_at,
-    total_opens, (total_opens > 0)::BIGINT AS unique_opens,
-    total_clicks, (total_clicks > 0)::BIGINT AS unique_clicks,
-    first_open_at, last_open_at, first_click_at, last_click_at,
-    (epoch_ns(first_open_at) - epoch_ns(sent_at)) / 60e9 AS time_to_open_minutes,
-    last_clicked_url, distinct_urls_clicked,
-    CASE bounce_code WHEN 2 THEN 'hard' WHEN 1 THEN 'soft' END AS bounce_type,
-    last_unsubscribe_at AS unsubscribed_at,
-    total_opens > 0 AS was_opened, total_clicks > 0 AS was_clicked,
-    coalesce(bounce_code, 0) > 0 AS was_bounced, last_unsubscribe_at IS NOT NULL AS was_unsubscribed
-FROM joined
-ORDER BY campaign_id, email_id
-"""
-
-DUCKDB_TOTALS_SQL = """
-WITH per_campaign AS (
-    SELECT campaign_id,
-        count(*) FILTER (WHERE is_recipient) AS emails_sent,
-        count(*) FILTER (WHERE is_recipient AND was_opened) AS unique_opens,
-        coalesce(sum(total_opens) FILTER (WHERE is_recipient), 0) AS total_opens,
-        count(*) FILTER (WHERE is_recipient AND was_clicked) AS unique_subscriber_clicks,
-        coalesce(sum(total_clicks) FILTER (WHERE is_recipient), 0) AS total_clicks,
-        count(*) FILTER (WHERE is_recipient AND bounce_type = 'hard') AS hard_bounces,
-        count(*) FILTER (WHERE is_recipient AND bounce_type = 'soft') AS soft_bounces,
-        count(*) FILTER (WHERE is_recipient AND was_unsubscribed) AS unsubscribes,
-        count(*) FILTER (WHERE NOT is_recipient) AS non_recipient_members
-    FROM members GROUP BY campaign_id
-),
-counted AS (
-    SELECT p.*, greatest(emails_sent - hard_bounces - soft_bounces, 0) AS delivered,
-           coalesce(r.forwards_count, 0) AS forwards, coalesce(r.forwards_opens, 0) AS forward_opens,
-           coalesce(r.abuse_reports, 0) AS abuse_reports
-    FROM per_campaign p LEFT JOIN report r USING (campaign_id)
-)
-SELECT campaign_id, emails_sent, delivered, unique_opens, total_opens, unique_subscriber_clicks, total_clicks,
-    hard_bounces, soft_bounces, unsubscribes, forwards, forward_opens, abuse_reports,
-    CASE WHEN delivered > 0 THEN least(unique_opens / delivered, 1.0) ELSE 0.0 END AS open_rate,
-    CASE WHEN delivered > 0 THEN least(unique_subscriber_clicks / delivered, 1.0) ELSE 0.0 END AS click_rate,
-    CASE WHEN unique_opens > 0 THEN least(unique_subscriber_clicks / unique_opens, 1.0) ELSE 0.0 END
-        AS click_to_open_rate,
-    non_recipient_members
-FROM counted ORDER BY campaign_id
-"""
-
-
 def run_pandas(
     recipients: pd.DataFrame, events: pd.DataFrame, report: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -245,33 +124,10 @@ def run_pandas(
     return statuses, campaign_totals(statuses, report)
 
 
-def run_duckdb(
-    recipients: pd.DataFrame, events: pd.DataFrame, report: pd.DataFrame, timings: dict[str, float] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both frames from DuckDB; `timings["query"]` gets the seconds spent before converting results to pandas."""
-    import duckdb
-
-    start = time.perf_counter()
-    connection = duckdb.connect(config={"threads": os.cpu_count() or 1})
-    connection.execute("SET TimeZone = 'UTC'")
-    connection.register("recipients", recipients)
-    connection.register("events", events)
-    connection.register("report", report)
-    connection.execute(f"CREATE TEMP TABLE members AS {DUCKDB_MEMBERS_SQL}")
-    connection.execute(f"CREATE TEMP TABLE totals AS {DUCKDB_TOTALS_SQL}")
-    if timings is not None:
-        timings["query"] = time.perf_counter() - start
-    # The pandas path's deliverable is a DataFrame, so turning DuckDB's rows into one is part of its time.
-    totals = connection.execute("SELECT * FROM totals ORDER BY campaign_id").df()
-    statuses = connection.execute("SELECT * FROM members ORDER BY campaign_id, email_id").df()
-    connection.close()
-    return statuses, totals
-
-
-def differences(pandas_frame: pd.DataFrame, duckdb_frame: pd.DataFrame) -> list[str]:
-    """Columns whose values differ between the engines (timestamps as instants, floats to 1e-9)."""
+def differences(pandas_frame: pd.DataFrame, duckdb_frame: pd.DataFrame, engine: str = "duckdb") -> list[str]:
+    """Columns whose values differ between pandas and an engine (timestamps as instants, floats to 1e-9)."""
     if len(pandas_frame) != len(duckdb_frame):
-        return [f"row count {len(pandas_frame)} != {len(duckdb_frame)}"]
+        return [f"{engine}: row count {len(pandas_frame)} != {len(duckdb_frame)}"]
     problems = []
     for column in pandas_frame.columns:
         left, right = pandas_frame[column].reset_index(drop=True), duckdb_frame[column].reset_index(drop=True)
@@ -290,7 +146,7 @@ def differences(pandas_frame: pd.DataFrame, duckdb_frame: pd.DataFrame) -> list[
             same = pd.Series([a == b for a, b in zip(left_values, right_values, strict=True)])
         if not same.all():
             first = int(np.flatnonzero(~same.to_numpy())[0])
-            problems.append(f"{column}: row {first} pandas={left.iloc[first]!r} duckdb={right.iloc[first]!r}")
+            problems.append(f"{column}: row {first} pandas={left.iloc[first]!r} {engine}={right.iloc[first]!r}")
     return problems
 
 
@@ -335,50 +191,65 @@ def main(argv: list[str] | None = None) -> int:
 
     gc.collect()
     input_rss = _status_kib("VmRSS") / 1024
-    pandas_seconds, duckdb_seconds, duckdb_query_seconds = [], [], []
-    reset_phase_peak()
-    pandas_statuses = pandas_totals = None
-    for _ in range(args.repeat):
-        pandas_statuses = pandas_totals = None  # a repeat must not hold the previous result in memory
-        gc.collect()
-        start = time.perf_counter()
-        pandas_statuses, pandas_totals = run_pandas(recipients, events, report)
-        pandas_seconds.append(time.perf_counter() - start)
-    pandas_peak = phase_peak_mb()
-    reset_phase_peak()
-    duckdb_statuses = duckdb_totals = None
-    for _ in range(args.repeat):
-        duckdb_statuses = duckdb_totals = None
-        gc.collect()
-        start = time.perf_counter()
-        timings: dict[str, float] = {}
-        duckdb_statuses, duckdb_totals = run_duckdb(recipients, events, report, timings)
-        duckdb_seconds.append(time.perf_counter() - start)
-        duckdb_query_seconds.append(timings["query"])
-    duckdb_peak = phase_peak_mb()
-
-    assert pandas_statuses is not None and pandas_totals is not None  # --repeat >= 1
-    assert duckdb_statuses is not None and duckdb_totals is not None
-    problems = differences(pandas_statuses, duckdb_statuses) + differences(pandas_totals, duckdb_totals)
+    engines: dict[str, Callable[..., tuple[pd.DataFrame, pd.DataFrame]]] = {
+        "pandas": lambda *frames, timings: run_pandas(*frames),
+        "duckdb": run_duckdb,
+        "polars": run_polars,
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    query_seconds: dict[str, list[float]] = {name: [] for name in engines}
+    peaks: dict[str, float] = {}
+    pandas_frames: tuple[pd.DataFrame, pd.DataFrame] | None = None
+    problems: list[str] = []
+    for name, engine in engines.items():
+        reset_phase_peak()
+        frames = None
+        for _ in range(args.repeat):
+            frames = None  # a repeat must not hold the previous result in memory
+            gc.collect()
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            frames = engine(recipients, events, report, timings=timings)
+            seconds[name].append(time.perf_counter() - start)
+            query_seconds[name].append(timings.get("query", seconds[name][-1]))
+        peaks[name] = phase_peak_mb()
+        assert frames is not None  # --repeat >= 1
+        if pandas_frames is None:
+            pandas_frames = frames
+        else:
+            problems += differences(pandas_frames[0], frames[0], name) + differences(pandas_frames[1], frames[1], name)
+        del frames  # the reference's frames go before the next engine runs
+    assert pandas_frames is not None
+    best = {name: min(values) for name, values in seconds.items()}
+    best_query = {name: min(values) for name, values in query_seconds.items()}
+    fastest_reference = min(best["duckdb"], best["polars"])
+    pandas_statuses = pandas_frames[0]
     result = {
         "events": len(events),
         "members": len(pandas_statuses),
         "recipients": len(recipients),
         "campaigns": args.campaigns,
-        "pandas_seconds": round(min(pandas_seconds), 3),
-        "duckdb_seconds": round(min(duckdb_seconds), 3),
-        "ratio": round(min(pandas_seconds) / min(duckdb_seconds), 3),
-        # DuckDB up to results in its own tables, before building pandas objects: a stricter reference.
-        "duckdb_query_seconds": round(min(duckdb_query_seconds), 3),
-        "ratio_vs_duckdb_query": round(min(pandas_seconds) / min(duckdb_query_seconds), 3),
-        "peak_rss_mb": round(max(rss_after_data, pandas_peak), 1),
+        "pandas_seconds": round(best["pandas"], 3),
+        "duckdb_seconds": round(best["duckdb"], 3),
+        "polars_seconds": round(best["polars"], 3),
+        # pandas against the faster reference; each reference's time runs from the same pandas frames to the same
+        # pandas frames (coding to integers, the engine, decoding back), as the core does.
+        "ratio": round(best["pandas"] / fastest_reference, 3),
+        "ratio_vs_duckdb": round(best["pandas"] / best["duckdb"], 3),
+        "ratio_vs_polars": round(best["pandas"] / best["polars"], 3),
+        # The engines alone, on integer inputs already built, up to their integer results: a stricter reference.
+        "duckdb_query_seconds": round(best_query["duckdb"], 3),
+        "polars_query_seconds": round(best_query["polars"], 3),
+        "ratio_vs_engines_alone": round(best["pandas"] / min(best_query["duckdb"], best_query["polars"]), 3),
+        "peak_rss_mb": round(max(rss_after_data, peaks["pandas"]), 1),
         "whole_run_peak_rss_mb": round(peak_rss_mb(), 1),
         "input_rss_mb": round(input_rss, 1),
-        "pandas_phase_peak_rss_mb": round(pandas_peak, 1),
-        "duckdb_phase_peak_rss_mb": round(duckdb_peak, 1),
+        "pandas_phase_peak_rss_mb": round(peaks["pandas"], 1),
+        "duckdb_phase_peak_rss_mb": round(peaks["duckdb"], 1),
+        "polars_phase_peak_rss_mb": round(peaks["polars"], 1),
         "data_generation_peak_rss_mb": round(rss_after_data, 1),
         "cpu_count": os.cpu_count(),
-        # Other work on the machine skews both timings; the load says how much there was.
+        # Other work on the machine skews every timing; the load says how much there was.
         "load_average_1m": round(os.getloadavg()[0], 2),
         "identical": not problems,
     }

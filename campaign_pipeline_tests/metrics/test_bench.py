@@ -1,4 +1,4 @@
-"""bench.transform on a small run: the JSON it promises, and pandas and DuckDB agreeing on every value."""
+"""bench.transform on a small run: the JSON it promises, and pandas, DuckDB and Polars agreeing on every value."""
 
 import json
 
@@ -10,7 +10,7 @@ from bench import transform
 def test_small_bench_prints_the_promised_json_and_engines_agree(capsys):
     assert transform.main(["--events", "4000", "--campaigns", "3", "--seed", "5"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("events", "members", "pandas_seconds", "duckdb_seconds", "ratio", "peak_rss_mb"):
+    for key in ("events", "members", "pandas_seconds", "duckdb_seconds", "polars_seconds", "ratio", "peak_rss_mb"):
         assert key in result
     assert result["events"] == 4000 and result["identical"] is True
     assert result["members"] > result["recipients"]  # outsiders are kept
@@ -33,3 +33,17 @@ def test_differences_are_reported_per_column():
     changed = statuses.copy()
     changed.loc[0, "total_opens"] += 1
     assert [problem.split(":")[0] for problem in transform.differences(statuses, changed)] == ["total_opens"]
+
+
+def test_both_references_match_pandas_on_every_column():
+    recipients, events, report = transform.synthetic_frames(6_000, campaigns=2, seed=11)
+    statuses, totals = transform.run_pandas(recipients, events, report)
+    for reference in (transform.run_duckdb, transform.run_polars):
+        their_statuses, their_totals = reference(recipients, events, report)
+        assert list(their_statuses.columns) == list(statuses.columns)
+        assert transform.differences(statuses, their_statuses) == []
+        assert transform.differences(totals, their_totals) == []
+        # A reference that got one value wrong is caught, naming the column.
+        broken = their_statuses.copy()
+        broken.loc[3, "last_clicked_url"] = "https://elsewhere.example/"
+        assert [p.split(":")[0] for p in transform.differences(statuses, broken)] == ["last_clicked_url"]
