@@ -150,9 +150,9 @@ def test_bulk_insert_of_many_members_is_set_based(sf, org, tmp_path):
 
 
 def test_large_jobs_are_processed_in_the_background_and_polling_sees_them_finish(sf, org, monkeypatch):
-    from campaign_pipeline.sandbox import salesforce_store
+    from campaign_pipeline.sandbox import salesforce_bulk
 
-    monkeypatch.setattr(salesforce_store, "BULK_SYNC_BYTES", 10)
+    monkeypatch.setattr(salesforce_bulk, "BULK_SYNC_BYTES", 10)
     [summary] = sf.bulk2.Contact.insert(
         records=[{"LastName": f"L{i}"} for i in range(500)] + [{"LastName": ""}], wait=0.01
     )
