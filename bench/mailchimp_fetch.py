@@ -23,6 +23,7 @@ from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_eve
 from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage import database
 
 
@@ -67,11 +68,11 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                     + max(1, math.ceil(activity_members / page_size))
                     + max(1, math.ceil(unsubscribes / page_size))
                 )
-                truth_events = len(account.truth_events(campaign_id))
+                truth_event_count = len(truth_events(account, campaign_id))
             return {
                 "recipients": len(recipient_sync.recipients),
                 "events": first.landing.total_events,
-                "events_match_truth": first.landing.total_events == truth_events,
+                "events_match_truth": first.landing.total_events == truth_event_count,
                 "quarantined": first.landing.total_quarantined,
                 "page_size": page_size,
                 "api_calls": full_calls.api_calls,

@@ -19,6 +19,7 @@ from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import SANDBOX_SOURCE_MESSAGE, MailchimpResource
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.mailchimp_oracle import malformed_records, truth_events, truth_recipients
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 
@@ -71,11 +72,11 @@ def test_raw_email_events_lands_then_adds_only_late_activity(account, mailchimp,
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
     first = materialize([raw_email_events], dagster_instance, mailchimp, campaign_id)
     frame = first.output_for_node("raw_email_events")
-    truth = account.truth_events(campaign_id)
+    truth = truth_events(account, campaign_id)
     assert len(frame) == len(truth)
     meta = materialization(first, raw_email_events).metadata
     assert meta["new_events"].value == meta["total_events"].value == len(truth)
-    assert meta["quarantined_new"].value == len(account.malformed_records(campaign_id))
+    assert meta["quarantined_new"].value == len(malformed_records(account, campaign_id))
     assert set(meta["quarantined_reasons"].value) == {
         "missing action",
         "unparseable timestamp '2026-02-30T25:61:00+00:00'",
@@ -85,7 +86,7 @@ def test_raw_email_events_lands_then_adds_only_late_activity(account, mailchimp,
     assert meta["cursor"].value == truth.loc[truth["action"] != "unsubscribe", "timestamp"].max().isoformat()
 
     account.simulate_late_activity(hours=24)
-    late_truth = account.truth_events(campaign_id)
+    late_truth = truth_events(account, campaign_id)
     second = materialize([raw_email_events], dagster_instance, mailchimp, campaign_id)
     meta = materialization(second, raw_email_events).metadata
     assert meta["new_events"].value == len(late_truth) - len(truth)
@@ -98,7 +99,7 @@ def test_recipients_and_report_for_an_automation_email(account, mailchimp, dagst
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [automation.id])
     result = materialize([campaign_recipients, mailchimp_campaign_report], dagster_instance, mailchimp, automation.id)
     recipients = result.output_for_node("campaign_recipients")
-    truth = account.truth_recipients(automation.id)
+    truth = truth_recipients(account, automation.id)
     assert sorted(recipients["email_id"]) == sorted(truth["email_id"])
     assert not recipients["sent_at_is_exact"].any()
     assert materialization(result, campaign_recipients).metadata["sent_at_is_exact"].value is False
@@ -120,7 +121,7 @@ def test_recipients_resync_of_a_sent_campaign_costs_one_call(account, mailchimp,
     # The report is fetched once per run, by its own asset; recipients read it from there.
     assert materialization(second, mailchimp_campaign_report).metadata["api_calls"].value == 1
     assert second_meta["sent_to_fetched"].value == 0 and second_meta["api_calls"].value == 0
-    assert len(second.output_for_node("campaign_recipients")) == len(account.truth_recipients(regular))
+    assert len(second.output_for_node("campaign_recipients")) == len(truth_recipients(account, regular))
 
 
 def test_campaign_content_is_the_sent_html(account, mailchimp, dagster_instance):
@@ -146,7 +147,7 @@ def test_a_batched_backfill_run_covers_several_campaigns(account, mailchimp, dag
     )
     frame = result.output_for_node("raw_email_events")
     assert sorted(frame["campaign_id"].unique()) == sorted(campaign_ids)
-    assert len(frame) == sum(len(account.truth_events(cid)) for cid in campaign_ids)
+    assert len(frame) == sum(len(truth_events(account, cid)) for cid in campaign_ids)
 
 
 def test_without_a_key_the_source_is_the_sandbox_and_says_so(tmp_path, dagster_instance, monkeypatch):

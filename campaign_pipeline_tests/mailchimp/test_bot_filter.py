@@ -11,6 +11,7 @@ from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_ca
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.metrics.assets import METRICS_SETTINGS_KEY, MetricsSettings, metrics_asset_checks, metrics_assets
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 from campaign_pipeline_tests.mailchimp.conftest import resource_on
 from campaign_pipeline_tests.mailchimp.test_resource import comparable, fetched_events
@@ -30,12 +31,12 @@ def test_filtered_fetch_equals_the_truth_without_privacy_proxy_opens(account, sa
     campaign_id = account.campaign_ids()[0]
     unfiltered = fetched_events(resource_on(sandbox), campaign_id)
     filtered = fetched_events(resource_on(sandbox, filter_bots=True), campaign_id)
-    truth = account.truth_events(campaign_id, filter_bots=True)
+    truth = truth_events(account, campaign_id, filter_bots=True)
     pd.testing.assert_frame_equal(comparable(filtered), comparable(truth), check_dtype=False)
     # The filter has an effect: the sandbox's proxy opens are a tenth of the delivered, so hundreds here.
     proxy_opens = len(unfiltered) - len(filtered)
     assert proxy_opens > 20
-    assert len(unfiltered) == len(account.truth_events(campaign_id))
+    assert len(unfiltered) == len(truth_events(account, campaign_id))
     queries = [query for _, path, query, _ in sandbox.request_log if "email-activity" in path]
     assert any(query.get("filter_bots") == "true" for query in queries)
     assert not any("activity_filter_bots" in query for query in queries)
@@ -61,7 +62,7 @@ def test_filtered_events_show_what_was_left_out_and_still_reconcile(account, san
     )
     [events_materialization] = result.asset_materializations_for_node("raw_email_events")
     metadata = events_materialization.metadata
-    all_events, human_events = account.truth_events(campaign_id), account.truth_events(campaign_id, filter_bots=True)
+    all_events, human_events = truth_events(account, campaign_id), truth_events(account, campaign_id, filter_bots=True)
     assert metadata["bot_filter"].value.startswith("on")
     assert metadata["events_filtered"].value == len(all_events) - len(human_events) > 0
     assert len(result.asset_value("raw_email_events")) == len(human_events)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from campaign_pipeline.core.events import parse_email_activity
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
+from campaign_pipeline.sandbox.mailchimp_oracle import malformed_records, truth_events, truth_recipients
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 COLUMNS = ["campaign_id", "email_id", "email_address", "action", "timestamp", "url", "bounce_type"]
@@ -34,14 +35,14 @@ def store(pg_engine) -> LandingStore:
 def test_first_fetch_lands_exactly_the_truth_and_quarantines_the_malformed(account, mailchimp, store):
     campaign_id = account.campaign_ids()[-1]
     sync = fetch_and_land_events(mailchimp, store, campaign_id)
-    truth = account.truth_events(campaign_id)
+    truth = truth_events(account, campaign_id)
     landed = store.events(campaign_id)
     assert sync.since is None
     assert sync.landing.new_events == sync.landing.total_events == len(truth) == len(landed)
     pd.testing.assert_frame_equal(comparable(landed), comparable(truth), check_dtype=False)
     assert sync.landing.cursor == truth.loc[truth["action"] != "unsubscribe", "timestamp"].max()
 
-    malformed = account.malformed_records(campaign_id)
+    malformed = malformed_records(account, campaign_id)
     quarantined = store.quarantined(campaign_id)
     assert len(malformed) == len(quarantined) == sync.landing.new_quarantined >= 3
     reasons = " / ".join(quarantined["reason"])
@@ -52,9 +53,9 @@ def test_first_fetch_lands_exactly_the_truth_and_quarantines_the_malformed(accou
 def test_refetch_after_late_activity_adds_exactly_the_new_events(account, mailchimp, store):
     campaign_id = account.campaign_ids()[-1]
     first = fetch_and_land_events(mailchimp, store, campaign_id)
-    before = account.truth_events(campaign_id)
+    before = truth_events(account, campaign_id)
     assert account.simulate_late_activity(hours=48) > 0
-    after = account.truth_events(campaign_id)
+    after = truth_events(account, campaign_id)
     late = len(after) - len(before)
     assert late > 0
 
@@ -129,11 +130,11 @@ def test_round_trip_keeps_dtypes_and_missing_values(store):
 def test_member_deleted_in_mailchimp_keeps_landed_events(account, mailchimp, store):
     campaign_id = account.campaign_ids()[-1]
     first = fetch_and_land_events(mailchimp, store, campaign_id)
-    truth = account.truth_events(campaign_id)
+    truth = truth_events(account, campaign_id)
     clicker = truth.loc[truth["action"] == "click", "email_address"].iloc[0]
     their_events = int((truth["email_id"] == truth.loc[truth["email_address"] == clicker, "email_id"].iloc[0]).sum())
     account.simulate_member_deletion(clicker)
-    assert len(account.truth_events(campaign_id)) == len(truth) - their_events  # Mailchimp forgot them
+    assert len(truth_events(account, campaign_id)) == len(truth) - their_events  # Mailchimp forgot them
     account.simulate_late_activity(hours=1)
     again = fetch_and_land_events(mailchimp, store, campaign_id)
     assert again.landing.total_events >= first.landing.total_events
@@ -144,7 +145,7 @@ def test_member_deleted_in_mailchimp_keeps_landed_events(account, mailchimp, sto
 def test_recipients_of_a_sent_campaign_are_read_once(account, sandbox, mailchimp, store):
     regular = next(cid for cid in account.campaign_ids() if not account.spec(cid).is_automation)
     first = fetch_and_land_recipients(mailchimp, store, regular)
-    truth = account.truth_recipients(regular)
+    truth = truth_recipients(account, regular)
     assert first.fetched_sent_to and first.new_members == len(truth)
     key = ["email_id"]
     pd.testing.assert_frame_equal(
@@ -165,7 +166,7 @@ def test_automation_recipients_are_re_read_as_they_grow(account, mailchimp, stor
     first = fetch_and_land_recipients(mailchimp, store, automation)
     assert first.fetched_sent_to and not first.recipients["sent_at_is_exact"].any()
     account.simulate_late_activity(hours=24 * 5)
-    grown = len(account.truth_recipients(automation))
+    grown = len(truth_recipients(account, automation))
     again = fetch_and_land_recipients(mailchimp, store, automation)
     assert again.fetched_sent_to
     assert again.new_members == grown - len(first.recipients) > 0

@@ -8,6 +8,7 @@ import pytest
 from campaign_pipeline.core.events import parse_email_activity, parse_sent_to, parse_unsubscribes
 from campaign_pipeline.mailchimp.resource import MailchimpApiError, MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
+from campaign_pipeline.sandbox.mailchimp_oracle import truth_events, truth_recipients
 
 TRUTH_ORDER = ["campaign_id", "email_id", "action", "timestamp", "url"]
 
@@ -30,7 +31,7 @@ def test_full_fetch_equals_generator_truth(account, mailchimp):
     campaign_ids = account.campaign_ids()
     assert len(campaign_ids) >= 3
     for campaign_id in campaign_ids:
-        truth = account.truth_events(campaign_id)
+        truth = truth_events(account, campaign_id)
         events = fetched_events(mailchimp, campaign_id)
         assert len(events) == len(truth) > 0, campaign_id
         pd.testing.assert_frame_equal(comparable(events), comparable(truth), check_dtype=False)
@@ -45,7 +46,7 @@ def test_recipients_equal_generator_truth_with_automation_flag(account, mailchim
             sent_at=pd.Timestamp(report["send_time"]),
             sent_at_is_exact=report["type"] != "automation",
         )
-        truth = account.truth_recipients(campaign.id)
+        truth = truth_recipients(account, campaign.id)
         key = ["email_id"]
         pd.testing.assert_frame_equal(
             parsed.frame.sort_values(key).reset_index(drop=True),
@@ -84,7 +85,7 @@ def test_survives_429_without_body_and_5xx(account, sandbox, mailchimp):
     sandbox.faults.fail_next(2, 503)
     sandbox.faults.fail_next(1, 500)
     events = fetched_events(mailchimp, campaign_id)
-    assert len(events) == len(account.truth_events(campaign_id))
+    assert len(events) == len(truth_events(account, campaign_id))
     statuses = [status for *_, status in sandbox.request_log]
     assert statuses.count(429) == 3 and statuses.count(503) == 2 and statuses.count(500) == 1
     assert mailchimp.stats.retries == 6
@@ -98,7 +99,7 @@ def test_survives_random_faults_across_parallel_pages(account, sandbox, make_res
     campaign_id = account.campaign_ids()[0]
     events = fetched_events(mailchimp, campaign_id)
     assert mailchimp.stats.retries > 0
-    pd.testing.assert_frame_equal(comparable(events), comparable(account.truth_events(campaign_id)), check_dtype=False)
+    pd.testing.assert_frame_equal(comparable(events), comparable(truth_events(account, campaign_id)), check_dtype=False)
 
 
 class SlowFirstFaults(MailchimpFaults):
@@ -223,12 +224,12 @@ class ClockJumpFaults(MailchimpFaults):
 
 def test_listing_that_grows_while_paging_is_read_again(account, make_resource):
     automation = [cid for cid in account.campaign_ids() if account.spec(cid).is_automation][-1]
-    recipients_before = len(account.truth_recipients(automation))
+    recipients_before = len(truth_recipients(account, automation))
     faults = ClockJumpFaults(account, after_requests=2, hours=24 * 10)
     with MailchimpSandbox(account, faults=faults) as served:
         mailchimp = make_resource(served, page_size=20, max_connections=1)
         records = mailchimp.fetch_recipients(automation)
-    truth = account.truth_recipients(automation)
+    truth = truth_recipients(account, automation)
     assert len(truth) > recipients_before  # the clock jump really grew the listing mid-read
     assert sorted(r["email_id"] for r in records) == sorted(truth["email_id"])
     assert mailchimp.stats.pages > -(-len(truth) // 20)  # more than one full read: it read again

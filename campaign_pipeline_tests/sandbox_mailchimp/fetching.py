@@ -8,7 +8,7 @@ from typing import Any
 import mailchimp_marketing
 import pandas as pd
 
-from campaign_pipeline.sandbox.mailchimp_data import TRUTH_EVENT_COLUMNS, TRUTH_RECIPIENT_COLUMNS
+from campaign_pipeline.sandbox.mailchimp_oracle import TRUTH_EVENT_COLUMNS, TRUTH_RECIPIENT_COLUMNS
 
 
 def fetch_pages(call, key: str, page_size: int, **params: Any) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
+from campaign_pipeline.sandbox.mailchimp_oracle import malformed_records, truth_events, truth_recipients
 
 from .conftest import client_for
 from .fetching import canonical, fetch_events, fetch_pages, fetch_recipients
@@ -77,18 +78,18 @@ def test_full_fetch_equals_truth_for_every_campaign(sandbox: MailchimpSandbox, c
     assert len(account.campaign_ids()) == 5
     for campaign_id in account.campaign_ids():
         events, quarantined = fetch_events(client, campaign_id, page_size=page_size)
-        pd.testing.assert_frame_equal(canonical(events), canonical(account.truth_events(campaign_id)))
-        assert len(quarantined) == len(account.malformed_records(campaign_id)) == 3
+        pd.testing.assert_frame_equal(canonical(events), canonical(truth_events(account, campaign_id)))
+        assert len(quarantined) == len(malformed_records(account, campaign_id)) == 3
         recipients = fetch_recipients(client, campaign_id, page_size=page_size)
-        pd.testing.assert_frame_equal(recipients, account.truth_recipients(campaign_id), check_dtype=False)
+        pd.testing.assert_frame_equal(recipients, truth_recipients(account, campaign_id), check_dtype=False)
 
 
 def test_report_totals_reconcile_with_the_events(sandbox: MailchimpSandbox, client) -> None:
     account = sandbox.account
     for campaign_id in account.campaign_ids():
         report = client.reports.get_campaign_report(campaign_id)
-        events = account.truth_events(campaign_id)
-        recipients = account.truth_recipients(campaign_id)
+        events = truth_events(account, campaign_id)
+        recipients = truth_recipients(account, campaign_id)
         opens = events[events.action == "open"]
         clicks = events[events.action == "click"]
         assert report["emails_sent"] == len(recipients)
@@ -114,7 +115,7 @@ def test_automation_emails_are_reportable_campaigns(sandbox: MailchimpSandbox, c
     for email in emails:
         report = client.reports.get_campaign_report(email["id"])
         assert report["type"] == "automation"
-        recipients = sandbox.account.truth_recipients(email["id"])
+        recipients = truth_recipients(sandbox.account, email["id"])
         assert not recipients.sent_at_is_exact.any()
     assert client.lists.get_list(sandbox.account.list_id)["stats"]["member_count"] == 600
 
@@ -130,9 +131,9 @@ def test_filter_bots_through_call_api_drops_privacy_proxy_opens(sandbox: Mailchi
     )
     served = sum(1 for m in body["emails"] if m["email_address"] for a in m["activity"] if a.get("action") == "open")
     # The two malformed activity entries carry "open" or no action; only the unparsable one counts here.
-    filtered_truth = account.truth_events(campaign_id, filter_bots=True)
+    filtered_truth = truth_events(account, campaign_id, filter_bots=True)
     assert served - 1 == (filtered_truth.action == "open").sum()
-    all_opens = (account.truth_events(campaign_id).action == "open").sum()
+    all_opens = (truth_events(account, campaign_id).action == "open").sum()
     assert served - 1 < all_opens
     report = client.reports.get_campaign_report(campaign_id)["opens"]
     assert report["proxy_excluded_opens"] == (filtered_truth.action == "open").sum()
@@ -162,9 +163,9 @@ def test_drafts_have_no_report_and_bad_since_is_400(sandbox: MailchimpSandbox, c
 
 def test_sent_to_and_unsubscribed_agree_with_the_events(sandbox: MailchimpSandbox, client) -> None:
     account = sandbox.account
-    unsubscribes = {cid: (account.truth_events(cid).action == "unsubscribe").sum() for cid in account.campaign_ids()}
+    unsubscribes = {cid: (truth_events(account, cid).action == "unsubscribe").sum() for cid in account.campaign_ids()}
     campaign_id = max(unsubscribes, key=unsubscribes.get)
-    events = account.truth_events(campaign_id)
+    events = truth_events(account, campaign_id)
     sent_to = fetch_pages(lambda **kw: client.reports.get_campaign_recipients(campaign_id, **kw), "sent_to", 1000)
     opens = events[events.action == "open"].groupby("email_id")
     for recipient in sent_to:
