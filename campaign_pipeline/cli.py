@@ -51,7 +51,7 @@ def db_stop() -> None:
 
 @main.group()
 def sandbox() -> None:
-    """The sandbox Mailchimp account the pipeline reads when MAILCHIMP_API_KEY is not set."""
+    """The sandbox Mailchimp account and Salesforce org the pipeline uses when no credentials are set."""
 
 
 def _sandbox_account():
@@ -69,11 +69,79 @@ def _sandbox_account():
 @sandbox.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-def sandbox_serve(host: str, port: int) -> None:
-    """Serve the sandbox Mailchimp Marketing API v3 over HTTP (point a client's host at the printed URL)."""
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Serve a fresh account of this seed whose clock follows the wall clock, instead of the pipeline's account.",
+)
+@click.option("--members", type=int, default=2_000, show_default=True, help="Audience size of a --seed account.")
+@click.option(
+    "--state-path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Share a --seed account's clock and sends with other processes through this JSON file.",
+)
+def sandbox_serve(host: str, port: int, seed: int | None, members: int, state_path: str | None) -> None:
+    """Serve the sandbox Mailchimp Marketing API v3 over HTTP (point a client's host at the printed URL).
+
+    By default it serves the very account the pipeline reads without MAILCHIMP_API_KEY.
+    """
     from campaign_pipeline.sandbox.mailchimp_api import serve
 
-    serve(host, port, account=_sandbox_account())
+    if seed is None:
+        if state_path is not None:
+            raise click.UsageError("--state-path goes with --seed (the pipeline's account has its own state file)")
+        serve(host, port, account=_sandbox_account())
+        return
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+    serve(host, port, SandboxAccount(seed=seed, n_members=members, state_path=state_path, follow_wall_clock=True))
+
+
+@sandbox.command("serve-salesforce")
+@click.option("--schema", default="sandbox_salesforce", show_default=True, help="Postgres schema of the org.")
+@click.option("--port", default=0, show_default=True, type=int, help="Port on 127.0.0.1 (0 picks a free one).")
+@click.option("--daily-api-limit", default=15_000, show_default=True, type=int)
+def sandbox_serve_salesforce(schema: str, port: int, daily_api_limit: int) -> None:
+    """Serve the sandbox Salesforce org over HTTPS until interrupted; prints how to connect as JSON.
+
+    The org's records live in the pipeline's Postgres (schema --schema), so it is the org the pipeline
+    writes to when no Salesforce credentials are set.
+    """
+    import json
+    import threading
+
+    from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
+
+    with SalesforceSandbox(schema=schema, port=port, daily_api_limit=daily_api_limit) as org:
+        # The session id is a throwaway credential of a local emulator; printing it is how a user connects.
+        click.echo(
+            json.dumps(
+                {
+                    "instance_url": org.instance_url,
+                    "session_id": org.session_id,
+                    "ca_path": org.ca_path,
+                    "api_version": org.api_version,
+                }
+            )
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@sandbox.command("bench-salesforce")
+@click.option("--members", default=20_000, show_default=True, type=int)
+@click.option("--tasks-per-member", default=3, show_default=True, type=int)
+def sandbox_bench_salesforce(members: int, tasks_per_member: int) -> None:
+    """Measure the sandbox org itself (seed, Bulk upserts, queries) and print the figures as JSON."""
+    import json
+
+    from campaign_pipeline.sandbox.salesforce_bench import run
+
+    click.echo(json.dumps(run(members, tasks_per_member)))
 
 
 @sandbox.command("new-send")

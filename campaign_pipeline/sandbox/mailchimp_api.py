@@ -353,7 +353,7 @@ def serve(
     stop: threading.Event | None = None,
     on_ready: Callable[[MailchimpSandbox], None] | None = None,
 ) -> None:
-    """Run the Mailchimp sandbox in the foreground until interrupted or `stop` is set (`campaign-pipeline sandbox`).
+    """Run the Mailchimp sandbox in the foreground until interrupted or `stop` is set (`campaign-pipeline sandbox serve`).
 
     With no account, a default one whose clock follows the wall clock (activity keeps arriving as time passes).
     With `state_path`, the clock and simulated sends are shared with every process using the same file.
@@ -375,22 +375,3 @@ def serve(
         pass
     finally:
         sandbox.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m campaign_pipeline.sandbox.mailchimp_api --port 8765` for a quick standalone sandbox."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--members", type=int, default=2_000)
-    parser.add_argument("--state-path", type=Path, default=None)
-    args = parser.parse_args(argv)
-    account = SandboxAccount(seed=args.seed, n_members=args.members, state_path=args.state_path, follow_wall_clock=True)
-    serve(args.host, args.port, account)
-
-
-if __name__ == "__main__":
-    main()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import random
 import secrets
@@ -402,36 +401,3 @@ class SalesforceSandbox(SalesforceRoutes):
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode(),
             },
         )
-
-
-def main() -> None:
-    """Serve a sandbox org until interrupted: `python -m campaign_pipeline.sandbox.salesforce_api`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--schema", default="sandbox_salesforce", help="Postgres schema of the org")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
-    parser.add_argument("--daily-api-limit", type=int, default=15_000)
-    arguments = parser.parse_args()
-    with SalesforceSandbox(
-        schema=arguments.schema, port=arguments.port, daily_api_limit=arguments.daily_api_limit
-    ) as org:
-        # The session id is a throwaway credential of a local emulator; printing it is how a user connects.
-        print(
-            json.dumps(
-                {
-                    "instance_url": org.instance_url,
-                    "session_id": org.session_id,
-                    "ca_path": org.ca_path,
-                    "api_version": org.api_version,
-                }
-            )
-        )
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()

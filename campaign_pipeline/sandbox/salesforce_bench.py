@@ -1,9 +1,7 @@
-"""Throughput of the sandbox org itself: `python -m campaign_pipeline.sandbox.salesforce_bench --members N` prints JSON."""
+"""Throughput of the sandbox org itself: `campaign-pipeline sandbox bench-salesforce --members N` prints JSON."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -80,15 +78,3 @@ def run(members: int, tasks_per_member: int) -> dict[str, Any]:
         figures["api_calls"] = org.api_calls_used()
         org.reset()
     return figures
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--members", type=int, default=20_000)
-    parser.add_argument("--tasks-per-member", type=int, default=3)
-    arguments = parser.parse_args()
-    print(json.dumps(run(arguments.members, arguments.tasks_per_member)))
-
-
-if __name__ == "__main__":
-    main()
