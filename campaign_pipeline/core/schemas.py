@@ -1,16 +1,12 @@
-"""Pandera models of every frame that crosses an asset boundary (see docs/frames.md), and their Dagster types."""
+"""Pandera models of every frame that crosses an asset boundary (see docs/frames.md); Dagster types: frame_types."""
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import Annotated
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from dagster_pandera import pandera_schema_to_dagster_type
 from pandera.typing import Series
 
 # Every timestamp in the project is an instant: tz-aware, UTC, nanoseconds.
@@ -279,22 +275,6 @@ class CampaignTotals(pa.DataFrameModel):
             & (frame["unique_opens"] <= frame["emails_sent"])
             & (frame["unique_subscriber_clicks"] <= frame["emails_sent"])
         )
-
-
-@functools.cache
-def dagster_type(model: type[pa.DataFrameModel]) -> dg.DagsterType:
-    """The Dagster type of a model; cached so every asset shares one type object per name."""
-    # The converter is marked beta; we pin dagster-pandera, so the warning is noise in every import.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dg.BetaWarning)
-        return pandera_schema_to_dagster_type(model)
-
-
-RawEmailEventsType = dagster_type(RawEmailEvents)
-CampaignRecipientsType = dagster_type(CampaignRecipients)
-MailchimpCampaignReportType = dagster_type(MailchimpCampaignReport)
-MemberStatusesType = dagster_type(MemberStatuses)
-CampaignTotalsType = dagster_type(CampaignTotals)
 
 
 def empty_frame(model: type[pa.DataFrameModel]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from campaign_pipeline.core.events import (
     empty_raw_email_events,
     parse_campaign_report,
 )
-from campaign_pipeline.core.schemas import (
+from campaign_pipeline.frame_types import (
     CampaignRecipientsType,
     MailchimpCampaignReportType,
     RawEmailEventsType,

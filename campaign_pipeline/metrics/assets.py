@@ -10,7 +10,8 @@ from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.metrics import campaign_totals as compute_campaign_totals
 from campaign_pipeline.core.metrics import member_statuses as compute_member_statuses
 from campaign_pipeline.core.metrics import reconcile_totals
-from campaign_pipeline.core.schemas import MEMBER_STATUSES, CampaignTotalsType, MemberStatusesType
+from campaign_pipeline.core.schemas import MEMBER_STATUSES
+from campaign_pipeline.frame_types import CampaignTotalsType, MemberStatusesType
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.metrics.charts import funnel_metadata
 from campaign_pipeline.profile import SyncProfile

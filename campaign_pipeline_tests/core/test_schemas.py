@@ -99,13 +99,6 @@ def test_member_statuses_refuse_extra_columns():
     assert "extra" in refused(schemas.MemberStatuses, frame)
 
 
-def test_dagster_types_are_shared_per_model():
-    assert schemas.dagster_type(schemas.MemberStatuses) is schemas.MemberStatusesType
-    assert schemas.MemberStatusesType.type_check(None, schemas.empty_frame(schemas.MemberStatuses)).success
-    bad = schemas.empty_frame(schemas.CampaignTotals).drop(columns="open_rate")
-    assert not schemas.CampaignTotalsType.type_check(None, bad).success
-
-
 def test_member_metric_flags_must_agree_with_counts():
     frame = member_statuses(recipients(("ann@example.com",)), good_events())
     frame.loc[0, "was_opened"] = False

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from campaign_pipeline.core.schemas import CampaignRecipientsType, MailchimpCampaignReportType, RawEmailEventsType
+from campaign_pipeline.frame_types import CampaignRecipientsType, MailchimpCampaignReportType, RawEmailEventsType
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.metrics.assets import (
     METRICS_SETTINGS_KEY,
