@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile, default_profile, load_profile
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
@@ -29,40 +32,101 @@ def load_active_profile() -> SyncProfile:
     return load_profile(path) if path else default_profile()
 
 
-def build_definitions(profile: SyncProfile) -> dg.Definitions:
-    """Everything Dagster shows, for one sync profile: only the assets its mode writes."""
-    from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets, mailchimp_resources
-    from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets, metrics_resources
-    from campaign_pipeline.salesforce.defs import salesforce_assets, salesforce_resources
+def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.Definitions:
+    """Everything Dagster shows for one sync profile: only the assets its mode writes, its job, sensor, schedule.
 
-    assets = [*mailchimp_assets(profile), *metrics_assets, *salesforce_assets(profile)]
-    mailchimp = mailchimp_resources(profile)
-    salesforce = salesforce_resources(profile)
-    resources = {
-        "io_manager": PostgresPandasIOManager(),
-        **mailchimp,
-        **metrics_resources(profile),
-        **salesforce,
-    }
+    `instance` names the profile when a deployment has several (see components/): its assets then live under
+    the key prefix `instance` in a group of that name, on campaign partitions of their own, with a job, sensor
+    and schedule named after it. None keeps the classic single-profile names (sync_campaign_job, ...).
+    """
+    from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets
+    from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets
+    from campaign_pipeline.salesforce.defs import salesforce_assets
+
+    assets = [*mailchimp_assets(profile), *metrics_assets(profile), *salesforce_assets(profile)]
+    checks = [*metrics_asset_checks]
+    partitions = mailchimp_campaigns
+    if instance is not None:
+        partitions = dg.DynamicPartitionsDefinition(name=instance_partitions_name(instance))
+        assets, checks = _as_instance(assets, checks, instance, partitions)
+    resources = shared_resources()
     # Said where a user looks first: whether this deployment reads and writes real systems or the sandboxes.
-    source_and_target = f"{mailchimp['mailchimp'].source_description}. {salesforce['salesforce'].describe_target()}."
+    source_and_target = f"{resources['mailchimp'].source_description}. {resources['salesforce'].describe_target()}."
     sync_job = dg.define_asset_job(
-        SYNC_JOB_NAME,
+        sync_job_name(instance),
         selection=dg.AssetSelection.assets(*assets),
         description=(
             f"Sync one Mailchimp campaign into Salesforce in mode '{profile.mode}': land new activity, compute "
             f"statuses and totals, match people, and write only what changed. {source_and_target}"
+            + (f" Sync profile '{instance}'." if instance is not None else "")
         ),
     )
-    sensors, schedules = build_mailchimp_sensors(sync_job, profile)
+    sensors, schedules = build_mailchimp_sensors(
+        sync_job, profile, partitions_def=partitions, name_prefix=f"{instance}_" if instance is not None else ""
+    )
     return dg.Definitions(
         assets=assets,
-        asset_checks=[*metrics_asset_checks],
+        asset_checks=checks,
         jobs=[sync_job],
         sensors=sensors,
         schedules=schedules,
         resources=resources,
     )
+
+
+def sync_job_name(instance: str | None = None) -> str:
+    return SYNC_JOB_NAME if instance is None else f"{instance}_{SYNC_JOB_NAME}"
+
+
+def instance_partitions_name(instance: str) -> str:
+    return f"{instance}_{MAILCHIMP_CAMPAIGNS_PARTITIONS}"
+
+
+# Environment variables that choose or configure the resources (credentials, database, sandbox state).
+_RESOURCE_ENV_PREFIXES = ("MAILCHIMP_", "SALESFORCE_", "CAMPAIGN_PIPELINE_")
+
+
+def shared_resources() -> dict[str, Any]:
+    """The resources every sync profile of the deployment shares. Nothing here depends on a profile; the
+    same environment gives the very same objects, as Dagster merges several profiles' Definitions only when
+    their resources are identical."""
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_RESOURCE_ENV_PREFIXES)))
+    return _resources_for(environment)
+
+
+@functools.lru_cache(maxsize=8)
+def _resources_for(environment: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    from campaign_pipeline.mailchimp.defs import mailchimp_resources
+    from campaign_pipeline.metrics.assets import metrics_resources
+    from campaign_pipeline.salesforce.defs import salesforce_resources
+
+    return {
+        "io_manager": PostgresPandasIOManager(),
+        **mailchimp_resources(),
+        **metrics_resources(),
+        **salesforce_resources(),
+    }
+
+
+def _as_instance(
+    assets: list[dg.AssetsDefinition],
+    checks: list[dg.AssetChecksDefinition],
+    instance: str,
+    partitions: dg.DynamicPartitionsDefinition,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The same assets and checks under the key prefix `instance`, in the group `instance`, on `partitions`.
+
+    Keys are replaced in one mapping, so every dependency between the profile's assets follows; the IO
+    manager names tables after the whole key, so a profile's frames never mix with another's.
+    """
+    renamed = {key: dg.AssetKey([instance, *key.path]) for asset in assets for key in asset.keys}
+    prefixed = [
+        asset.with_attributes(
+            asset_key_replacements=renamed, group_names_by_key={renamed[key]: instance for key in asset.keys}
+        ).map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
+        for asset in assets
+    ]
+    return prefixed, [check.with_attributes(asset_key_replacements=renamed) for check in checks]
 
 
 defs = build_definitions(load_active_profile())

@@ -52,13 +52,13 @@ def demo_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(PROJECT_ROOT))
 
 
-def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
+def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance, list_id: str | None = None) -> list[str]:
     """One tick of the new-sends sensor: add the partitions it finds, as the daemon would.
 
     The demo's first tick looks back further than the deployed sensor's default, so that every campaign
     of the sandbox account is found rather than just last week's.
     """
-    sensor = build_mailchimp_sensor(SYNC_JOB_NAME, lookback_days=DEMO_LOOKBACK_DAYS)
+    sensor = build_mailchimp_sensor(SYNC_JOB_NAME, lookback_days=DEMO_LOOKBACK_DAYS, list_id=list_id)
     state_file = data_dir() / "demo_sensor_cursor.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     cursor = state_file.read_text() if state_file.exists() else None
@@ -113,7 +113,7 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
     defs = build_definitions(profile)
     instance = demo_instance()
     progress(f"mode {profile.mode}: looking for sent campaigns")
-    keys = discover_campaigns(defs, instance)
+    keys = discover_campaigns(defs, instance, profile.mailchimp.list_id)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     summaries = []
     for index, key in enumerate(keys, start=1):

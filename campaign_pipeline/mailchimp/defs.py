@@ -12,9 +12,10 @@ from campaign_pipeline.mailchimp.assets import (
     mailchimp_campaign_report,
     raw_email_events,
 )
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import API_KEY_ENV, MailchimpResource
-from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule
-from campaign_pipeline.mailchimp.sensors import DEFAULT_LOOKBACK_DAYS, RunTarget, build_mailchimp_sensor
+from campaign_pipeline.mailchimp.schedules import SCHEDULE_NAME, build_mailchimp_resync_schedule
+from campaign_pipeline.mailchimp.sensors import DEFAULT_LOOKBACK_DAYS, SENSOR_NAME, RunTarget, build_mailchimp_sensor
 from campaign_pipeline.profile import SyncProfile
 
 # Modes that attach the sent email (HTML) to the Lead/Contact.
@@ -30,18 +31,21 @@ def mailchimp_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
     return assets
 
 
-def mailchimp_resource(profile: SyncProfile | None = None) -> MailchimpResource:
-    """The resource bound under key "mailchimp": the key from MAILCHIMP_API_KEY, or the sandbox when unset."""
-    list_id = profile.mailchimp.list_id if profile is not None else None
-    filter_bots = profile.mailchimp.filter_bots if profile is not None else False
+def mailchimp_resource(filter_bots: bool = False) -> MailchimpResource:
+    """The resource bound under key "mailchimp": the key from MAILCHIMP_API_KEY, or the sandbox when unset.
+
+    Shared by every sync profile of the deployment; a profile's audience (list_id) reaches its sensor and
+    schedule. `filter_bots` (the profiles' mailchimp.filter_bots) is deployment-wide: landed events are shared
+    by all profiles, so they must agree on it.
+    """
     if os.environ.get(API_KEY_ENV, "").strip():
-        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), list_id=list_id, filter_bots=filter_bots)
+        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), filter_bots=filter_bots)
     # No key: the sandbox. Binding an unset EnvVar would fail at load, hence the branch.
-    return MailchimpResource(list_id=list_id, filter_bots=filter_bots)
+    return MailchimpResource(filter_bots=filter_bots)
 
 
-def mailchimp_resources(profile: SyncProfile | None = None) -> dict[str, MailchimpResource]:
-    return {"mailchimp": mailchimp_resource(profile)}
+def mailchimp_resources(filter_bots: bool = False) -> dict[str, MailchimpResource]:
+    return {"mailchimp": mailchimp_resource(filter_bots)}
 
 
 def build_mailchimp_sensors(
@@ -49,8 +53,23 @@ def build_mailchimp_sensors(
     profile: SyncProfile,
     *,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    partitions_def: dg.DynamicPartitionsDefinition = mailchimp_campaigns,
+    name_prefix: str = "",
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
-    """The new-sends sensor and the attribution-window resync schedule, both targeting `job`."""
-    sensor = build_mailchimp_sensor(job, lookback_days=lookback_days)
-    schedule = build_mailchimp_resync_schedule(job, attribution_window_days=profile.attribution_window_days)
+    """The new-sends sensor and the attribution-window resync schedule of one sync profile, both targeting
+    `job`, over the profile's audience and campaign partitions (`name_prefix` names them per profile)."""
+    sensor = build_mailchimp_sensor(
+        job,
+        lookback_days=lookback_days,
+        name=f"{name_prefix}{SENSOR_NAME}",
+        partitions_def=partitions_def,
+        list_id=profile.mailchimp.list_id,
+    )
+    schedule = build_mailchimp_resync_schedule(
+        job,
+        attribution_window_days=profile.attribution_window_days,
+        name=f"{name_prefix}{SCHEDULE_NAME}",
+        partitions_def=partitions_def,
+        list_id=profile.mailchimp.list_id,
+    )
     return [sensor], [schedule]

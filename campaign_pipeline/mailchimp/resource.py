@@ -187,7 +187,6 @@ class MailchimpResource(dg.ConfigurableResource):
         default=None,
         description="Override of the API root (e.g. a sandbox's http://127.0.0.1:PORT/3.0); None = https://<dc>.api.mailchimp.com/3.0.",
     )
-    list_id: str | None = Field(default=None, description="Only campaigns sent to this audience; None = all.")
     page_size: int = Field(
         default=MAILCHIMP_MAX_PAGE_SIZE,
         ge=1,
@@ -413,8 +412,11 @@ class MailchimpResource(dg.ConfigurableResource):
     def ping(self) -> dict[str, Any]:
         return self._get("/ping")
 
-    def list_sent_campaigns(self, since_send_time: pd.Timestamp | None = None) -> list[SentCampaign]:
-        """Sent regular campaigns and sending/sent automation emails, oldest send first."""
+    def list_sent_campaigns(
+        self, since_send_time: pd.Timestamp | None = None, list_id: str | None = None
+    ) -> list[SentCampaign]:
+        """Sent regular campaigns and sending/sent automation emails, oldest send first; only those sent to the
+        audience `list_id` when given (a sync profile's audience: the resource itself serves every profile)."""
         since_param = _format_since(since_send_time) if since_send_time is not None else None
         campaign_records = self._get_all(
             "/campaigns",
@@ -422,7 +424,7 @@ class MailchimpResource(dg.ConfigurableResource):
             {
                 "status": "sent",
                 "since_send_time": since_param,
-                "list_id": self.list_id,
+                "list_id": list_id,
                 "sort_field": "send_time",
                 "sort_dir": "ASC",
             },
@@ -436,7 +438,7 @@ class MailchimpResource(dg.ConfigurableResource):
             automation_id = automation.get("id")
             if not isinstance(automation_id, str) or not is_valid_campaign_id(automation_id):
                 continue
-            if self.list_id and (automation.get("recipients") or {}).get("list_id") not in (None, self.list_id):
+            if list_id and (automation.get("recipients") or {}).get("list_id") not in (None, list_id):
                 continue
             emails = self._get(f"/automations/{automation_id}/emails")
             self._stats.add(pages=1)

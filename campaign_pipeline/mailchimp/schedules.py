@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.core.events import is_valid_campaign_id
-from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
 from campaign_pipeline.mailchimp.sensors import RunTarget
 
@@ -27,6 +27,8 @@ def build_mailchimp_resync_schedule(
     cron_schedule: str = DEFAULT_RESYNC_CRON,
     name: str = SCHEDULE_NAME,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    partitions_def: dg.DynamicPartitionsDefinition = mailchimp_campaigns,
+    list_id: str | None = None,
 ) -> dg.ScheduleDefinition:
     """A schedule over `target` requesting one run per campaign partition sent inside the window.
 
@@ -48,8 +50,8 @@ def build_mailchimp_resync_schedule(
     def mailchimp_resync_schedule(context: dg.ScheduleEvaluationContext, mailchimp: MailchimpResource):
         now = mailchimp.now()
         window_start = now - pd.Timedelta(days=attribution_window_days)
-        listed = mailchimp.list_sent_campaigns(since_send_time=window_start)
-        existing = set(context.instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
+        listed = mailchimp.list_sent_campaigns(since_send_time=window_start, list_id=list_id)
+        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         due = [
             c
             for c in campaigns_in_window(listed, now, attribution_window_days)

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.core.events import is_valid_campaign_id
-from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
+from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
 
 if TYPE_CHECKING:
@@ -96,12 +96,14 @@ def build_mailchimp_sensor(
     minimum_interval_seconds: int = 300,
     name: str = SENSOR_NAME,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    partitions_def: dg.DynamicPartitionsDefinition = mailchimp_campaigns,
+    list_id: str | None = None,
 ) -> dg.SensorDefinition:
     """A sensor over `target` (the lead's per-campaign job or an asset selection).
 
-    Each tick lists campaigns sent since the cursor (minus a slack), adds a `mailchimp_campaigns`
-    partition for each new one and requests its run, all in one SensorResult so a partition is
-    never requested before it exists. The first tick only looks back `lookback_days`.
+    Each tick lists campaigns sent since the cursor (minus a slack) to the audience `list_id` (None = all),
+    adds a partition of `partitions_def` for each new one and requests its run, all in one SensorResult so a
+    partition is never requested before it exists. The first tick only looks back `lookback_days`.
     """
     if lookback_days < 0:
         raise ValueError(f"lookback_days must be 0 or more, got {lookback_days}")
@@ -113,7 +115,7 @@ def build_mailchimp_sensor(
         default_status=default_status,
         description=(
             "Finds new Mailchimp sends (regular campaigns and automation emails), adds their "
-            f"mailchimp_campaigns partitions and requests their runs. The first tick looks back {lookback_days} days."
+            f"{partitions_def.name} partitions and requests their runs. The first tick looks back {lookback_days} days."
         ),
     )
     def mailchimp_new_sends_sensor(
@@ -127,18 +129,18 @@ def build_mailchimp_sensor(
             else cursor.max_send_time - RELIST_SLACK
         )
         context.log.info(f"{mailchimp.source_description}; listing sends since {since.isoformat()}")
-        listed = mailchimp.list_sent_campaigns(since_send_time=since)
+        listed = mailchimp.list_sent_campaigns(since_send_time=since, list_id=list_id)
         usable = [c for c in listed if is_valid_campaign_id(c.id)]
         for rejected in set(c.id for c in listed) - set(c.id for c in usable):
             context.log.warning(f"Skipping campaign id {rejected!r}: not a safe partition key")
         fresh = new_sends(usable, cursor, now, lookback_days)
-        existing = set(context.instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
+        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         to_add = [c.id for c in fresh if c.id not in existing]
         next_cursor = cursor.advanced(usable, listed_since=since)
         if not fresh:
             return dg.SensorResult(skip_reason="No new Mailchimp sends", cursor=next_cursor.serialize())
         return dg.SensorResult(
-            dynamic_partitions_requests=[mailchimp_campaigns.build_add_request(to_add)] if to_add else [],
+            dynamic_partitions_requests=[partitions_def.build_add_request(to_add)] if to_add else [],
             run_requests=[
                 dg.RunRequest(
                     run_key=f"new-send:{c.id}",

@@ -1,6 +1,6 @@
 """Per-campaign metrics assets (member statuses, campaign totals) and the check against Mailchimp's report."""
 
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -21,12 +21,9 @@ METRICS_SETTINGS_KEY = "metrics_settings"
 
 
 class MetricsSettings(dg.ConfigurableResource):
-    """How statuses are decided and how much drift from Mailchimp's report is tolerated; bound from the profile."""
+    """How much drift from Mailchimp's report is tolerated. The same for every sync profile of a deployment
+    (the status rule is the profile's own and reaches member_statuses through its builder)."""
 
-    status_rule: Literal["latest", "highest_rank"] = Field(
-        default="latest",
-        description="latest: the most recent event's status; highest_rank: the best status ever reached.",
-    )
     reconcile_tolerance: float = Field(
         default=0.02,
         ge=0.0,
@@ -35,61 +32,67 @@ class MetricsSettings(dg.ConfigurableResource):
     )
 
 
-def metrics_resources(profile: SyncProfile | None = None) -> dict[str, MetricsSettings]:
-    """Resources the metrics assets need, under their keys; the profile's status_rule reaches the assets here."""
-    status_rule = profile.status_rule if profile is not None else "latest"
-    return {METRICS_SETTINGS_KEY: MetricsSettings(status_rule=status_rule)}
+def metrics_resources() -> dict[str, MetricsSettings]:
+    """Resources the metrics assets need, under their keys (profile-independent, shared by every profile)."""
+    return {METRICS_SETTINGS_KEY: MetricsSettings()}
 
 
-@campaign_asset(
-    group_name=METRICS_GROUP,
-    dagster_type=MemberStatusesType,
-    kinds={"pandas"},
-    description=(
-        "One row per campaign x member: the member's status (Clicked, Opened, Bounced, Unsubscribed or Sent by "
-        "the profile's status_rule) and response metrics (opens, clicks, first/last times, time to open, "
-        "bounce type, unsubscribe time). Repeated events count once; members compare by email hash, so case "
-        "differences do not split them. Members with events but not in sent-to are kept with "
-        "is_recipient = false. sent_at_is_exact = false marks automation emails, whose send time is approximate."
-    ),
-)
-def member_statuses(
-    context: dg.AssetExecutionContext,
-    metrics_settings: MetricsSettings,
-    campaign_recipients: pd.DataFrame,
-    raw_email_events: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    statuses = compute_member_statuses(campaign_recipients, raw_email_events, status_rule=metrics_settings.status_rule)
-    breakdown = statuses["latest_status"].value_counts().reindex(list(MEMBER_STATUSES), fill_value=0)
-    recipients = statuses["is_recipient"]
-    approximate = int((recipients & ~statuses["sent_at_is_exact"]).sum())
-    non_recipients = int((~recipients).sum())
-    if non_recipients:
-        context.log.warning(
-            f"{non_recipients} member(s) have events but are not in the campaign's sent-to; kept with "
-            "is_recipient = false and counted in campaign_totals.non_recipient_members"
+def build_member_statuses(profile: SyncProfile) -> dg.AssetsDefinition:
+    """member_statuses under the profile's status rule."""
+    status_rule = profile.status_rule
+
+    @campaign_asset(
+        group_name=METRICS_GROUP,
+        dagster_type=MemberStatusesType,
+        kinds={"pandas"},
+        description=(
+            "One row per campaign x member: the member's status (Clicked, Opened, Bounced, Unsubscribed or Sent by "
+            "the profile's status_rule) and response metrics (opens, clicks, first/last times, time to open, "
+            "bounce type, unsubscribe time). Repeated events count once; members compare by email hash, so case "
+            "differences do not split them. Members with events but not in sent-to are kept with "
+            "is_recipient = false. sent_at_is_exact = false marks automation emails, whose send time is approximate."
+        ),
+    )
+    def member_statuses(
+        context: dg.AssetExecutionContext,
+        campaign_recipients: pd.DataFrame,
+        raw_email_events: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        statuses = compute_member_statuses(campaign_recipients, raw_email_events, status_rule=status_rule)
+        breakdown = statuses["latest_status"].value_counts().reindex(list(MEMBER_STATUSES), fill_value=0)
+        recipients = statuses["is_recipient"]
+        approximate = int((recipients & ~statuses["sent_at_is_exact"]).sum())
+        non_recipients = int((~recipients).sum())
+        if non_recipients:
+            context.log.warning(
+                f"{non_recipients} member(s) have events but are not in the campaign's sent-to; kept with "
+                "is_recipient = false and counted in campaign_totals.non_recipient_members"
+            )
+        if approximate:
+            context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
+        send_time_note = (
+            f"{approximate} recipient(s) of automation emails: their Sent time is approximate (sent_at_is_exact = false)"
+            if approximate
+            else "All send times are exact"
         )
-    if approximate:
-        context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
-    send_time_note = (
-        f"{approximate} recipient(s) of automation emails: their Sent time is approximate (sent_at_is_exact = false)"
-        if approximate
-        else "All send times are exact"
-    )
-    return dg.Output(
-        statuses,
-        metadata={
-            "dagster/row_count": len(statuses),
-            "send_times": dg.MetadataValue.text(send_time_note),
-            "status_rule": metrics_settings.status_rule,
-            "status_breakdown": preview_table(breakdown.rename_axis("status").reset_index(name="members"), rows=None),
-            **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
-            "recipients": int(recipients.sum()),
-            "non_recipient_members": non_recipients,
-            "approximate_send_times": approximate,
-            "preview": preview_table(statuses),
-        },
-    )
+        return dg.Output(
+            statuses,
+            metadata={
+                "dagster/row_count": len(statuses),
+                "send_times": dg.MetadataValue.text(send_time_note),
+                "status_rule": status_rule,
+                "status_breakdown": preview_table(
+                    breakdown.rename_axis("status").reset_index(name="members"), rows=None
+                ),
+                **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
+                "recipients": int(recipients.sum()),
+                "non_recipient_members": non_recipients,
+                "approximate_send_times": approximate,
+                "preview": preview_table(statuses),
+            },
+        )
+
+    return member_statuses
 
 
 @campaign_asset(
@@ -159,5 +162,8 @@ def totals_match_mailchimp_report(
     )
 
 
-metrics_assets: list[dg.AssetsDefinition] = [member_statuses, campaign_totals]
+def metrics_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
+    return [build_member_statuses(profile), campaign_totals]
+
+
 metrics_asset_checks: list[dg.AssetChecksDefinition] = [totals_match_mailchimp_report]

@@ -55,7 +55,7 @@ def sandbox_campaign_id(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setenv(DATA_DIR_ENV, str(dagster_dev.data_dir))
     monkeypatch.delenv("MAILCHIMP_API_KEY", raising=False)
-    campaigns = mailchimp_resource(load_active_profile()).list_sent_campaigns()
+    campaigns = mailchimp_resource().list_sent_campaigns(list_id=load_active_profile().mailchimp.list_id)
     regular = [c for c in campaigns if c.sent_at_is_exact]
     assert regular, f"the sandbox lists no sent regular campaign: {campaigns}"
     return regular[0].id

@@ -11,7 +11,6 @@ from campaign_pipeline.metrics.assets import (
     MetricsSettings,
     metrics_asset_checks,
     metrics_assets,
-    metrics_resources,
 )
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline_tests.core.frames import events, recipients, report
@@ -38,7 +37,12 @@ def stand_ins(recipient_frame: pd.DataFrame, event_frame: pd.DataFrame, report_f
     return [campaign_recipients, raw_email_events, mailchimp_campaign_report]
 
 
-def run(report_frame: pd.DataFrame, settings: MetricsSettings | None = None, event_frame: pd.DataFrame | None = None):
+def run(
+    report_frame: pd.DataFrame,
+    settings: MetricsSettings | None = None,
+    event_frame: pd.DataFrame | None = None,
+    profile: SyncProfile | None = None,
+):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
     recipient_frame = recipients(("ann@example.com",), ("bob@example.com",), ("cy@example.com", "hard"))
@@ -51,7 +55,11 @@ def run(report_frame: pd.DataFrame, settings: MetricsSettings | None = None, eve
             ("zed@example.com", "open", "2024-03-01 12:00"),
         )
     result = dg.materialize(
-        [*stand_ins(recipient_frame, event_frame, report_frame), *metrics_assets, *metrics_asset_checks],
+        [
+            *stand_ins(recipient_frame, event_frame, report_frame),
+            *metrics_assets(profile or SyncProfile()),
+            *metrics_asset_checks,
+        ],
         partition_key=CAMPAIGN,
         instance=instance,
         resources={METRICS_SETTINGS_KEY: settings or MetricsSettings()},
@@ -143,8 +151,7 @@ def test_tolerance_is_configurable():
 
 
 def test_highest_rank_rule_reaches_the_asset_from_the_profile():
-    settings = metrics_resources(SyncProfile(status_rule="highest_rank"))[METRICS_SETTINGS_KEY]
-    result = run(matching_report(), settings)
+    result = run(matching_report(), profile=SyncProfile(status_rule="highest_rank"))
     statuses = result.asset_value("member_statuses").set_index("email_address")
     assert statuses.loc["bob@example.com", "latest_status"] == "Opened"
     assert materialization_metadata(result, "member_statuses")["status_rule"].value == "highest_rank"
@@ -160,7 +167,7 @@ def test_malformed_upstream_frame_fails_the_type_check_loudly():
 
 
 def test_asset_specs_are_stable():
-    specs = {spec.key.to_user_string(): spec for asset in metrics_assets for spec in asset.specs}
+    specs = {spec.key.to_user_string(): spec for asset in metrics_assets(SyncProfile()) for spec in asset.specs}
     assert set(specs) == {"member_statuses", "campaign_totals"}
     assert {dep.asset_key.to_user_string() for dep in specs["member_statuses"].deps} == {
         "campaign_recipients",
@@ -181,7 +188,7 @@ def test_automation_send_times_are_flagged_as_approximate_in_metadata():
     instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
     automation_recipients = recipients(("ann@example.com",), ("bob@example.com",), exact=False)
     result = dg.materialize(
-        [*stand_ins(automation_recipients, events(), report(emails_sent=2)), *metrics_assets],
+        [*stand_ins(automation_recipients, events(), report(emails_sent=2)), *metrics_assets(SyncProfile())],
         partition_key=CAMPAIGN,
         instance=instance,
         resources={METRICS_SETTINGS_KEY: MetricsSettings()},

@@ -8,6 +8,7 @@ from campaign_pipeline.core.schemas import CampaignTotals, MemberStatuses
 from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_campaign_report, raw_email_events
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.metrics.assets import METRICS_SETTINGS_KEY, MetricsSettings, metrics_asset_checks, metrics_assets
+from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
@@ -41,7 +42,13 @@ def test_sandbox_campaigns_reconcile_with_their_reports(served_account, dagster_
         campaign_id = campaigns[campaign_type]
         dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
         result = dg.materialize(
-            [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets, *metrics_asset_checks],
+            [
+                raw_email_events,
+                campaign_recipients,
+                mailchimp_campaign_report,
+                *metrics_assets(SyncProfile()),
+                *metrics_asset_checks,
+            ],
             instance=dagster_instance,
             partition_key=campaign_id,
             resources={
