@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -126,7 +126,9 @@ def _as_instance(
         ).map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
         for asset in assets
     ]
-    return prefixed, [check.with_attributes(asset_key_replacements=renamed) for check in checks]
+    return prefixed, [
+        cast(dg.AssetChecksDefinition, check.with_attributes(asset_key_replacements=renamed)) for check in checks
+    ]
 
 
 defs = build_definitions(load_active_profile())

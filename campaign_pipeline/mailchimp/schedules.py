@@ -36,6 +36,10 @@ def build_mailchimp_resync_schedule(
     schedule cannot). The run key carries the tick time, so each tick re-syncs each campaign once.
     """
 
+    partitions_name = partitions_def.name
+    if not partitions_name:
+        raise ValueError("the campaign partitions must be named dynamic partitions")
+
     @dg.schedule(
         name=name,
         cron_schedule=cron_schedule,
@@ -51,7 +55,7 @@ def build_mailchimp_resync_schedule(
         now = mailchimp.now()
         window_start = now - pd.Timedelta(days=attribution_window_days)
         listed = mailchimp.list_sent_campaigns(since_send_time=window_start, list_id=list_id)
-        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        existing = set(context.instance.get_dynamic_partitions(partitions_name))
         due = [
             c
             for c in campaigns_in_window(listed, now, attribution_window_days)

@@ -105,6 +105,9 @@ def build_mailchimp_sensor(
     adds a partition of `partitions_def` for each new one and requests its run, all in one SensorResult so a
     partition is never requested before it exists. The first tick only looks back `lookback_days`.
     """
+    partitions_name = partitions_def.name
+    if not partitions_name:
+        raise ValueError("the campaign partitions must be named dynamic partitions")
     if lookback_days < 0:
         raise ValueError(f"lookback_days must be 0 or more, got {lookback_days}")
 
@@ -134,7 +137,7 @@ def build_mailchimp_sensor(
         for rejected in set(c.id for c in listed) - set(c.id for c in usable):
             context.log.warning(f"Skipping campaign id {rejected!r}: not a safe partition key")
         fresh = new_sends(usable, cursor, now, lookback_days)
-        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        existing = set(context.instance.get_dynamic_partitions(partitions_name))
         to_add = [c.id for c in fresh if c.id not in existing]
         next_cursor = cursor.advanced(usable, listed_since=since)
         if not fresh:
