@@ -117,18 +117,37 @@ def _as_instance(
     """The same assets and checks under the key prefix `instance`, in the group `instance`, on `partitions`.
 
     Keys are replaced in one mapping, so every dependency between the profile's assets follows; the IO
-    manager names tables after the whole key, so a profile's frames never mix with another's.
+    manager names tables after the whole key, so a profile's frames never mix with another's. Ops are renamed
+    `<instance>__<op>` (as Dagster names a prefixed asset's op), since op names are unique in a code location.
     """
     renamed = {key: dg.AssetKey([instance, *key.path]) for asset in assets for key in asset.keys}
     prefixed = [
-        asset.with_attributes(
-            asset_key_replacements=renamed, group_names_by_key={renamed[key]: instance for key in asset.keys}
-        ).map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
+        _with_op_prefix(
+            asset.with_attributes(
+                asset_key_replacements=renamed, group_names_by_key={renamed[key]: instance for key in asset.keys}
+            ).map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)),
+            instance,
+        )
         for asset in assets
     ]
-    return prefixed, [
-        cast(dg.AssetChecksDefinition, check.with_attributes(asset_key_replacements=renamed)) for check in checks
+    prefixed_checks = [
+        cast(dg.AssetChecksDefinition, _with_op_prefix(check.with_attributes(asset_key_replacements=renamed), instance))
+        for check in checks
     ]
+    return prefixed, prefixed_checks
 
 
-defs = build_definitions(load_active_profile())
+def _with_op_prefix(asset: dg.AssetsDefinition, instance: str) -> dg.AssetsDefinition:
+    attributes = asset.get_attributes_dict()
+    node = attributes["node_def"]
+    attributes["node_def"] = node.with_replaced_properties(name=f"{instance}__{node.name}")
+    return type(asset).dagster_internal_init(**attributes)
+
+
+def build_deployment() -> dg.Definitions:
+    """Every sync profile of the deployment: the CampaignSync instances under campaign_pipeline/defs/ (the
+    `default` one is the classic sync_profile.yaml), merged into one Definitions."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+
+
+defs = build_deployment()

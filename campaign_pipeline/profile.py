@@ -281,6 +281,10 @@ class SyncProfile(BaseModel):
         return self
 
 
+# The top-level keys of a profile, as a sync profile YAML or a CampaignSync component's attributes hold them.
+PROFILE_SECTIONS: tuple[str, ...] = tuple(SyncProfile.model_fields)
+
+
 def default_profile() -> SyncProfile:
     return SyncProfile()
 
@@ -296,11 +300,16 @@ def load_profile(path: str | Path) -> SyncProfile:
         raise ProfileError(f"sync profile {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"sync profile {path} must be a mapping of settings, got {type(raw).__name__}")
+    return validate_profile(raw, f"sync profile {path}")
+
+
+def validate_profile(raw: dict[str, Any], where: str) -> SyncProfile:
+    """A profile from its settings (a file's or a component's); errors start with `where`."""
     try:
         return SyncProfile.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe_error(err) for err in exc.errors())
-        raise ProfileError(f"sync profile {path} is invalid: {problems}") from exc
+        raise ProfileError(f"{where} is invalid: {problems}") from exc
 
 
 def _describe_error(err: Any) -> str:

@@ -1,0 +1,1 @@
+"""Sync profile instances of this deployment, one folder each (`dg scaffold defs ...CampaignSync <folder>`)."""
