@@ -10,7 +10,7 @@ from typing import Any, cast
 import dagster as dg
 
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
-from campaign_pipeline.profile import SyncProfile, default_profile, load_profile
+from campaign_pipeline.profile import ProfileError, SyncProfile, default_profile, load_profile
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
 PROFILE_ENV = "CAMPAIGN_PIPELINE_PROFILE"
@@ -49,7 +49,7 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
     if instance is not None:
         partitions = dg.DynamicPartitionsDefinition(name=instance_partitions_name(instance))
         assets, checks = _as_instance(assets, checks, instance, partitions)
-    resources = shared_resources()
+    resources = shared_resources(filter_bots=profile.mailchimp.filter_bots)
     # Said where a user looks first: whether this deployment reads and writes real systems or the sandboxes.
     source_and_target = f"{resources['mailchimp'].source_description}. {resources['salesforce'].describe_target()}."
     sync_job = dg.define_asset_job(
@@ -86,26 +86,27 @@ def instance_partitions_name(instance: str) -> str:
 _RESOURCE_ENV_PREFIXES = ("MAILCHIMP_", "SALESFORCE_", "CAMPAIGN_PIPELINE_")
 
 
-def shared_resources() -> dict[str, Any]:
-    """The resources every sync profile of the deployment shares. Nothing here depends on a profile; the
-    same environment gives the very same objects, as Dagster merges several profiles' Definitions only when
-    their resources are identical."""
+def shared_resources(filter_bots: bool = False) -> dict[str, Any]:
+    """The resources every sync profile of the deployment shares. Only `filter_bots` comes from the profiles
+    (landed events are shared, so all profiles must agree on it); the same environment gives the very same
+    objects, as Dagster merges several profiles' Definitions only when their resources are identical."""
     environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_RESOURCE_ENV_PREFIXES)))
-    return _resources_for(environment)
+    return {**_resources_for(environment), **_mailchimp_resources_for(environment, filter_bots)}
 
 
 @functools.lru_cache(maxsize=8)
 def _resources_for(environment: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    from campaign_pipeline.mailchimp.defs import mailchimp_resources
     from campaign_pipeline.metrics.assets import metrics_resources
     from campaign_pipeline.salesforce.defs import salesforce_resources
 
-    return {
-        "io_manager": PostgresPandasIOManager(),
-        **mailchimp_resources(),
-        **metrics_resources(),
-        **salesforce_resources(),
-    }
+    return {"io_manager": PostgresPandasIOManager(), **metrics_resources(), **salesforce_resources()}
+
+
+@functools.lru_cache(maxsize=8)
+def _mailchimp_resources_for(environment: tuple[tuple[str, str], ...], filter_bots: bool) -> dict[str, Any]:
+    from campaign_pipeline.mailchimp.defs import mailchimp_resources
+
+    return mailchimp_resources(filter_bots)
 
 
 def _as_instance(
@@ -123,9 +124,9 @@ def _as_instance(
     renamed = {key: dg.AssetKey([instance, *key.path]) for asset in assets for key in asset.keys}
     prefixed = [
         _with_op_prefix(
-            asset.with_attributes(
-                asset_key_replacements=renamed, group_names_by_key={renamed[key]: instance for key in asset.keys}
-            ).map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions)),
+            asset.with_attributes(asset_key_replacements=renamed).map_asset_specs(
+                lambda spec: spec.replace_attributes(partitions_def=partitions, group_name=instance)
+            ),
             instance,
         )
         for asset in assets
@@ -144,10 +145,24 @@ def _with_op_prefix(asset: dg.AssetsDefinition, instance: str) -> dg.AssetsDefin
     return type(asset).dagster_internal_init(**attributes)
 
 
-def build_deployment() -> dg.Definitions:
+def build_deployment(project_module_dir: Path | None = None) -> dg.Definitions:
     """Every sync profile of the deployment: the CampaignSync instances under campaign_pipeline/defs/ (the
     `default` one is the classic sync_profile.yaml), merged into one Definitions."""
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).resolve().parent)
+    try:
+        return dg.load_from_defs_folder(path_within_project=project_module_dir or Path(__file__).resolve().parent)
+    except Exception as exc:  # the component tree wraps the merge error in its own
+        if any("different resources with same key 'mailchimp'" in str(e) for e in _causes(exc)):
+            raise ProfileError(
+                "the sync profiles under campaign_pipeline/defs/ disagree on mailchimp.filter_bots: landed Mailchimp "
+                "events are shared by every profile of a deployment, so set it the same in all of them"
+            ) from exc
+        raise
+
+
+def _causes(error: BaseException | None):
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 defs = build_deployment()
