@@ -36,7 +36,7 @@ from campaign_pipeline.salesforce.engine import (
     RecordKind,
     with_external_id,
 )
-from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger
+from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger, ledger_scope
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
 from campaign_pipeline.salesforce.soql import chunk_for_in_list
 from campaign_pipeline.storage.database import get_engine
@@ -229,7 +229,7 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
             profile, raw_email_events, member_statuses, salesforce_matches, mailchimp_campaign_report
         )
         kind = task_kind(profile)
-        ledger = SyncLedger(get_engine())
+        ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
         adopted = 0
         if not profile.sync.preview_only and not kind.external_id_field:
             known = ledger.load(kind.name, list(context.partition_keys))
@@ -327,7 +327,10 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         if not attachments_enabled(profile):
             context.log.info("Attachments are turned off in the sync profile: no sent email is attached")
         campaign_ids = sorted(desired["campaign_id"].unique().tolist())
-        to_write = diff_against_ledger(desired, SyncLedger(get_engine()).load(ATTACHMENT, campaign_ids))
+        to_write = diff_against_ledger(
+            desired,
+            SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys)).load(ATTACHMENT, campaign_ids),
+        )
         writing = to_write[to_write["action"].isin(["create", "update"])]
         for reason in desired["reject_reason"].dropna().unique():
             context.log.warning(reason)

@@ -34,7 +34,7 @@ from campaign_pipeline.salesforce.engine import (
     SyncReport,
     sync_desired_records,
 )
-from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
 from campaign_pipeline.storage.database import get_engine
@@ -98,7 +98,11 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
             created_leads = 0
             if profile.matching.create_leads_for_unmatched and len(unmatched) and not profile.sync.preview_only:
                 matches, unmatched, created_leads = create_leads_for_unmatched(
-                    client, SyncLedger(get_engine()), profile, matches, unmatched
+                    client,
+                    SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys)),
+                    profile,
+                    matches,
+                    unmatched,
                 )
             calls = dict(client.stats.calls)
         several = int((matches["candidate_count"] > 1).sum())
@@ -300,7 +304,7 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
                 desired.append(
                     DesiredRecords(CAMPAIGN_MEMBER_STATUS_KIND, desired_campaign_member_statuses(frame["campaign_id"]))
                 )
-        ledger = SyncLedger(get_engine())
+        ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,
             limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,

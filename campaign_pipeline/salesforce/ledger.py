@@ -23,18 +23,33 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
+def ledger_scope(asset_keys: object) -> str:
+    """The ledger scope of the sync profile that owns these asset keys: their key prefix ('' when unprefixed,
+    as for the classic single profile; a CampaignSync instance's assets carry its name as prefix)."""
+    prefixes = {"/".join(key.path[:-1]) for key in asset_keys}  # type: ignore[attr-defined]
+    if len(prefixes) != 1:
+        raise ValueError(f"assets of several sync profiles in one step: {sorted(prefixes)}")
+    return prefixes.pop()
+
+
 class SyncLedger:
     """Postgres table of what was last written to Salesforce, so a run sends only what changed.
 
     A row is written ``pending`` (with any Id already known) before a create is sent and replaced by the outcome
     right after each batch; a run that dies in between leaves ``pending`` rows, which the next run looks up in
     Salesforce before creating anything, so a crash never duplicates a record.
+
+    ``scope`` is the sync profile the rows belong to ('' for the classic single profile, else the profile's
+    name): profiles of one deployment share the table and never read or write each other's rows.
     """
 
-    def __init__(self, engine: sa.Engine, schema: str = PIPELINE_SCHEMA, table: str = LEDGER_TABLE) -> None:
+    def __init__(
+        self, engine: sa.Engine, schema: str = PIPELINE_SCHEMA, table: str = LEDGER_TABLE, scope: str = ""
+    ) -> None:
         self.engine = engine
         self.schema = schema
         self.table = table
+        self.scope = scope
         self._qualified = f'"{schema}"."{table}"'
         ensure_schema(engine, schema)
         with engine.begin() as conn:
@@ -43,6 +58,7 @@ class SyncLedger:
                 sa.text(
                     f"""
                     CREATE TABLE IF NOT EXISTS {self._qualified} (
+                        scope         text        NOT NULL DEFAULT '',
                         object_kind   text        NOT NULL,
                         sync_key      text        NOT NULL,
                         campaign_id   text,
@@ -52,24 +68,45 @@ class SyncLedger:
                         error_code    text,
                         error_message text,
                         attempted_at  timestamptz NOT NULL DEFAULT now(),
-                        PRIMARY KEY (object_kind, sync_key)
+                        PRIMARY KEY (scope, object_kind, sync_key)
                     )
                     """
                 )
             )
+            self._add_scope_to_older_table(conn)
             conn.execute(
                 sa.text(
-                    f'CREATE INDEX IF NOT EXISTS "{table}_campaign_idx" ON {self._qualified} (object_kind, campaign_id)'
+                    f'CREATE INDEX IF NOT EXISTS "{table}_scope_campaign_idx" ON {self._qualified} '
+                    "(scope, object_kind, campaign_id)"
                 )
             )
+
+    def _add_scope_to_older_table(self, conn: sa.Connection) -> None:
+        """A ledger made before profiles had scopes: its rows become the classic profile's ('')."""
+        has_scope = conn.execute(
+            sa.text(
+                "SELECT 1 FROM information_schema.columns "
+                "WHERE table_schema = :schema AND table_name = :table AND column_name = 'scope'"
+            ),
+            {"schema": self.schema, "table": self.table},
+        ).first()
+        if has_scope:
+            return
+        conn.execute(sa.text(f"ALTER TABLE {self._qualified} ADD COLUMN scope text NOT NULL DEFAULT ''"))
+        primary_key = conn.execute(
+            sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:table AS regclass) AND contype = 'p'"),
+            {"table": self._qualified},
+        ).scalar_one()
+        conn.execute(sa.text(f'ALTER TABLE {self._qualified} DROP CONSTRAINT "{primary_key}"'))
+        conn.execute(sa.text(f"ALTER TABLE {self._qualified} ADD PRIMARY KEY (scope, object_kind, sync_key)"))
 
     def load(self, object_kind: str, campaign_ids: list[str] | None = None) -> pd.DataFrame:
         """Ledger rows of a kind (optionally only some campaigns), with LEDGER_COLUMNS plus error details."""
         query = (
             f"SELECT sync_key, salesforce_id, content_hash, last_result, error_code, error_message, attempted_at, "
-            f"campaign_id FROM {self._qualified} WHERE object_kind = :kind"
+            f"campaign_id FROM {self._qualified} WHERE scope = :scope AND object_kind = :kind"
         )
-        params: dict[str, object] = {"kind": object_kind}
+        params: dict[str, object] = {"scope": self.scope, "kind": object_kind}
         if campaign_ids is not None:
             query += " AND campaign_id = ANY(:campaign_ids)"
             params["campaign_ids"] = list(campaign_ids)
@@ -100,9 +137,9 @@ class SyncLedger:
         """Keys whose last write failed, with Salesforce's error code and message, newest first."""
         query = (
             f"SELECT object_kind, sync_key, campaign_id, salesforce_id, error_code, error_message, attempted_at "
-            f"FROM {self._qualified} WHERE last_result = :error"
+            f"FROM {self._qualified} WHERE scope = :scope AND last_result = :error"
         )
-        params: dict[str, object] = {"error": RESULT_ERROR}
+        params: dict[str, object] = {"scope": self.scope, "error": RESULT_ERROR}
         if object_kind is not None:
             query += " AND object_kind = :kind"
             params["kind"] = object_kind
@@ -117,11 +154,12 @@ class SyncLedger:
             return
         frame = rows[list(RESULT_COLUMNS)].copy()
         frame.insert(0, "object_kind", object_kind)
+        frame.insert(0, "scope", self.scope)
         buffer = io.StringIO()
         # CSV quoting copes with any text in error messages; an unquoted \N is null.
         frame.astype(object).where(frame.notna(), None).to_csv(buffer, header=False, index=False, na_rep="\\N")
         buffer.seek(0)
-        columns = ", ".join(("object_kind", *RESULT_COLUMNS))
+        columns = ", ".join(("scope", "object_kind", *RESULT_COLUMNS))
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -134,7 +172,7 @@ class SyncLedger:
                     f"""
                     INSERT INTO {self._qualified} AS ledger ({columns}, attempted_at)
                     SELECT {columns}, now() FROM ledger_incoming
-                    ON CONFLICT (object_kind, sync_key) DO UPDATE SET
+                    ON CONFLICT (scope, object_kind, sync_key) DO UPDATE SET
                         campaign_id = EXCLUDED.campaign_id,
                         salesforce_id = COALESCE(EXCLUDED.salesforce_id, ledger.salesforce_id),
                         content_hash = EXCLUDED.content_hash,

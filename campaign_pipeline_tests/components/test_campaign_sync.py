@@ -39,6 +39,7 @@ def write_project(root: Path, profiles: dict[str, str]) -> Path:
     """A dg project with one folder per profile under <package>/defs, and a definitions.py loading them.
     The package is named after the test's folder: Python caches imported modules by name."""
     package = package_name(root)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
         f'[tool.dg]\ndirectory_type = "project"\n\n[tool.dg.project]\nroot_module = "{package}"\n'
     )
@@ -184,8 +185,9 @@ def test_two_instances_sync_one_audience_end_to_end_with_their_own_partitions_an
             kinds.setdefault(scope, set()).add(kind)
             assert count > 0
         assert set(kinds) == {"newsletter_members", "newsletter_notes"}
-        assert "CampaignMember" in kinds["newsletter_members"] and "Note" not in kinds["newsletter_members"]
-        assert "Note" in kinds["newsletter_notes"] and "CampaignMember" not in kinds["newsletter_notes"]
+        assert {"campaign", "campaign_member"} <= kinds["newsletter_members"]
+        assert "note" not in kinds["newsletter_members"]
+        assert "note" in kinds["newsletter_notes"] and "campaign_member" not in kinds["newsletter_notes"]
     finally:
         for name in ("newsletter_members", "newsletter_notes"):
             dagster_instance.delete_dynamic_partition(instance_partitions_name(name), campaign_id)

@@ -62,3 +62,41 @@ def test_load_is_scoped_by_kind_and_campaign(ledger: SyncLedger) -> None:
 def test_unknown_result_is_refused(ledger: SyncLedger) -> None:
     with pytest.raises(ValueError, match="maybe"):
         ledger.record_results("campaign", _results([("c1", "c1", None, "h", "maybe", None, None)]))
+
+
+def test_profiles_of_one_deployment_never_see_each_others_rows(pg_engine) -> None:
+    schema = f"ledger_test_{uuid.uuid4().hex[:8]}"
+    members, notes = SyncLedger(pg_engine, schema=schema, scope="members"), SyncLedger(pg_engine, schema=schema)
+    members.record_results("campaign", _results([("c1", "c1", "701A", "h1", RESULT_OK, None, None)]))
+    notes.record_results("campaign", _results([("c1", "c1", "701B", "h2", RESULT_ERROR, "X", "bad")]))
+    assert members.load("campaign")["salesforce_id"].tolist() == ["701A"]
+    assert notes.load("campaign")["salesforce_id"].tolist() == ["701B"]
+    assert members.failures().empty and notes.failures()["sync_key"].tolist() == ["c1"]
+
+
+def test_a_ledger_made_before_scopes_keeps_its_rows_as_the_classic_profiles(pg_engine) -> None:
+    import sqlalchemy as sa
+
+    schema = f"ledger_test_{uuid.uuid4().hex[:8]}"
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(
+            sa.text(
+                f'CREATE TABLE "{schema}".sync_ledger (object_kind text NOT NULL, sync_key text NOT NULL, '
+                "campaign_id text, salesforce_id text, content_hash text, last_result text NOT NULL, "
+                "error_code text, error_message text, attempted_at timestamptz NOT NULL DEFAULT now(), "
+                "PRIMARY KEY (object_kind, sync_key))"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f'INSERT INTO "{schema}".sync_ledger (object_kind, sync_key, campaign_id, salesforce_id, '
+                "content_hash, last_result) VALUES ('campaign', 'c1', 'c1', '701A', 'h1', 'ok')"
+            )
+        )
+    classic = SyncLedger(pg_engine, schema=schema)
+    assert classic.load("campaign")["salesforce_id"].tolist() == ["701A"]
+    named = SyncLedger(pg_engine, schema=schema, scope="members")
+    assert named.load("campaign").empty
+    named.record_results("campaign", _results([("c1", "c1", "701C", "h1", RESULT_OK, None, None)]))
+    assert classic.load("campaign")["salesforce_id"].tolist() == ["701A"]
