@@ -191,3 +191,26 @@ def test_two_instances_sync_one_audience_end_to_end_with_their_own_partitions_an
     finally:
         for name in ("newsletter_members", "newsletter_notes"):
             dagster_instance.delete_dynamic_partition(instance_partitions_name(name), campaign_id)
+
+
+def test_dg_scaffolds_a_named_profile_that_loads(tmp_path, monkeypatch):
+    write_project(tmp_path, {"members": CAMPAIGN_PROFILE})
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dg"),
+            "scaffold",
+            "defs",
+            "campaign_pipeline.components.CampaignSync",
+            "weekly_digest",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    scaffolded = tmp_path / package_name(tmp_path) / "defs" / "weekly_digest" / "defs.yaml"
+    assert "name: weekly_digest" in scaffolded.read_text()
+    loaded = load_project(tmp_path, monkeypatch)
+    assert loaded.resolve_job_def(f"weekly_digest_{SYNC_JOB_NAME}")
