@@ -21,6 +21,7 @@ RAW_EMAIL_EVENT_COLUMNS = [
     "timestamp",
     "url",
     "bounce_type",
+    "occurrence",
 ]
 CAMPAIGN_RECIPIENT_COLUMNS = [
     "campaign_id",
@@ -34,10 +35,14 @@ QUARANTINE_COLUMNS = ["campaign_id", "source", "record", "reason"]
 
 ACTIVITY_ACTIONS = frozenset({"open", "click", "bounce"})
 BOUNCE_TYPES = frozenset({"hard", "soft"})
+# A bounce Mailchimp reports without a `type`: still a bounce, of a kind Mailchimp did not say.
+UNKNOWN_BOUNCE_TYPE = "unknown"
 SEND_STATUSES = frozenset({"sent", "hard", "soft"})
 
 # Mailchimp ids are short alphanumeric strings; anything else would make an unsafe partition key.
 _CAMPAIGN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,64}$")
+# An ISO 8601 date-time that says its offset: a time of day, then "Z", "+02:00", "+0200" or "+02".
+_OFFSET_PATTERN = re.compile(r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$")
 # Deliberately loose: one "@" with something on both sides. Mailchimp already validated the
 # address when it was subscribed; this only catches records that are broken in transit.
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -67,10 +72,22 @@ def _iso_utc(timestamps: pd.Series) -> pd.Series:
 
 
 def event_ids(events: pd.DataFrame) -> pd.Series:
-    """sha1 of campaign_id|email_id|action|timestamp(ISO UTC)|url — the identity of an event."""
+    """sha1 of campaign_id|email_id|action|timestamp(ISO UTC)|url — the identity of an event.
+
+    A same-second repeat (Mailchimp counts two clicks of one link in one second twice) has occurrence
+    n > 0 and "|#n" appended; occurrence 0 keeps the plain identity, so ids landed before stay valid.
+    """
     if events.empty:
         return pd.Series([], index=events.index, dtype=object)
     urls = events["url"].astype(object).where(events["url"].notna(), "")
+    occurrence = (
+        events["occurrence"].to_numpy(dtype=np.int64)
+        if "occurrence" in events
+        else np.zeros(len(events), dtype=np.int64)
+    )
+    repeat_suffix = pd.Series(
+        np.where(occurrence > 0, np.char.add("|#", occurrence.astype(str)), ""), index=events.index, dtype=object
+    )
     identity = (
         events["campaign_id"].astype(str)
         + "|"
@@ -81,6 +98,7 @@ def event_ids(events: pd.DataFrame) -> pd.Series:
         + _iso_utc(events["timestamp"])
         + "|"
         + urls.astype(str)
+        + repeat_suffix
     )
     ids = [hashlib.sha1(key.encode("utf-8")).hexdigest() for key in identity]
     return pd.Series(ids, index=events.index, dtype=object)
@@ -105,6 +123,7 @@ def empty_raw_email_events() -> pd.DataFrame:
             "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
             "url": pd.Series([], dtype=object),
             "bounce_type": pd.Series([], dtype=object),
+            "occurrence": pd.Series([], dtype=np.int64),
         }
     )
 
@@ -163,8 +182,14 @@ def _finish_events(
 
     timestamps = _parse_timestamps(rows["raw_timestamp"])
     urls = _text_or_na(rows["raw_url"])
-    bounce_types = rows["raw_bounce_type"].astype(object)
     action = rows["action"].astype(object)
+    # Mailchimp omits `type` on some bounces: kept as a bounce of unknown type rather than lost.
+    bounce_types = rows["raw_bounce_type"].astype(object)
+    untyped = bounce_types.isna() | bounce_types.map(lambda value: isinstance(value, str) and not value.strip())
+    bounce_types = bounce_types.where(~((action == "bounce") & untyped.astype(bool)), UNKNOWN_BOUNCE_TYPE)
+    offset_missing = ~rows["raw_timestamp"].map(
+        lambda value: isinstance(value, str) and bool(_OFFSET_PATTERN.search(value.strip()))
+    ).astype(bool)
 
     reasons = pd.Series(pd.NA, index=rows.index, dtype=object)
 
@@ -180,10 +205,15 @@ def _finish_events(
         timestamps.isna(),
         "unparseable timestamp " + rows["raw_timestamp"].astype(str).map(repr),
     )
+    # Without an offset the instant is a guess (UTC? the account's zone?); guessing could reorder statuses.
+    refuse(
+        offset_missing,
+        "timestamp " + rows["raw_timestamp"].astype(str).map(repr) + " has no UTC offset (ISO 8601 with Z or +hh:mm)",
+    )
     refuse((action == "click") & urls.isna(), "click without url")
     refuse(
-        (action == "bounce") & ~bounce_types.isin(BOUNCE_TYPES),
-        "bounce with type " + bounce_types.astype(str).map(repr) + " (expected 'hard' or 'soft')",
+        (action == "bounce") & ~bounce_types.isin(BOUNCE_TYPES | {UNKNOWN_BOUNCE_TYPE}),
+        "bounce with type " + bounce_types.astype(str).map(repr) + " (expected 'hard', 'soft' or none)",
     )
 
     bad = reasons.notna()
@@ -205,9 +235,29 @@ def _finish_events(
             "bounce_type": bounce_types[good].where(action[good] == "bounce", pd.NA),
         }
     )
+    events["occurrence"] = _occurrences(events, rows.loc[good, "record_index"])
     events.insert(0, "event_id", event_ids(events))
     events = dedupe_events(events)
     return ParsedRecords(events, _quarantine_frame(campaign_id, source, rejected))
+
+
+def _occurrences(events: pd.DataFrame, record_index: pd.Series) -> np.ndarray:
+    """0 for the first of identical activities in one member record, 1, 2, ... for its same-second repeats.
+
+    Numbered within a record, in Mailchimp's order: a member record listed twice (a paging artefact)
+    gives the same numbers twice and de-duplicates, while repeats inside one record stay apart.
+    """
+    if events.empty:
+        return np.zeros(0, dtype=np.int64)
+    keys = pd.DataFrame(
+        {
+            "record": record_index.to_numpy(),
+            "action": events["action"].to_numpy(dtype=object),
+            "instant": events["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64),
+            "url": events["url"].astype(object).where(events["url"].notna(), "").to_numpy(dtype=object),
+        }
+    )
+    return keys.groupby(["record", "action", "instant", "url"], sort=False).cumcount().to_numpy(dtype=np.int64)
 
 
 def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -221,9 +271,10 @@ def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
 def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> ParsedRecords:
     """Flatten `/reports/{id}/email-activity` `emails` records into raw_email_events rows.
 
-    A record without a usable address is refused whole; an activity with an unknown action,
-    an unparseable timestamp, a click without url or a bounce without a hard/soft type is
-    refused alone, and the member's other activity proceeds.
+    A record without a usable address is refused whole; an activity with an unknown action, an
+    unparseable timestamp or one without an offset, a click without url or a bounce whose type is
+    neither hard, soft nor absent is refused alone, and the member's other activity proceeds. A
+    bounce without a type is a bounce of type `unknown`; same-second repeats count (occurrence).
     """
     rejected: list[tuple[Any, str]] = []
     addresses: list[str] = []
@@ -232,7 +283,8 @@ def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> Pars
     raw_urls: list[Any] = []
     raw_bounce_types: list[Any] = []
     raw_records: list[Any] = []
-    for record in email_records:
+    record_indexes: list[int] = []
+    for record_index, record in enumerate(email_records):
         problem = _member_address_problem(record)
         if problem is None and not isinstance(record.get("activity", []), list):
             problem = "activity is not a list"
@@ -250,6 +302,7 @@ def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> Pars
                 )
                 continue
             addresses.append(address)
+            record_indexes.append(record_index)
             actions.append(activity.get("action"))
             raw_timestamps.append(activity.get("timestamp"))
             raw_urls.append(activity.get("url"))
@@ -269,6 +322,7 @@ def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> Pars
             "raw_url": pd.Series(raw_urls, dtype=object),
             "raw_bounce_type": pd.Series(raw_bounce_types, dtype=object),
             "raw_record": pd.Series(raw_records, dtype=object),
+            "record_index": pd.Series(record_indexes, dtype=np.int64),
         }
     )
     return _finish_events(campaign_id, rows, "email-activity", rejected, ACTIVITY_ACTIONS)
@@ -292,6 +346,7 @@ def parse_unsubscribes(campaign_id: str, unsubscribe_records: Iterable[Any]) -> 
             "raw_url": pd.Series([None] * len(kept), dtype=object),
             "raw_bounce_type": pd.Series([None] * len(kept), dtype=object),
             "raw_record": pd.Series(kept, dtype=object),
+            "record_index": pd.Series(np.arange(len(kept)), dtype=np.int64),
         }
     )
     return _finish_events(campaign_id, rows, "unsubscribed", rejected, frozenset({"unsubscribe"}))

@@ -14,9 +14,9 @@ from campaign_pipeline.core.statuses import status_rule as resolve_status_rule
 # Action codes follow the tie rank of their statuses (see statuses.EVENT_STATUSES): a larger code wins a tie.
 ACTION_CODES: dict[str, int] = {"unsubscribe": 0, "bounce": 1, "open": 2, "click": 3}
 _UNSUBSCRIBE, _BOUNCE, _OPEN, _CLICK = 0, 1, 2, 3
-# Bounce type codes: hard outranks soft when a member has both.
-_BOUNCE_TYPE_NAMES = np.array([pd.NA, "soft", "hard"], dtype=object)
-_BOUNCE_TYPE_CODES = {"soft": 1, "hard": 2}
+# Bounce type codes: hard outranks soft outranks unknown (a bounce event Mailchimp gave no type) when a member has several.
+_BOUNCE_TYPE_NAMES = np.array([pd.NA, "unknown", "soft", "hard"], dtype=object)
+_BOUNCE_TYPE_CODES = {"unknown": 1, "soft": 2, "hard": 3}
 _NAT = np.iinfo(np.int64).min
 _NS_PER_MINUTE = 60 * 1_000_000_000
 
@@ -118,10 +118,16 @@ class _Events:
     url: np.ndarray  # 0 = no URL, else 1 + index into the sorted URL list
 
 
-def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: np.ndarray, url: np.ndarray) -> _Events:
+def _distinct_sorted_events(
+    member: np.ndarray,
+    instant_ns: np.ndarray,
+    action: np.ndarray,
+    url: np.ndarray,
+    occurrence: np.ndarray | None = None,
+) -> _Events:
     """Drop repeated events (same identity) and sort by (member, action, instant, url); exact on every input.
 
-    The identity (campaign, member, action, instant, url) usually packs losslessly into one int64
+    The identity (campaign, member, action, instant, url, occurrence) usually packs losslessly into one int64
     (Mailchimp timestamps are whole seconds), and sorting one int64 array is far cheaper than a
     four-key lexsort; when it does not fit, the lexsort path gives the same answer. The order puts each
     member's events of one action in one run, sorted by time, so later figures need no groupby.
@@ -135,6 +141,10 @@ def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: 
         relative //= unit
     member_bits, instant_bits = _bits(int(member.max())), _bits(int(relative.max()))
     url_bits = _bits(int(url.max()))
+    # Same-second repeats are rare: no bits at all when there are none, so the usual key is unchanged.
+    max_occurrence = int(occurrence.max()) if occurrence is not None else 0
+    occurrence_bits = _bits(max_occurrence) if max_occurrence > 0 else 0
+    url_bits += occurrence_bits
     if member_bits + 2 + instant_bits + url_bits <= 63:
         # Built in place: at ten million events every temporary int64 array is 80 MB.
         packed = member.astype(np.int64, copy=True)
@@ -144,7 +154,10 @@ def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: 
         packed |= relative
         del relative
         packed <<= url_bits
-        packed |= url
+        packed |= url << occurrence_bits if occurrence_bits else url
+        if occurrence_bits:
+            assert occurrence is not None
+            packed |= occurrence
         packed.sort()
         keep = np.empty(len(packed), dtype=bool)
         keep[0] = True
@@ -157,16 +170,21 @@ def _distinct_sorted_events(member: np.ndarray, instant_ns: np.ndarray, action: 
             instants *= unit
         instants += start_ns
         group = distinct >> (instant_bits + url_bits)
-        return _Events(member=group >> 2, action=group & 3, instant_ns=instants, url=distinct & ((1 << url_bits) - 1))
+        urls = (distinct & ((1 << url_bits) - 1)) >> occurrence_bits
+        return _Events(member=group >> 2, action=group & 3, instant_ns=instants, url=urls)
     del relative
-    order = np.lexsort((url, instant_ns, action, member))
+    if occurrence is None:
+        occurrence = np.zeros(len(member), dtype=np.int64)
+    order = np.lexsort((occurrence, url, instant_ns, action, member))
     member, action, instant_ns, url = member[order], action[order], instant_ns[order], url[order]
+    occurrence = occurrence[order]
     first = np.r_[
         True,
         (member[1:] != member[:-1])
         | (action[1:] != action[:-1])
         | (instant_ns[1:] != instant_ns[:-1])
-        | (url[1:] != url[:-1]),
+        | (url[1:] != url[:-1])
+        | (occurrence[1:] != occurrence[:-1]),
     ]
     return _Events(member[first], action[first], instant_ns[first], url[first])
 
@@ -316,8 +334,10 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
 
     url_e, url_names = _sorted_nullable_codes(events["url"])
     url_e += 1  # 0 = no URL
-    distinct = _distinct_sorted_events(member_e, instant_e, action_e, url_e)
-    del member_e, instant_e, action_e, url_e
+    # Frames without the column (built before same-second repeats were counted) have none.
+    occurrence_e = events["occurrence"].to_numpy(dtype=np.int64) if "occurrence" in events else None
+    distinct = _distinct_sorted_events(member_e, instant_e, action_e, url_e, occurrence_e)
+    del member_e, instant_e, action_e, url_e, occurrence_e
 
     per_action = _per_action_metrics(distinct, member_count, len(url_names))
     counts, first_ns, last_ns = per_action.counts, per_action.first_ns, per_action.last_ns

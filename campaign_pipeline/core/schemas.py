@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from pandera.typing import Series
 UtcTimestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
 EVENT_ACTIONS: tuple[str, ...] = ("open", "click", "bounce", "unsubscribe")
-BOUNCE_TYPES: tuple[str, ...] = ("hard", "soft")
+BOUNCE_TYPES: tuple[str, ...] = ("hard", "soft", "unknown")
 SEND_STATUSES: tuple[str, ...] = ("sent", "hard", "soft")
 # Mailchimp's campaign types; automation emails are reported as "automation".
 CAMPAIGN_TYPES: tuple[str, ...] = (
@@ -42,7 +42,10 @@ class RawEmailEvents(pa.DataFrameModel):
     event_id: Series[str] = pa.Field(
         unique=True,
         str_matches=SHA1_HEX,
-        description="sha1 hex of campaign_id|email_id|action|timestamp(ISO UTC)|url: the event's identity.",
+        description=(
+            "sha1 hex of campaign_id|email_id|action|timestamp(ISO UTC)|url, plus |#occurrence for a same-second "
+            "repeat: the event's identity."
+        ),
     )
     campaign_id: Series[str] = pa.Field(
         str_length={"min_value": 1},
@@ -60,7 +63,15 @@ class RawEmailEvents(pa.DataFrameModel):
     bounce_type: Series[str] = pa.Field(
         nullable=True,
         isin=list(BOUNCE_TYPES),
-        description="hard or soft for bounce events; NA otherwise.",
+        description="hard, soft, or unknown (Mailchimp gave no type) for bounce events; NA otherwise.",
+    )
+    # Optional so frames built before occurrences existed stay valid; absent means 0 for every row.
+    occurrence: Optional[Series[np.int64]] = pa.Field(  # noqa: UP045 - pandera reads Optional[...] as "may be absent"
+        ge=0,
+        description=(
+            "0 for an event, n for the n-th same-second repeat of the same member, action, instant and URL "
+            "(Mailchimp counts each, e.g. in clicks_total)."
+        ),
     )
 
     class Config:
@@ -178,7 +189,10 @@ class MemberStatuses(pa.DataFrameModel):
     bounce_type: Series[str] = pa.Field(
         nullable=True,
         isin=list(BOUNCE_TYPES),
-        description="hard or soft: hard wins over soft, from events or from the sent-to status; NA when not bounced.",
+        description=(
+            "hard, soft or unknown (a bounce event without a type): hard wins over soft over unknown, from events "
+            "or from the sent-to status; NA when not bounced."
+        ),
     )
     unsubscribed_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Latest unsubscribe; NaT when none.")
     was_opened: Series[bool] = pa.Field(description="Opened at least once.")

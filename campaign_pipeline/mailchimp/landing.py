@@ -44,8 +44,11 @@ CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} (
     "timestamp"   timestamptz NOT NULL,
     url           text,
     bounce_type   text,
+    occurrence    integer NOT NULL DEFAULT 0,
     landed_at     timestamptz NOT NULL DEFAULT now()
 );
+-- Tables landed before same-second repeats were counted: their events are all occurrence 0.
+ALTER TABLE "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} ADD COLUMN IF NOT EXISTS occurrence integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {LANDED_EVENTS_TABLE}_campaign_idx
     ON "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} (campaign_id);
 CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{CURSORS_TABLE} (
@@ -167,7 +170,8 @@ class LandingStore:
             f'CREATE TEMP TABLE IF NOT EXISTS incoming_email_events (LIKE "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
             "INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        outgoing = events[RAW_EMAIL_EVENT_COLUMNS].copy()
+        outgoing = events.reindex(columns=RAW_EMAIL_EVENT_COLUMNS).copy()
+        outgoing["occurrence"] = outgoing["occurrence"].fillna(0).astype("int64")
         outgoing["timestamp"] = outgoing["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
         cur.copy_expert(
             f"COPY incoming_email_events ({_EVENT_COLUMNS_SQL}) FROM STDIN WITH (FORMAT csv)",
@@ -258,6 +262,7 @@ class LandingStore:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), pd.NA)
         for column in ("event_id", "campaign_id", "email_id", "email_address", "action"):
             frame[column] = frame[column].astype(object)
+        frame["occurrence"] = frame["occurrence"].astype("int64")
         return frame
 
     def land_recipients(self, campaign_id: str, recipients: pd.DataFrame) -> int:

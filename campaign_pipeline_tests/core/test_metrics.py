@@ -281,23 +281,29 @@ def test_unknown_action_is_an_error_naming_the_event():
         member_statuses(recipients(("ann@example.com",)), frame)
 
 
+@pytest.mark.parametrize("repeats", [False, True])
 @pytest.mark.parametrize("timestamps", ["seconds", "nanoseconds_over_centuries"])
-def test_event_deduplication_is_exact_on_both_paths(timestamps):
+def test_event_deduplication_is_exact_on_both_paths(timestamps, repeats):
     generator = np.random.default_rng(7)
     size = 5000
     member = generator.integers(0, 300, size)
     action = generator.integers(0, 4, size)
     url = generator.integers(0, 5, size)
+    occurrence = generator.integers(0, 3, size) if repeats else np.zeros(size, dtype=np.int64)
     if timestamps == "seconds":
         instant = 1_700_000_000_000_000_000 + generator.integers(0, 50, size) * 1_000_000_000
     else:  # does not pack into 63 bits: the lexsort path
         instant = generator.choice(np.array([-(2**62), 0, 2**62 - 1, 17]), size)
-    distinct = metrics._distinct_sorted_events(member, instant, action, url)
+    distinct = metrics._distinct_sorted_events(member, instant, action, url, occurrence)
     expected = (
-        pd.DataFrame({"member": member, "instant": instant, "action": action, "url": url})
+        pd.DataFrame({"member": member, "instant": instant, "action": action, "url": url, "occurrence": occurrence})
         .drop_duplicates()
-        .sort_values(["member", "action", "instant", "url"])
+        .sort_values(["member", "action", "instant", "url", "occurrence"])
+        .drop(columns="occurrence")
     )
+    # Same-second repeats are kept apart: more rows than the distinct (member, action, instant, url).
+    if repeats:
+        assert len(expected) > len(expected.drop_duplicates())
     got = pd.DataFrame(
         {"member": distinct.member, "instant": distinct.instant_ns, "action": distinct.action, "url": distinct.url}
     )
@@ -360,3 +366,34 @@ def test_naive_event_timestamps_are_refused_with_the_column_named():
     frame["timestamp"] = frame["timestamp"].dt.tz_localize(None)
     with pytest.raises(TypeError, match="timestamp"):
         member_statuses(recipients(("ann@example.com",)), frame)
+
+
+def test_same_second_repeat_clicks_count_as_mailchimp_counts_them():
+    url = "https://shop.example/a"
+    click = events(("ann@example.com", "click", "2024-03-01 10:05", url))
+    repeat = click.assign(occurrence=np.int64(1), event_id="f" * 40)
+    both = pd.concat([click.assign(occurrence=np.int64(0)), repeat], ignore_index=True)
+    # Fetched twice: the same two identities again, still two clicks.
+    result = statuses(recipients(("ann@example.com",)), pd.concat([both, both], ignore_index=True))
+    member = row_of(result, "ann@example.com")
+    assert (member["total_clicks"], member["unique_clicks"], member["distinct_urls_clicked"]) == (2, 1, 1)
+    assert member["last_clicked_url"] == url
+    totals = totals_of(result)
+    assert (totals["total_clicks"], totals["unique_subscriber_clicks"]) == (2, 1)
+
+
+def test_bounce_of_unknown_type_is_bounced_but_neither_hard_nor_soft():
+    result = statuses(
+        recipients(("ann@example.com",), ("bob@example.com", "soft")),
+        events(
+            ("ann@example.com", "bounce", "2024-03-01 09:05", "unknown"),
+            ("bob@example.com", "bounce", "2024-03-01 09:05", "unknown"),
+        ),
+    )
+    MemberStatuses.validate(result)
+    ann, bob = row_of(result, "ann@example.com"), row_of(result, "bob@example.com")
+    assert (ann["latest_status"], ann["was_bounced"], ann["bounce_type"]) == ("Bounced", True, "unknown")
+    assert bob["bounce_type"] == "soft"  # what sent-to says outranks a bounce without a type
+    totals = totals_of(result)
+    # Mailchimp's report has only hard and soft bounces; delivered is emails sent minus those.
+    assert (totals["hard_bounces"], totals["soft_bounces"], totals["delivered"]) == (0, 1, 1)

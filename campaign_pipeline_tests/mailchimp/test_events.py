@@ -93,7 +93,12 @@ def test_activity_columns_follow_the_frame_contract():
             member("c@x.com", {"action": "click", "timestamp": "2026-01-05T10:00:00+00:00", "url": ""}),
             "click without url",
         ),
-        (member("c@x.com", {"action": "bounce", "timestamp": "2026-01-05T10:00:00+00:00"}), "bounce with type"),
+        (
+            member("c@x.com", {"action": "bounce", "timestamp": "2026-01-05T10:00:00+00:00", "type": "medium"}),
+            "bounce with type 'medium'",
+        ),
+        (member("c@x.com", {"action": "open", "timestamp": "2026-01-05T10:00:00"}), "has no UTC offset"),
+        (member("c@x.com", {"action": "open", "timestamp": "2026-01-05"}), "has no UTC offset"),
         (member("c@x.com", {"action": "forward", "timestamp": "2026-01-05T10:00:00+00:00"}), "unknown action"),
         ({"email_address": "", "email_id": "", "activity": []}, "missing email_address"),
         ({"email_address": "not-an-address", "activity": []}, "is not an email address"),
@@ -224,3 +229,46 @@ def test_campaign_report_with_a_broken_counter_names_campaign_and_field():
 )
 def test_campaign_ids_are_checked_for_partition_safety(campaign_id, valid):
     assert is_valid_campaign_id(campaign_id) is valid
+
+
+def test_a_bounce_without_type_is_a_bounce_of_unknown_type():
+    parsed = parse_email_activity(
+        "c1",
+        [
+            member("u@x.com", {"action": "bounce", "timestamp": "2026-01-05T10:00:00+00:00"}),
+            member("v@x.com", {"action": "bounce", "timestamp": "2026-01-05T10:00:00+00:00", "type": ""}),
+            member("w@x.com", {"action": "bounce", "timestamp": "2026-01-05T10:00:00+00:00", "type": "hard"}),
+        ],
+    )
+    RawEmailEvents.validate(parsed.frame)
+    assert parsed.quarantined.empty
+    assert parsed.frame.set_index("email_address")["bounce_type"].to_dict() == {
+        "u@x.com": "unknown",
+        "v@x.com": "unknown",
+        "w@x.com": "hard",
+    }
+
+
+@pytest.mark.parametrize("written", ["2026-01-05T10:00:00Z", "2026-01-05T12:00:00+02:00", "2026-01-05T12:00:00+0200"])
+def test_timestamps_with_any_offset_form_are_kept(written):
+    parsed = parse_email_activity("c1", [member("t@x.com", {"action": "open", "timestamp": written})])
+    assert parsed.quarantined.empty
+    assert parsed.frame["timestamp"].tolist() == [pd.Timestamp("2026-01-05T10:00:00Z")]
+
+
+def test_same_second_repeats_are_counted_occurrences_and_refetches_still_dedupe():
+    click = {"action": "click", "timestamp": "2026-01-05T10:00:00+00:00", "url": "https://shop"}
+    record = member("r@x.com", click, dict(click), dict(click), {**click, "url": "https://other"})
+    once = parse_email_activity("c1", [record])
+    RawEmailEvents.validate(once.frame)
+    by_url = once.frame.groupby("url")["occurrence"].apply(sorted).to_dict()
+    assert by_url == {"https://other": [0], "https://shop": [0, 1, 2]}
+    assert once.frame["event_id"].is_unique and len(once.frame) == 4
+    # The first occurrence keeps the plain identity (ids landed before repeats were counted stay valid).
+    plain = hashlib.sha1(
+        f"c1|{email_hash('r@x.com')}|click|2026-01-05T10:00:00.000000Z|https://shop".encode()
+    ).hexdigest()
+    assert plain in set(once.frame["event_id"])
+    # A re-fetch, or the member record listed twice by paging, gives the same identities.
+    again = parse_email_activity("c1", [record, record])
+    assert sorted(again.frame["event_id"]) == sorted(once.frame["event_id"])

@@ -171,3 +171,28 @@ def test_automation_recipients_are_re_read_as_they_grow(account, mailchimp, stor
     assert again.fetched_sent_to
     assert again.new_members == grown - len(first.recipients) > 0
     assert len(again.recipients) == grown
+
+
+def test_same_second_repeats_land_once_each_and_a_refetch_adds_none(store):
+    click = {"action": "click", "timestamp": "2026-01-05T10:00:00+00:00", "url": "https://shop.example/a"}
+    record = {"email_address": "rep@example.com", "activity": [click, dict(click), {**click, "action": "open"}]}
+    parsed = parse_email_activity("rep1", [record])
+    first = store.land("rep1", parsed.frame, parsed.quarantined, parsed.frame["timestamp"].max())
+    again = parse_email_activity("rep1", [record])
+    second = store.land("rep1", again.frame, again.quarantined, again.frame["timestamp"].max())
+    assert (first.new_events, second.new_events, second.total_events) == (3, 0, 3)
+    landed = store.events("rep1")
+    assert sorted(landed.loc[landed["action"] == "click", "occurrence"]) == [0, 1]
+    assert str(landed["occurrence"].dtype) == "int64"
+
+
+def test_a_table_landed_before_occurrences_gains_the_column(pg_engine, store):
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text(f'ALTER TABLE "{PIPELINE_SCHEMA}".landed_email_events DROP COLUMN occurrence'))
+    LandingStore(pg_engine)
+    parsed = parse_email_activity(
+        "old1",
+        [{"email_address": "o@example.com", "activity": [{"action": "open", "timestamp": "2026-01-05T10:00:00Z"}]}],
+    )
+    store.land("old1", parsed.frame, parsed.quarantined, None)
+    assert store.events("old1")["occurrence"].tolist() == [0]
