@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
@@ -33,6 +34,7 @@ class CampaignSummary:
     campaign_id: str
     title: str = ""
     sent_at_is_exact: bool = True
+    campaign_type: str = "regular"
     sent: int = 0
     delivered: int = 0
     opened: int = 0
@@ -86,7 +88,8 @@ def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
         if len(report):
             row = report.iloc[0]
             summary.title = str(row.get("campaign_title") or "")
-            summary.sent_at_is_exact = str(row.get("campaign_type")) != "automation"
+            summary.campaign_type = canonical_campaign_type(row.get("campaign_type"))
+            summary.sent_at_is_exact = not is_automation_type(summary.campaign_type)
     if table_exists(engine, "asset_campaign_totals"):
         totals = read_frame(engine, "asset_campaign_totals", [key])
         if len(totals):
@@ -135,7 +138,7 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
 
 def format_summary(report: dict[str, Any]) -> str:
     header = (
-        f"{'campaign':<14} {'title':<28} {'sent':>7} {'deliv':>7} {'opened':>7} {'clicked':>7} {'bounced':>7} "
+        f"{'campaign':<14} {'title':<28} {'type':<10} {'sent':>7} {'deliv':>7} {'opened':>7} {'clicked':>7} {'bounced':>7} "
         f"{'unsub':>6} | {'created':>7} {'updated':>7} {'unchanged':>9} {'failed':>6}"
     )
     lines = [f"Mode: {report['mode']}", header, "-" * len(header)]
@@ -143,7 +146,7 @@ def format_summary(report: dict[str, Any]) -> str:
         sf = c["salesforce"]
         title = (c["title"] or "")[:26] + ("*" if not c["sent_at_is_exact"] else "")
         lines.append(
-            f"{c['campaign_id']:<14} {title:<28} {c['sent']:>7} {c['delivered']:>7} {c['opened']:>7} "
+            f"{c['campaign_id']:<14} {title:<28} {c['campaign_type'][:10]:<10} {c['sent']:>7} {c['delivered']:>7} {c['opened']:>7} "
             f"{c['clicked']:>7} {c['bounced']:>7} {c['unsubscribed']:>6} | {sf['created']:>7} {sf['updated']:>7} "
             f"{sf['unchanged']:>9} {sf['failed']:>6}{'' if c['success'] else '  RUN FAILED'}"
         )

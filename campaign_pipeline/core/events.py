@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core.campaign_types import canonical_campaign_type
+
 RAW_EMAIL_EVENT_COLUMNS = [
     "event_id",
     "campaign_id",
@@ -479,7 +481,7 @@ def parse_campaign_report(
         "campaign_id": campaign_id,
         "campaign_title": report.get("campaign_title") if isinstance(report.get("campaign_title"), str) else pd.NA,
         "subject_line": report.get("subject_line") if isinstance(report.get("subject_line"), str) else pd.NA,
-        "campaign_type": campaign_type or str(report.get("type") or "regular"),
+        "campaign_type": canonical_campaign_type(campaign_type or report.get("type")),
     }
     send_time = parse_timestamp(report.get("send_time"))
     row["send_time"] = pd.NaT if send_time is None else send_time

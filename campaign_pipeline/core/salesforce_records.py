@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core.campaign_types import campaign_type_label, canonical_campaign_type, is_automation_type
+
 META_COLUMNS: tuple[str, ...] = (
     "sync_key",
     "campaign_id",
@@ -158,11 +160,15 @@ def desired_campaigns(
         .where(campaigns["subject_line"].notna() & (campaigns["subject_line"] != ""))
     )
     name = title.fillna(subject).fillna("Mailchimp campaign " + campaigns["campaign_id"])
-    is_exact = (campaigns["campaign_type"] != "automation").to_numpy()
+    campaign_types = campaigns["campaign_type"].map(canonical_campaign_type)
+    is_exact = ~campaign_types.map(is_automation_type).to_numpy(dtype=bool)
     send_time = pd.to_datetime(campaigns["send_time"], utc=True)
     sent_text = send_time.dt.strftime("%Y-%m-%d %H:%M UTC").fillna("unknown")
+    # The Campaign's Type stays "Email" (a standard picklist value); which kind of Mailchimp send it was is said here.
     description = (
-        "Mailchimp campaign "
+        "Mailchimp "
+        + campaign_types.map(campaign_type_label).astype(str)
+        + " "
         + campaigns["campaign_id"]
         + " (subject: "
         + subject.fillna("none").astype(str)

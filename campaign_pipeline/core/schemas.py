@@ -9,21 +9,16 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from campaign_pipeline.core.campaign_types import KNOWN_CAMPAIGN_TYPES
+
 # Every timestamp in the project is an instant: tz-aware, UTC, nanoseconds.
 UtcTimestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
 EVENT_ACTIONS: tuple[str, ...] = ("open", "click", "bounce", "unsubscribe")
 BOUNCE_TYPES: tuple[str, ...] = ("hard", "soft", "unknown")
 SEND_STATUSES: tuple[str, ...] = ("sent", "hard", "soft")
-# Mailchimp's campaign types; automation emails are reported as "automation".
-CAMPAIGN_TYPES: tuple[str, ...] = (
-    "regular",
-    "plaintext",
-    "absplit",
-    "rss",
-    "variate",
-    "automation",
-)
+# Mailchimp's documented campaign types, canonical spelling (core.campaign_types maps the others).
+CAMPAIGN_TYPES: tuple[str, ...] = KNOWN_CAMPAIGN_TYPES
 MEMBER_STATUSES: tuple[str, ...] = (
     "Clicked",
     "Opened",
@@ -118,9 +113,13 @@ class MailchimpCampaignReport(pa.DataFrameModel):
     campaign_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 1}, description="Mailchimp campaign id.")
     campaign_title: Series[str] = pa.Field(nullable=True, description="Campaign title (settings.title).")
     subject_line: Series[str] = pa.Field(nullable=True, description="Subject line of the email.")
+    # Not limited to the known types: Mailchimp adds types, and a new one lands with a warning instead of failing.
     campaign_type: Series[str] = pa.Field(
-        isin=list(CAMPAIGN_TYPES),
-        description="Mailchimp campaign type; automation for automation emails.",
+        str_length={"min_value": 1},
+        description=(
+            "Mailchimp campaign type, canonical: regular, plaintext, absplit, variate, rss (one send of an RSS "
+            "campaign) or automation (automation emails, also when Mailchimp writes auto); an unknown type as written."
+        ),
     )
     send_time: Series[UtcTimestamp] = pa.Field(nullable=True, description="When the campaign was sent, UTC.")
     emails_sent: Series[np.int64] = pa.Field(ge=0, description="Emails sent.")

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.core.campaign_types import campaign_type_label, is_known_campaign_type
 from campaign_pipeline.core.events import (
     bot_opens_filtered,
     empty_campaign_recipients,
@@ -203,11 +204,18 @@ def mailchimp_campaign_report(
             "unique_opens": int(reports["unique_opens"].sum()),
             "unique_subscriber_clicks": int(reports["unique_subscriber_clicks"].sum()),
             "campaign_type": str(first["campaign_type"]),
+            "campaign_type_label": campaign_type_label(first["campaign_type"]),
             "opens_counted": "human only (proxy-excluded, filter_bots)" if mailchimp.filter_bots else "all opens",
             "api_calls": calls.api_calls,
             "preview": preview_table(reports),
         }
     )
+    for campaign_id, campaign_type in zip(reports["campaign_id"], reports["campaign_type"], strict=True):
+        if not is_known_campaign_type(campaign_type):
+            context.log.warning(
+                f"campaign {campaign_id}: Mailchimp campaign type {campaign_type!r} is not one this pipeline knows; "
+                "landed and synced like a regular campaign"
+            )
     return dg.Output(reports, metadata=metadata)
 
 

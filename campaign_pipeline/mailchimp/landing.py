@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from campaign_pipeline.core.campaign_types import is_automation_type
 from campaign_pipeline.core.events import (
     CAMPAIGN_RECIPIENT_COLUMNS,
     RAW_EMAIL_EVENT_COLUMNS,
@@ -394,7 +395,7 @@ def fetch_and_land_recipients(
     before = mailchimp.stats.snapshot()
     if report is None:
         report = parse_campaign_report(mailchimp.fetch_report(campaign_id)).iloc[0].to_dict()
-    is_automation = str(report.get("campaign_type") or "") == "automation"
+    is_automation = is_automation_type(report.get("campaign_type"))
     emails_sent = report.get("emails_sent")
     emails_sent = int(emails_sent) if isinstance(emails_sent, (int, np.integer)) else None
     landed = store.recipients(campaign_id)

@@ -21,6 +21,7 @@ from mailchimp_marketing import Client
 from mailchimp_marketing.api_client import ApiClientError
 from pydantic import Field, PrivateAttr
 
+from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type, is_known_campaign_type
 from campaign_pipeline.core.events import is_valid_campaign_id, parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -91,19 +92,20 @@ class MailchimpCallStats:
 
 @dataclass(frozen=True)
 class SentCampaign:
-    """A sent regular campaign or automation email: one `mailchimp_campaigns` partition."""
+    """A sent campaign of any type, one send of an RSS campaign, or an automation email: one partition."""
 
     id: str
-    type: str
+    type: str  # canonical (core.campaign_types)
     send_time: pd.Timestamp | None
     title: str | None
     list_id: str | None
     automation_id: str | None = None
+    parent_campaign_id: str | None = None  # the RSS campaign a send belongs to
 
     @property
     def sent_at_is_exact(self) -> bool:
         # Automation emails go out member by member; Mailchimp gives no per-recipient time.
-        return self.type != "automation"
+        return not is_automation_type(self.type)
 
 
 def _data_center(api_key: str) -> str:
@@ -557,7 +559,15 @@ def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaig
         return None
     settings = record.get("settings") or {}
     recipients = record.get("recipients") or {}
-    campaign_type = "automation" if automation_id is not None else str(record.get("type") or "regular")
+    campaign_type = "automation" if automation_id is not None else canonical_campaign_type(record.get("type"))
+    if not is_known_campaign_type(campaign_type):
+        logger.warning(
+            "Mailchimp campaign %s has type %r, which this pipeline does not know; it is synced like a regular "
+            "campaign",
+            campaign_id,
+            campaign_type,
+        )
+    parent = record.get("parent_campaign_id")
     return SentCampaign(
         id=str(campaign_id),
         type=campaign_type,
@@ -565,4 +575,5 @@ def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaig
         title=settings.get("title") or settings.get("subject_line"),
         list_id=recipients.get("list_id"),
         automation_id=automation_id,
+        parent_campaign_id=parent if isinstance(parent, str) and parent else None,
     )
