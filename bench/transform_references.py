@@ -194,6 +194,7 @@ per_member AS (
         min(t) FILTER (WHERE a = 2) AS first_open, max(t) FILTER (WHERE a = 2) AS last_open,
         min(t) FILTER (WHERE a = 3) AS first_click, max(t) FILTER (WHERE a = 3) AS last_click,
         max(t) FILTER (WHERE a = 0) AS last_unsubscribe,
+        min(t) AS first_any,
         -- The latest click's URL, the larger URL on a tie (codes are in text order).
         max(t * {url_span} + u) FILTER (WHERE a = 3) % {url_span} AS last_url,
         count(DISTINCT u) FILTER (WHERE a = 3) AS distinct_urls,
@@ -209,7 +210,11 @@ outsider_address AS (
 ),
 joined AS (
     SELECT coalesce(r.m, p.m) AS m, r.m IS NOT NULL AS is_recipient, coalesce(r.addr, o.addr, -1) AS addr,
-        coalesce(r.send, -1) AS send, coalesce(r.sb, 0) AS sb, r.t AS sent_t, coalesce(r.exact, false) AS exact,
+        coalesce(r.send, -1) AS send, coalesce(r.sb, 0) AS sb,
+        -- An approximate send time is never after the member's first event (core.metrics.approximate_send_times).
+        CASE WHEN r.t IS NULL OR coalesce(r.exact, false) OR p.first_any IS NULL OR p.first_any >= r.t THEN r.t
+             ELSE p.first_any END AS sent_t,
+        coalesce(r.exact, false) AS exact,
         coalesce(p.total_opens, 0) AS total_opens, coalesce(p.total_clicks, 0) AS total_clicks,
         p.first_open, p.last_open, p.first_click, p.last_click, p.last_unsubscribe,
         coalesce(p.last_url, 0) AS last_url, coalesce(p.distinct_urls, 0) AS distinct_urls,
@@ -231,7 +236,8 @@ SELECT m, is_recipient, addr, send, coalesce(sent_t, -1) AS sent_t, exact,
     total_opens, total_clicks,
     coalesce(first_open, -1) AS first_open, coalesce(last_open, -1) AS last_open,
     coalesce(first_click, -1) AS first_click, coalesce(last_click, -1) AS last_click,
-    coalesce((first_open - sent_t) * {unit_ns} / 60e9, 'NaN'::DOUBLE) AS time_to_open,
+    CASE WHEN exact THEN coalesce((first_open - sent_t) * {unit_ns} / 60e9, 'NaN'::DOUBLE) ELSE 'NaN'::DOUBLE END
+        AS time_to_open,
     last_url, distinct_urls, bounce_code, coalesce(last_unsubscribe, -1) AS last_unsubscribe
 FROM ruled
 ORDER BY m
@@ -333,6 +339,7 @@ def run_polars(
         c("t").filter(clicks).min().alias("first_click"),
         c("t").filter(clicks).max().alias("last_click"),
         c("t").filter(c("a") == 0).max().alias("last_unsubscribe"),
+        c("t").min().alias("first_any"),
         ((c("t") * url_span + c("u")).filter(clicks).max() % url_span).alias("last_url"),
         c("u").filter(clicks).n_unique().cast(pl.Int64).alias("distinct_urls"),
         (c("t") * 4 + c("a")).max().alias("latest_score"),
@@ -351,6 +358,11 @@ def run_polars(
             (c("latest_score") // 4).alias("latest_t"),
             (c("latest_score") % 4).alias("latest_r"),
             c("sb").fill_null(0),
+            # An approximate send time is never after the member's first event (core.metrics.approximate_send_times).
+            pl.when(c("exact").fill_null(True) | c("first_any").is_null() | (c("first_any") >= c("t")))
+            .then(c("t"))
+            .otherwise(c("first_any"))
+            .alias("t"),
         )
     )
     sent_bounce_wins = (c("sb") > 0) & (
@@ -379,7 +391,11 @@ def run_polars(
         c("total_opens").fill_null(0),
         c("total_clicks").fill_null(0),
         *(c(name).fill_null(-1) for name in ("first_open", "last_open", "first_click", "last_click")),
-        ((c("first_open") - c("t")) * inputs.unit_ns / 60e9).fill_null(float("nan")).alias("time_to_open"),
+        pl.when(c("exact").fill_null(False))
+        .then((c("first_open") - c("t")) * inputs.unit_ns / 60e9)
+        .otherwise(None)
+        .fill_null(float("nan"))
+        .alias("time_to_open"),
         c("last_url").fill_null(0),
         c("distinct_urls").fill_null(0),
         pl.max_horizontal(c("bounce_code").fill_null(0), c("sb")).alias("bounce_code"),

@@ -151,7 +151,10 @@ def format_summary(report: dict[str, Any]) -> str:
             f"{sf['unchanged']:>9} {sf['failed']:>6}{'' if c['success'] else '  RUN FAILED'}"
         )
     if any(not c["sent_at_is_exact"] for c in report["campaigns"]):
-        lines.append("* automation email: Mailchimp gives no per-recipient send time, so 'Sent' times are approximate")
+        lines.append(
+            "* automation email: Mailchimp gives no per-recipient send time, so 'Sent' times are approximate "
+            "(never after the member's first activity) and time to open is left empty"
+        )
     lines.append(f"Salesforce records written this run: {report['salesforce_writes']}")
     return "\n".join(lines)
 

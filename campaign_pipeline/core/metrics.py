@@ -348,6 +348,7 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
     sent_ns[member_r] = _utc_ns(recipients["sent_at"], "sent_at")
     sent_exact = np.zeros(member_count, dtype=bool)
     sent_exact[member_r] = recipients["sent_at_is_exact"].to_numpy(dtype=bool)
+    sent_ns = approximate_send_times(sent_ns, sent_exact, first_ns)
     send_status_names = np.full(member_count, pd.NA, dtype=object)
     send_status_names[member_r] = recipients["send_status"].to_numpy(dtype=object)
 
@@ -367,7 +368,8 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
     first_open = first_ns[_OPEN]
     opened = counts[_OPEN] > 0
     clicked = counts[_CLICK] > 0
-    time_to_open = np.where(opened & (sent_ns != _NAT), (first_open - sent_ns) / _NS_PER_MINUTE, np.nan)
+    # Minutes from an approximate send time would be a made-up figure: left empty rather than shown.
+    time_to_open = np.where(opened & (sent_ns != _NAT) & sent_exact, (first_open - sent_ns) / _NS_PER_MINUTE, np.nan)
     url_lookup = np.concatenate([np.array([pd.NA], dtype=object), np.asarray(url_names, dtype=object)])
     frame = pd.DataFrame(
         {
@@ -401,6 +403,18 @@ def member_statuses(recipients: pd.DataFrame, events: pd.DataFrame, status_rule:
         copy=False,
     )
     return frame
+
+
+def approximate_send_times(sent_ns: np.ndarray, sent_exact: np.ndarray, first_ns: np.ndarray) -> np.ndarray:
+    """Each member's send time, where it is approximate never after the member's first event of any kind.
+
+    Automation emails give no per-recipient send time, and the email's own send_time can be later than a
+    recipient's activity (it moves when the email is restarted). A member cannot act on an email before
+    receiving it, so the earlier of the two is the best bound. Exact send times are left alone.
+    """
+    first_event = np.where(first_ns == _NAT, np.iinfo(np.int64).max, first_ns).min(axis=0)
+    too_late = ~sent_exact & (sent_ns != _NAT) & (first_event < sent_ns)
+    return np.where(too_late, first_event, sent_ns)
 
 
 def _rate(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -159,7 +159,13 @@ class MemberStatuses(pa.DataFrameModel):
         isin=list(SEND_STATUSES),
         description="sent-to status; NA when not a recipient.",
     )
-    sent_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Send time; NaT when not a recipient.")
+    sent_at: Series[UtcTimestamp] = pa.Field(
+        nullable=True,
+        description=(
+            "Send time; NaT when not a recipient. Approximate (sent_at_is_exact false): the email's send time, or the "
+            "member's first event when that is earlier, so never after the member's first activity."
+        ),
+    )
     sent_at_is_exact: Series[bool] = pa.Field(
         description="False when sent_at is approximate (automation emails) or unknown (not a recipient)."
     )
@@ -181,7 +187,10 @@ class MemberStatuses(pa.DataFrameModel):
     last_click_at: Series[UtcTimestamp] = pa.Field(nullable=True, description="Last click; NaT when none.")
     time_to_open_minutes: Series[float] = pa.Field(
         nullable=True,
-        description="Minutes from sent_at to first open; NaN when not opened or no send time.",
+        description=(
+            "Minutes from sent_at to first open; NaN when not opened, no send time, or the send time is approximate "
+            "(sent_at_is_exact false): never negative."
+        ),
     )
     last_clicked_url: Series[str] = pa.Field(nullable=True, description="URL of the latest click; NA when none.")
     distinct_urls_clicked: Series[np.int64] = pa.Field(ge=0, description="Distinct URLs the member clicked.")

@@ -71,7 +71,9 @@ def build_member_statuses(profile: SyncProfile) -> dg.AssetsDefinition:
         if approximate:
             context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
         send_time_note = (
-            f"{approximate} recipient(s) of automation emails: their Sent time is approximate (sent_at_is_exact = false)"
+            f"{approximate} recipient(s) of automation emails: Mailchimp gives no per-recipient send time, so their "
+            "Sent time is approximate (sent_at_is_exact = false): the email's send time, or the member's first "
+            "activity when that is earlier; time_to_open_minutes is left empty for them"
             if approximate
             else "All send times are exact"
         )

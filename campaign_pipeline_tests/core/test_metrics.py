@@ -178,8 +178,36 @@ def test_automation_campaign_carries_approximate_send_flag():
         events(("ann@example.com", "open", "2024-03-01 09:30")),
     )
     assert not result["sent_at_is_exact"].any()
-    assert row_of(result, "ann@example.com")["time_to_open_minutes"] == pytest.approx(30.0)
+    # Minutes from an approximate send time are not a figure to show.
+    assert pd.isna(row_of(result, "ann@example.com")["time_to_open_minutes"])
     assert row_of(result, "bob@example.com")["latest_status"] == "Sent"
+
+
+def test_automation_send_time_is_never_after_the_members_first_activity():
+    # Mailchimp's send_time of an automation email can be later than a recipient's activity.
+    late_send = pd.Timestamp("2024-03-02 09:00", tz="UTC")
+    result = statuses(
+        recipients(
+            ("ann@example.com",), ("bob@example.com",), ("cy@example.com", "hard"), sent_at=late_send, exact=False
+        ),
+        events(
+            ("ann@example.com", "open", "2024-03-01 09:30"),
+            ("ann@example.com", "click", "2024-03-01 09:20", "https://shop.example/a"),
+            ("bob@example.com", "open", "2024-03-03 10:00"),
+        ),
+    )
+    ann, bob, cy = (row_of(result, a) for a in ("ann@example.com", "bob@example.com", "cy@example.com"))
+    assert ann["sent_at"] == at("2024-03-01 09:20")  # the first event of any kind bounds the send
+    assert bob["sent_at"] == late_send and cy["sent_at"] == late_send  # already before their activity
+    assert (cy["latest_status"], cy["latest_status_at"]) == ("Bounced", late_send)
+    assert (result["sent_at"] <= result["first_open_at"].fillna(result["sent_at"])).all()
+    assert result["time_to_open_minutes"].isna().all()
+
+
+def test_exact_send_times_are_left_alone_and_keep_time_to_open():
+    result = statuses(recipients(("ann@example.com",)), events(("ann@example.com", "open", "2024-03-01 09:45")))
+    ann = row_of(result, "ann@example.com")
+    assert ann["sent_at"] == SEND and ann["time_to_open_minutes"] == pytest.approx(45.0)
 
 
 def test_empty_campaign_gives_typed_empty_frames_and_a_zero_totals_row():
