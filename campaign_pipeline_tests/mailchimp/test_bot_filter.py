@@ -43,10 +43,11 @@ def test_filtered_fetch_equals_the_truth_without_privacy_proxy_opens(account, sa
 
 
 def test_profile_setting_reaches_the_resource():
-    from campaign_pipeline.mailchimp.defs import mailchimp_resource
+    from campaign_pipeline.definitions import build_definitions
 
-    assert mailchimp_resource(SyncProfile(mailchimp={"filter_bots": True})).filter_bots is True
-    assert mailchimp_resource(SyncProfile()).filter_bots is False
+    for filter_bots in (True, False):
+        definitions = build_definitions(SyncProfile(mailchimp={"filter_bots": filter_bots}))
+        assert definitions.resources["mailchimp"].filter_bots is filter_bots
 
 
 @pytest.mark.slow
