@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.database import bench_database
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
-from campaign_pipeline.mailchimp.resource import MailchimpResource
+from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
@@ -38,9 +38,8 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
             [campaign_id] = account.campaign_ids()
             store = LandingStore(engine)
             with MailchimpSandbox(account, faults=MailchimpFaults(rate_429_empty=rate_429, seed=1)) as sandbox:
-                mailchimp = MailchimpResource(
-                    api_key=sandbox.api_key,
-                    base_url=sandbox.base_url,
+                mailchimp = LiveMailchimpResource(
+                    connection=MailchimpConnection(api_key=sandbox.api_key, base_url=sandbox.base_url),
                     page_size=page_size,
                     backoff_base_seconds=0.05,
                     backoff_max_seconds=1.0,

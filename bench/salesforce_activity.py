@@ -34,7 +34,8 @@ from campaign_pipeline.salesforce.activity_assets import activity_mode_records, 
 from campaign_pipeline.salesforce.engine import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
 
 SEND = pd.Timestamp("2026-03-02 15:00", tz="UTC")
@@ -119,7 +120,7 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
                         is_sandbox=True,
                         api_call_budget=1_000_000,
                         backoff_seconds=0.0,
-                        reauthenticate=lambda: _sandbox_session(org),
+                        reauthenticate=lambda: sandbox_session(org),
                     )
 
                 timed_from = time.perf_counter()

@@ -31,7 +31,8 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import BULK_JOB_WRITE_CALLS, COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
 
 CAMPAIGN_ID = "bench0001"
@@ -151,7 +152,7 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
                         is_sandbox=True,
                         api_call_budget=1_000_000,
                         backoff_seconds=0.05,
-                        reauthenticate=lambda: _sandbox_session(org),
+                        reauthenticate=lambda: sandbox_session(org),
                     )
 
                 def sync(frame: pd.DataFrame):

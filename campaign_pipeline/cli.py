@@ -55,14 +55,14 @@ def sandbox() -> None:
 
 
 def _sandbox_account():
-    from campaign_pipeline.mailchimp.resource import (
-        MailchimpResource,
+    from campaign_pipeline.sandbox.resources import (
+        SandboxMailchimpResource,
         local_sandbox_account,
         sandbox_state_path_default,
     )
 
     # The same account the pipeline's resource reads when it runs without a key.
-    defaults = MailchimpResource()
+    defaults = SandboxMailchimpResource()
     return local_sandbox_account(sandbox_state_path_default(), defaults.sandbox_members, defaults.sandbox_seed)
 
 

@@ -96,17 +96,22 @@ def shared_resources(filter_bots: bool = False) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _resources_for(environment: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    from campaign_pipeline.deployment import choose_deployment
     from campaign_pipeline.metrics.assets import metrics_resources
-    from campaign_pipeline.salesforce.defs import salesforce_resources
 
-    return {"io_manager": PostgresPandasIOManager(), **metrics_resources(), **salesforce_resources()}
+    # Live or sandbox is decided here, once, by campaign_pipeline.deployment's rule.
+    return {
+        "io_manager": PostgresPandasIOManager(),
+        **metrics_resources(),
+        "salesforce": choose_deployment().salesforce,
+    }
 
 
 @functools.lru_cache(maxsize=8)
 def _mailchimp_resources_for(environment: tuple[tuple[str, str], ...], filter_bots: bool) -> dict[str, Any]:
-    from campaign_pipeline.mailchimp.defs import mailchimp_resources
+    from campaign_pipeline.deployment import choose_deployment
 
-    return mailchimp_resources(filter_bots)
+    return {"mailchimp": choose_deployment(filter_bots=filter_bots).mailchimp}
 
 
 def _as_instance(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from campaign_pipeline.mailchimp.assets import (
@@ -13,7 +11,6 @@ from campaign_pipeline.mailchimp.assets import (
     raw_email_events,
 )
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import API_KEY_ENV, MailchimpResource
 from campaign_pipeline.mailchimp.schedules import SCHEDULE_NAME, build_mailchimp_resync_schedule
 from campaign_pipeline.mailchimp.sensors import DEFAULT_LOOKBACK_DAYS, SENSOR_NAME, RunTarget, build_mailchimp_sensor
 from campaign_pipeline.profile import SyncProfile
@@ -29,23 +26,6 @@ def mailchimp_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
     if profile.mode in MODES_NEEDING_CONTENT:
         assets.append(campaign_content)
     return assets
-
-
-def mailchimp_resource(filter_bots: bool = False) -> MailchimpResource:
-    """The resource bound under key "mailchimp": the key from MAILCHIMP_API_KEY, or the sandbox when unset.
-
-    Shared by every sync profile of the deployment; a profile's audience (list_id) reaches its sensor and
-    schedule. `filter_bots` (the profiles' mailchimp.filter_bots) is deployment-wide: landed events are shared
-    by all profiles, so they must agree on it.
-    """
-    if os.environ.get(API_KEY_ENV, "").strip():
-        return MailchimpResource(api_key=dg.EnvVar(API_KEY_ENV), filter_bots=filter_bots)
-    # No key: the sandbox. Binding an unset EnvVar would fail at load, hence the branch.
-    return MailchimpResource(filter_bots=filter_bots)
-
-
-def mailchimp_resources(filter_bots: bool = False) -> dict[str, MailchimpResource]:
-    return {"mailchimp": mailchimp_resource(filter_bots)}
 
 
 def build_mailchimp_sensors(

@@ -1,33 +1,32 @@
-"""The Mailchimp Marketing API client as a Dagster resource: paging, retries, connection cap, sandbox fallback."""
+"""The Mailchimp Marketing API client as a Dagster resource: paging, one retrying transport, the connection cap."""
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
-import random
 import re
 import threading
-import time
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
 import requests
-from mailchimp_marketing import Client
-from mailchimp_marketing.api_client import ApiClientError
+from mailchimp_marketing.api_client import ApiClient, ApiClientError
 from pydantic import Field, PrivateAttr
 
 from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type, is_known_campaign_type
 from campaign_pipeline.core.events import is_valid_campaign_id, parse_timestamp
+from campaign_pipeline.transport import READ_ONLY_METHODS, RETRY_STATUSES, RetryPolicy, retrying_session
 
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "MAILCHIMP_API_KEY"
-SANDBOX_SOURCE_MESSAGE = f"Mailchimp source: SANDBOX (no {API_KEY_ENV} set)"
+BASE_URL_ENV = "MAILCHIMP_BASE_URL"
 LIVE_SOURCE_MESSAGE = "Mailchimp source: Mailchimp API"
 # Mailchimp refuses more than 10 simultaneous connections per API key (429 beyond that).
 MAILCHIMP_CONNECTION_LIMIT = 10
@@ -50,13 +49,6 @@ class MailchimpApiError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
-
-
-class _TransientError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -119,76 +111,15 @@ def _data_center(api_key: str) -> str:
     return dc
 
 
-@dataclass
-class _SandboxHandle:
-    base_url: str
-    api_key: str
-    sandbox: Any
-    account: Any
+class MailchimpResource(dg.ConfigurableResource, ABC):
+    """Reads campaign reports from the Mailchimp Marketing API v3; where it connects is the subclass's business.
 
-
-_sandboxes: dict[str, _SandboxHandle] = {}
-_sandboxes_lock = threading.Lock()
-
-
-def sandbox_state_path_default() -> str:
-    from campaign_pipeline.storage.database import data_dir
-
-    return str(data_dir() / "sandbox" / "mailchimp_state.json")
-
-
-def local_sandbox_account(state_path: str, n_members: int, seed: int) -> Any:
-    """The sandbox account a keyless deployment reads, shared by every process through its state file.
-
-    Its clock is anchored at the hour the state file is created and then stands still, so its sends look
-    recent to the sensor and a re-run with nothing new writes nothing; `campaign-pipeline sandbox
-    late-activity` / `new-send` move it on. An existing state file keeps the clock it was created with.
+    ``LiveMailchimpResource`` (below) talks to a Mailchimp account with a real key; the sandbox resource lives
+    in ``campaign_pipeline.sandbox.resources`` and is chosen only when Definitions are built
+    (``campaign_pipeline.deployment``), so production code never reaches the emulator. Every request goes through
+    one ``requests.Session`` whose urllib3 Retry handles 429 (with Retry-After), 5xx and timeouts.
     """
-    from datetime import UTC, datetime
-    from pathlib import Path
 
-    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
-
-    Path(state_path).parent.mkdir(parents=True, exist_ok=True)
-    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return SandboxAccount(seed=seed, n_members=n_members, state_path=Path(state_path), anchor=anchor)
-
-
-def _start_sandbox(state_path: str, n_members: int, seed: int) -> _SandboxHandle:
-    """One in-process sandbox server per state file and process, stopped when the process exits."""
-    with _sandboxes_lock:
-        handle = _sandboxes.get(state_path)
-        if handle is not None:
-            return handle
-        from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
-
-        account = local_sandbox_account(state_path, n_members, seed)
-        sandbox = MailchimpSandbox(account)
-        sandbox.__enter__()
-        atexit.register(sandbox.__exit__, None, None, None)
-        handle = _SandboxHandle(
-            base_url=sandbox.base_url,
-            api_key=sandbox.api_key,
-            sandbox=sandbox,
-            account=account,
-        )
-        _sandboxes[state_path] = handle
-        logger.info("%s: serving %s on %s", SANDBOX_SOURCE_MESSAGE, state_path, sandbox.base_url)
-        return handle
-
-
-class MailchimpResource(dg.ConfigurableResource):
-    """Reads campaign reports from the Mailchimp Marketing API v3 (or the sandbox when no key is set)."""
-
-    api_key: str | None = Field(
-        default=None,
-        repr=False,
-        description=f"Mailchimp API key ending in -<dc>; bind with dg.EnvVar('{API_KEY_ENV}'). Unset = sandbox.",
-    )
-    base_url: str | None = Field(
-        default=None,
-        description="Override of the API root (e.g. a sandbox's http://127.0.0.1:PORT/3.0); None = https://<dc>.api.mailchimp.com/3.0.",
-    )
     page_size: int = Field(
         default=MAILCHIMP_MAX_PAGE_SIZE,
         ge=1,
@@ -219,62 +150,89 @@ class MailchimpResource(dg.ConfigurableResource):
         le=20,
         description="Retries of one request on 429, 5xx and timeouts.",
     )
-    backoff_base_seconds: float = Field(default=1.0, ge=0, description="First retry waits up to this long.")
+    backoff_base_seconds: float = Field(default=1.0, ge=0, description="Second retry waits this long, then doubling.")
     backoff_max_seconds: float = Field(default=60.0, ge=0, description="Cap of one retry wait.")
     trim_fields: bool = Field(
         default=True,
         description="Ask only for the fields the pipeline reads (Mailchimp's `fields`): smaller pages, faster fetches.",
     )
     timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout.")
-    sandbox_state_path: str | None = Field(
-        default=None,
-        description="Sandbox state file when no key is set; None = <data dir>/sandbox/mailchimp_state.json.",
-    )
-    sandbox_members: int = Field(default=5_000, ge=1, description="Audience size of a freshly generated sandbox.")
-    sandbox_seed: int = Field(default=7, description="Seed of a freshly generated sandbox.")
 
     _stats: MailchimpCallStats = PrivateAttr(default_factory=MailchimpCallStats)
     _client: Any = PrivateAttr(default=None)
-    _source: str = PrivateAttr(default="")
     _key_fingerprint: str = PrivateAttr(default="")
+    _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _identity: str = PrivateAttr(default="")
+
+    # ---------------------------------------------------------------- what a subclass says
+
+    @abstractmethod
+    def _connection(self) -> tuple[str, str | None]:
+        """The API key and the API root to use (None = https://<dc>.api.mailchimp.com/3.0)."""
+
+    @property
+    @abstractmethod
+    def uses_sandbox(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def source_description(self) -> str:
+        """One line for logs, metadata and the job description: which account this reads."""
+
+    @abstractmethod
+    def now(self) -> pd.Timestamp:
+        """Mailchimp's "now": the sensor's lookback and the attribution window are measured on it."""
+
+    def source_identity(self) -> str:
+        """Which account this is, for the state it owns (cursors, partitions): ``mailchimp:<account_id>``.
+
+        Read once from the API root (GET /3.0/), which names the account a key belongs to.
+        """
+        if not self._identity:
+            account = self._get("/")
+            account_id = account.get("account_id") if isinstance(account, dict) else None
+            if not account_id:
+                raise MailchimpApiError("Mailchimp GET / named no account_id; cannot tell which account this is")
+            self._identity = f"mailchimp:{account_id}"
+        return self._identity
 
     # ---------------------------------------------------------------- connection
-
-    @property
-    def uses_sandbox(self) -> bool:
-        return not (self.api_key or "").strip()
-
-    @property
-    def source_description(self) -> str:
-        return SANDBOX_SOURCE_MESSAGE if self.uses_sandbox else LIVE_SOURCE_MESSAGE
 
     @property
     def stats(self) -> MailchimpCallStats:
         return self._stats
 
+    def _observe_retry(self, method: str, url: str, status: int | None, error: Exception | None) -> None:
+        self._stats.add(api_calls=1, retries=1, throttled=int(status == 429))
+        logger.warning(
+            "Mailchimp %s %s: %s; retrying",
+            method,
+            urlsplit(url).path,
+            f"HTTP {status}" if status else f"network error ({type(error).__name__})",
+        )
+
     def _api_client(self) -> Any:
-        if self._client is not None:
-            return self._client
-        if self.uses_sandbox:
-            handle = _start_sandbox(
-                self.sandbox_state_path or sandbox_state_path_default(),
-                self.sandbox_members,
-                self.sandbox_seed,
+        with self._client_lock:
+            if self._client is not None:
+                return self._client
+            api_key, base_url = self._connection()
+            server = _data_center(api_key)
+            policy = RetryPolicy(
+                retries=self.max_retries,
+                backoff_seconds=self.backoff_base_seconds,
+                backoff_max_seconds=self.backoff_max_seconds,
+                jitter_seconds=self.backoff_base_seconds,
+                idempotent_methods=READ_ONLY_METHODS,
             )
-            api_key: str = handle.api_key
-            base_url: str | None = self.base_url or handle.base_url
-        else:
-            api_key, base_url = (self.api_key or "").strip(), self.base_url
-        server = _data_center(api_key)
-        client = Client()
-        client.set_config({"api_key": api_key, "server": server, "timeout": self.timeout_seconds})
-        if base_url:
-            client.api_client.host = base_url.rstrip("/")
-        # Only a short fingerprint of the key identifies its connection slots; the key itself is never kept elsewhere.
-        self._key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-        self._client = client
-        logger.info(self.source_description)
-        return client
+            session = retrying_session(policy, observer=self._observe_retry, pool_size=self.max_connections)
+            client = _SessionApiClient(session, {"api_key": api_key, "server": server, "timeout": self.timeout_seconds})
+            if base_url:
+                client.host = base_url.rstrip("/")
+            # Only a short fingerprint of the key identifies its connection slots; the key itself is kept nowhere else.
+            self._key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+            self._client = client
+            logger.info(self.source_description)
+            return client
 
     def _slots(self) -> threading.BoundedSemaphore:
         with _connection_slots_lock:
@@ -286,74 +244,48 @@ class MailchimpResource(dg.ConfigurableResource):
 
     # ---------------------------------------------------------------- one request
 
-    def _backoff_seconds(self, attempt: int, retry_after: float | None) -> float:
-        cap = min(self.backoff_max_seconds, self.backoff_base_seconds * (2**attempt))
-        # Full jitter: many workers throttled at once must not come back in lock-step.
-        wait = random.uniform(0, cap)
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.backoff_max_seconds))
-        return wait
-
-    def _attempt(self, client: Any, path: str, query: list[tuple[str, Any]]) -> Any:
+    def _get(self, path: str, query: dict[str, Any] | None = None) -> Any:
+        """One GET; the session retries 429 (Retry-After honoured), 5xx, timeouts and connection errors."""
+        client = self._api_client()
+        query_pairs = [(name, value) for name, value in (query or {}).items() if value is not None]
         with self._slots():
             self._stats.add(api_calls=1)
             try:
-                result = client.reports.api_client.call_api(path, "GET", query_params=query)
+                result = client.call_api(path, "GET", query_params=query_pairs)
             except ApiClientError as error:
                 status = error.status_code
                 if status is None:
-                    # The client wraps timeouts and connection errors with no status.
-                    raise _TransientError(f"network error ({type(error.text).__name__})") from None
-                if status == 429 or status >= 500:
-                    raise _TransientError(f"HTTP {status}") from None
+                    # The client wraps timeouts and connection errors (after the session's retries) with no status.
+                    raise MailchimpApiError(
+                        f"Mailchimp GET {path} still failing after {self.max_retries + 1} attempts "
+                        f"(last: network error ({_network_reason(error.text)}))"
+                    ) from None
                 problem = _problem_body(error.text)
                 detail, title = problem.get("detail"), problem.get("title")
                 raise MailchimpApiError(
-                    f"Mailchimp GET {path} failed with HTTP {status}"
+                    f"Mailchimp GET {path} "
+                    + (f"still failing after {self.max_retries + 1} attempts: " if _retryable(status) else "")
+                    + f"failed with HTTP {status}"
                     + (f" ({title}: {detail})" if title or detail else "")
                     + (f"; check {API_KEY_ENV}" if status in (401, 403) else ""),
                     status=status,
                 ) from None
         if isinstance(result, requests.Response):
-            # mailchimp-marketing 3.0.80 returns, not raises, a response whose body is empty.
-            retry_after = _retry_after_seconds(result)
-            if result.status_code == 429 or result.status_code >= 500:
-                raise _TransientError(f"HTTP {result.status_code} with an empty body", retry_after)
-            if result.ok:
-                raise _TransientError(f"HTTP {result.status_code} with an empty body")
+            # mailchimp-marketing 3.0.80 returns, not raises, a response whose body is empty (a bare 429).
+            if _retryable(result.status_code):
+                raise MailchimpApiError(
+                    f"Mailchimp GET {path} still failing after {self.max_retries + 1} attempts "
+                    f"(last: HTTP {result.status_code} with an empty body)",
+                    result.status_code,
+                )
             raise MailchimpApiError(
-                f"Mailchimp GET {path} failed with HTTP {result.status_code}",
+                f"Mailchimp GET {path} failed with HTTP {result.status_code}"
+                + (" and an empty body" if result.ok else ""),
                 result.status_code,
             )
         if not isinstance(result, (dict, list)):
-            raise _TransientError("response was not JSON")
+            raise MailchimpApiError(f"Mailchimp GET {path} answered with something that is not JSON")
         return result
-
-    def _get(self, path: str, query: dict[str, Any] | None = None) -> Any:
-        """One GET with retries on 429 (raised or returned empty), 5xx, timeouts and connection errors."""
-        client = self._api_client()
-        query_pairs = [(name, value) for name, value in (query or {}).items() if value is not None]
-        last_reason = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._attempt(client, path, query_pairs)
-            except _TransientError as transient:
-                last_reason = transient.reason
-                if attempt == self.max_retries:
-                    break
-                self._stats.add(retries=1, throttled=int("429" in transient.reason))
-                wait = self._backoff_seconds(attempt, transient.retry_after)
-                logger.warning(
-                    "Mailchimp GET %s: %s; retry %d in %.2fs",
-                    path,
-                    last_reason,
-                    attempt + 1,
-                    wait,
-                )
-                time.sleep(wait)
-        raise MailchimpApiError(
-            f"Mailchimp GET {path} still failing after {self.max_retries + 1} attempts (last: {last_reason})"
-        )
 
     def _get_all(self, path: str, items_key: str, query: dict[str, Any] | None = None) -> list[Any]:
         """Every record of a paged collection: the first page tells the total, the rest load in parallel.
@@ -398,18 +330,6 @@ class MailchimpResource(dg.ConfigurableResource):
         return records, totals
 
     # ---------------------------------------------------------------- what the assets use
-
-    def now(self) -> pd.Timestamp:
-        """Mailchimp's "now": the sandbox clock when serving the sandbox, else the wall clock (UTC).
-
-        The sensor's lookback and the attribution window are measured on it, so a sandbox whose
-        clock is simulated behaves like an account observed at that moment.
-        """
-        if self.uses_sandbox:
-            self._api_client()
-            handle = _sandboxes[self.sandbox_state_path or sandbox_state_path_default()]
-            return pd.Timestamp(handle.account.now).tz_convert("UTC")
-        return pd.Timestamp.now(tz="UTC")
 
     def ping(self) -> dict[str, Any]:
         return self._get("/ping")
@@ -491,6 +411,63 @@ class MailchimpResource(dg.ConfigurableResource):
         return html if isinstance(html, str) else ""
 
 
+class MailchimpConnection(dg.ConfigurableResource):
+    """The key and API root of a live account: bound from the environment (``dg.EnvVar``) when Definitions are built.
+
+    A nested resource of its own, so run config for the reading settings (page_size, filter_bots...) never
+    replaces it: Dagster keeps a nested resource's bound values whatever run config says about its parent.
+    """
+
+    api_key: str = Field(repr=False, description=f"Mailchimp API key ending in -<dc>; bind dg.EnvVar('{API_KEY_ENV}').")
+    base_url: str | None = Field(
+        default=None,
+        description=f"API root to use instead of https://<dc>.api.mailchimp.com/3.0 (a proxy or a test server); "
+        f"bind dg.EnvVar('{BASE_URL_ENV}').",
+    )
+
+
+class LiveMailchimpResource(MailchimpResource):
+    """A real Mailchimp account, through its key (and, when set, another API root such as a proxy)."""
+
+    connection: MailchimpConnection
+
+    def _connection(self) -> tuple[str, str | None]:
+        return self.connection.api_key.strip(), (self.connection.base_url or "").strip() or None
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return False
+
+    @property
+    def source_description(self) -> str:
+        host = (self.connection.base_url or "").strip()
+        return LIVE_SOURCE_MESSAGE + (f" at {host} ({BASE_URL_ENV})" if host else "")
+
+    def now(self) -> pd.Timestamp:
+        return pd.Timestamp.now(tz="UTC")
+
+
+class _SessionApiClient(ApiClient):
+    """mailchimp-marketing's ApiClient sending through our session instead of the ``requests`` module functions.
+
+    3.0.80's ``ApiClient.request`` calls ``requests.get`` & co. directly, so a Session (and its Retry) cannot be
+    given to it; overriding that one method is the narrowest way in, and ``call_api`` keeps its own parsing.
+    """
+
+    def __init__(self, session: requests.Session, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.session = session
+
+    def request(self, method, url, query_params=None, headers=None, body=None):  # type: ignore[no-untyped-def]
+        auth = ("user", self.api_key) if self.is_basic_auth else None
+        if self.is_oauth:
+            headers = {**(headers or {}), "Authorization": "Bearer " + self.access_token}
+        data = json.dumps(body) if method in ("POST", "PUT", "PATCH") else None
+        return self.session.request(
+            method, url, params=query_params, headers=headers, auth=auth, data=data, timeout=self.timeout
+        )
+
+
 # -------------------------------------------------------------------- helpers
 
 
@@ -534,12 +511,14 @@ def _format_since(moment: pd.Timestamp) -> str:
     return utc.floor("s").strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def _retryable(status: int) -> bool:
+    return status in RETRY_STATUSES
+
+
+def _network_reason(error: Any) -> str:
+    """The kind of network failure the client wrapped, without its text (which holds the URL)."""
+    reason = getattr(getattr(error, "args", [None])[0], "reason", None) if isinstance(error, Exception) else None
+    return type(reason or error).__name__
 
 
 def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaign | None:

@@ -21,7 +21,6 @@ from campaign_pipeline.salesforce.assets import (
     build_sf_campaign,
     build_sf_campaign_members,
 )
-from campaign_pipeline.salesforce.resource import SalesforceResource
 
 MODES_WITH_CAMPAIGN = frozenset({"campaign", "campaign_and_activity", "campaign_totals"})
 MODES_WITH_MEMBERS = frozenset({"campaign", "campaign_and_activity"})
@@ -50,8 +49,3 @@ def salesforce_assets(
     if desired_inputs:
         assets.append(build_salesforce_sync(profile, desired_inputs))
     return assets
-
-
-def salesforce_resources(profile: SyncProfile | None = None) -> dict[str, SalesforceResource]:
-    """The resource under key "salesforce": SALESFORCE_* env vars, or the sandbox org when none are set."""
-    return {"salesforce": SalesforceResource()}

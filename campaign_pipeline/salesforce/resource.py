@@ -1,6 +1,7 @@
-"""The Salesforce resource: simple-salesforce with retries, an API-call budget and a stop before the daily quota.
+"""The Salesforce resource: simple-salesforce on one retrying transport, an API-call budget and a quota stop.
 
-Credentials come from the resource's fields, or, for fields left unset, from the environment:
+``SalesforceResource`` is abstract: ``LiveSalesforceResource`` (below) logs in to a real org with credentials bound
+from the environment when Definitions are built (``campaign_pipeline.deployment``):
 
 =============================  =====================================================================
 SALESFORCE_USERNAME            user name (password login and JWT bearer login)
@@ -14,18 +15,18 @@ SALESFORCE_SESSION_ID          an access token (with SALESFORCE_INSTANCE_URL)
 SALESFORCE_DOMAIN              login (production, default), test (sandboxes) or a My Domain prefix
 =============================  =====================================================================
 
-With none of them set the target is the **sandbox org**: an in-process emulator of the Salesforce REST API on
-the project's Postgres, seeded with Leads and Contacts for the Mailchimp sandbox audience; logs and metadata say
-"Salesforce target: SANDBOX org (no credentials set)". Secrets are never logged or put into errors or metadata.
+The sandbox org's resource lives in ``campaign_pipeline.sandbox.resources``; nothing here knows the emulator.
+Secrets are never logged or put into errors or metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,10 +43,18 @@ from simple_salesforce.exceptions import (
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
 )
+from urllib3.exceptions import NewConnectionError
+
+from campaign_pipeline.transport import RetryPolicy, mount_retries
 
 logger = logging.getLogger(__name__)
 
 SANDBOX_TARGET = "Salesforce target: SANDBOX org (no credentials set)"
+# Writes the transport may repeat after a lost answer: updates and upserts by external ID land the same record
+# twice over. POST (creates, Bulk job creation) and PUT (a Bulk upload appends its data) are never repeated.
+SALESFORCE_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PATCH", "DELETE"})
+# An org Id is 15 or 18 characters starting 00D; session ids (access tokens) start with the org's 15.
+_ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
 DEFAULT_API_VERSION = "62.0"
 # Salesforce rejects request URIs over 16,384 characters; the encoded query stays under this, leaving room for the path.
 MAX_QUERY_URI_CHARS = 15_000
@@ -59,13 +68,28 @@ class SalesforceStopped(RuntimeError):
     """
 
 
-class SalesforceCallFailed(RuntimeError):
-    """A call failed after retries; the message names the call and Salesforce's error, never a credential."""
+class SalesforceSessionLost(SalesforceStopped):
+    """The session expired and cannot be renewed (a session-id login): nothing more can be written this run."""
 
-    def __init__(self, message: str, *, error_code: str = "", status: int | None = None) -> None:
+
+class SalesforceCallFailed(RuntimeError):
+    """A call failed after retries; the message names the call and Salesforce's error, never a credential.
+
+    ``outcome_unknown`` is True when a non-idempotent call (a create, a Bulk job creation or upload) may have
+    reached Salesforce and been committed: the caller must not send it again, only look it up.
+    """
+
+    def __init__(
+        self, message: str, *, error_code: str = "", status: int | None = None, outcome_unknown: bool = False
+    ) -> None:
         super().__init__(message)
         self.error_code = error_code
         self.status = status
+        self.outcome_unknown = outcome_unknown
+
+
+class SalesforceLoginFailed(SalesforceCallFailed):
+    """The org cannot be reached or refuses the credentials; the message names the variables to check."""
 
 
 @dataclass
@@ -91,6 +115,18 @@ def _error_code(exc: SalesforceError) -> str:
     return ""
 
 
+def _never_sent(exc: Exception) -> bool:
+    """True when the request cannot have reached Salesforce: the connection itself was never made."""
+    cause: Any = exc
+    for _ in range(4):
+        if isinstance(cause, NewConnectionError):
+            return True
+        cause = getattr(cause, "reason", None) or (cause.args[0] if getattr(cause, "args", None) else None)
+        if cause is None:
+            return False
+    return False
+
+
 def _error_message(exc: SalesforceError) -> str:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
@@ -99,7 +135,11 @@ def _error_message(exc: SalesforceError) -> str:
 
 
 class SalesforceClient:
-    """One run's connection: every API call goes through ``call`` for retries, budget and quota checks."""
+    """One run's connection: every API call goes through ``call`` for the budget, quota and session checks.
+
+    The HTTP retries (5xx, 429, timeouts, connection errors; backoff with jitter, Retry-After) are the transport's,
+    mounted here on the simple-salesforce session: one place, and never a repeat of a create or a Bulk upload.
+    """
 
     def __init__(
         self,
@@ -113,6 +153,7 @@ class SalesforceClient:
         backoff_seconds: float = 0.5,
         timeout_seconds: float = 60.0,
         reauthenticate: Callable[[], str] | None = None,
+        renewal_hint: str = "set fresh credentials (SALESFORCE_SESSION_ID, or a username/password login)",
     ) -> None:
         self.sf = sf
         self.target = target
@@ -123,16 +164,43 @@ class SalesforceClient:
         self.backoff_seconds = backoff_seconds
         self.timeout_seconds = timeout_seconds
         self._reauthenticate = reauthenticate
+        self._renewal_hint = renewal_hint
         self.stats = CallStats()
         self._describes: dict[str, dict] = {}
         self._lock = threading.Lock()
+        policy = RetryPolicy(
+            retries=max_retries,
+            backoff_seconds=backoff_seconds,
+            backoff_max_seconds=max(backoff_seconds * 16, 1.0),
+            jitter_seconds=backoff_seconds,
+            idempotent_methods=SALESFORCE_IDEMPOTENT_METHODS,
+        )
+        mount_retries(sf.session, policy, observer=self._observe_retry)
+
+    @property
+    def org_id(self) -> str:
+        """The org's 15-character Id, read from the session id (Salesforce access tokens start with it)."""
+        prefix = (self.sf.session_id or "").split("!", 1)[0]
+        return prefix[:15] if _ORG_ID.match(prefix) else ""
+
+    def _observe_retry(self, method: str, url: str, status: int | None, error: Exception | None) -> None:
+        with self._lock:
+            self.stats.retries += 1
+            self.stats.calls["retry"] += 1
+        logger.info(
+            "Salesforce %s: %s; the transport retries",
+            method,
+            f"HTTP {status}" if status else f"no answer ({type(error).__name__})",
+        )
 
     # -- the one gate every call passes -------------------------------------------------------------------------
     def call(self, kind: str, what: str, send: Callable[[], Any], *, idempotent: bool = True) -> Any:
-        """Run ``send`` (one HTTP request) counting it as ``kind``; retry transient failures with backoff.
+        """Run ``send`` (one HTTP request) counting it as ``kind``.
 
-        Non-idempotent calls (creates) are not retried after a timeout, whose outcome is unknown: the caller
-        leaves those records pending and the next run looks them up instead of creating twice.
+        The transport has already retried what is safe to retry. Left here: an expired session (renewed once when
+        the login allows it, else the run stops), REQUEST_LIMIT_EXCEEDED (the run stops), UNABLE_TO_LOCK_ROW on a
+        whole call (retried with backoff), and the verdict on a call that got no usable answer: for a
+        non-idempotent call (``idempotent=False``) it is ``outcome_unknown``, left to the caller's lookup.
         """
         reauthed = False
         attempt = 0
@@ -145,11 +213,9 @@ class SalesforceClient:
                 result = send()
             except SalesforceExpiredSession as exc:
                 if reauthed or self._reauthenticate is None:
-                    raise SalesforceCallFailed(
-                        f"{what}: Salesforce session expired (INVALID_SESSION_ID) and could not be renewed; "
-                        "set fresh credentials (SALESFORCE_SESSION_ID or a username/password login)",
-                        error_code="INVALID_SESSION_ID",
-                        status=401,
+                    raise SalesforceSessionLost(
+                        f"{what}: the Salesforce session expired (INVALID_SESSION_ID) and cannot be renewed; the run "
+                        f"stopped before writing anything more: {self._renewal_hint}"
                     ) from exc
                 with self._lock:
                     # Parallel reads may all see the expiry; renew once, the others retry with the new session.
@@ -165,15 +231,17 @@ class SalesforceClient:
                     ) from exc
                 raise self._failed(what, exc) from exc
             except (SalesforceGeneralError, SalesforceMalformedRequest) as exc:
-                transient = exc.status >= 500 or _error_code(exc) in TRANSIENT_RECORD_ERRORS
-                if not transient or attempt >= self.max_retries:
-                    raise self._failed(what, exc) from exc
+                locked = _error_code(exc) in TRANSIENT_RECORD_ERRORS
+                if not locked or attempt >= self.max_retries:
+                    raise self._failed(what, exc, outcome_unknown=not idempotent and exc.status >= 500) from exc
             except (requests.Timeout, requests.ConnectionError) as exc:
-                if not idempotent or attempt >= self.max_retries:
-                    raise SalesforceCallFailed(
-                        f"{what}: no answer from Salesforce ({type(exc).__name__}) after {attempt + 1} attempt(s)",
-                        error_code="TIMEOUT",
-                    ) from exc
+                never_sent = _never_sent(exc)
+                raise SalesforceCallFailed(
+                    f"{what}: no answer from Salesforce ({type(exc).__name__})"
+                    + ("" if idempotent or never_sent else "; it may have been carried out, so it is not sent again"),
+                    error_code="TIMEOUT",
+                    outcome_unknown=not idempotent and not never_sent,
+                ) from exc
             else:
                 self._note_usage()
                 return result
@@ -185,12 +253,14 @@ class SalesforceClient:
         if seconds > 0:
             time.sleep(seconds)
 
-    def _failed(self, what: str, exc: SalesforceError) -> SalesforceCallFailed:
+    def _failed(self, what: str, exc: SalesforceError, *, outcome_unknown: bool = False) -> SalesforceCallFailed:
         code = _error_code(exc)
         return SalesforceCallFailed(
-            f"{what}: Salesforce answered {exc.status} {code or ''} {_error_message(exc)}".strip(),
+            f"{what}: Salesforce answered {exc.status} {code or ''} {_error_message(exc)}".strip()
+            + ("; it may have been carried out, so it is not sent again" if outcome_unknown else ""),
             error_code=code,
             status=exc.status,
+            outcome_unknown=outcome_unknown,
         )
 
     def _check_budget(self, what: str) -> None:
@@ -275,76 +345,31 @@ class SalesforceClient:
         return response
 
 
-class SalesforceResource(dg.ConfigurableResource):
-    """Salesforce connection settings; unset fields fall back to the SALESFORCE_* environment variables.
+class SalesforceResource(dg.ConfigurableResource, ABC):
+    """Where the pipeline writes: ``open_client`` yields a ``SalesforceClient`` for one run.
 
-    ``open_client`` yields a ``SalesforceClient`` for one run: the live org when credentials are set (password,
-    JWT bearer, or instance URL + session id), otherwise the in-process sandbox org.
+    Subclasses connect (``_connect``); this class holds what every target shares: API version, timeout and the
+    transport's retry settings, and the login check a run makes before any Mailchimp work.
     """
 
-    username: str | None = Field(default=None, description="Env SALESFORCE_USERNAME.")
-    password: str | None = Field(default=None, description="Env SALESFORCE_PASSWORD.")
-    security_token: str | None = Field(default=None, description="Env SALESFORCE_SECURITY_TOKEN.")
-    consumer_key: str | None = Field(default=None, description="Env SALESFORCE_CONSUMER_KEY (JWT bearer login).")
-    private_key_file: str | None = Field(
-        default=None, description="Env SALESFORCE_PRIVATE_KEY_FILE (JWT bearer login)."
-    )
-    private_key: str | None = Field(
-        default=None, description="Env SALESFORCE_PRIVATE_KEY (PEM text, JWT bearer login)."
-    )
-    instance_url: str | None = Field(default=None, description="Env SALESFORCE_INSTANCE_URL.")
-    session_id: str | None = Field(default=None, description="Env SALESFORCE_SESSION_ID.")
-    domain: str | None = Field(default=None, description="Env SALESFORCE_DOMAIN: login, test or a My Domain prefix.")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version.")
     timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(default=4, ge=0, le=10, description="Retries of a transient failure.")
-    backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles each retry.")
-    sandbox_schema: str = Field(default="sandbox_salesforce", description="Postgres schema of the sandbox org.")
-    sandbox_seed: int = Field(default=7, description="Seed of the sandbox org's Leads and Contacts.")
+    backoff_seconds: float = Field(default=0.5, ge=0, description="Retry delay; doubles each retry, plus jitter.")
 
-    _sandbox_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _checked_identity: str = PrivateAttr(default="")
 
-    def _setting(self, name: str) -> str | None:
-        value = getattr(self, name)
-        if value:
-            return value
-        from_env = os.environ.get(f"SALESFORCE_{name.upper()}", "").strip()
-        return from_env or None
-
-    def login_method(self) -> str | None:
-        """Which login the settings describe, or None for the sandbox org. Never returns a secret."""
-        if self._setting("instance_url") and self._setting("session_id"):
-            return "session"
-        if (
-            self._setting("username")
-            and self._setting("consumer_key")
-            and (self._setting("private_key_file") or self._setting("private_key"))
-        ):
-            return "jwt"
-        if self._setting("username") and self._setting("password"):
-            return "password"
-        partial = [
-            name
-            for name in ("username", "password", "security_token", "instance_url", "session_id", "consumer_key")
-            if self._setting(name)
-        ]
-        if partial:
-            raise dg.DagsterInvalidConfigError(
-                "Salesforce credentials are incomplete: set SALESFORCE_USERNAME + SALESFORCE_PASSWORD "
-                "(+ SALESFORCE_SECURITY_TOKEN), or SALESFORCE_USERNAME + SALESFORCE_CONSUMER_KEY + "
-                "SALESFORCE_PRIVATE_KEY_FILE, or SALESFORCE_INSTANCE_URL + SALESFORCE_SESSION_ID; "
-                f"only these are set: {', '.join('SALESFORCE_' + name.upper() for name in partial)}",
-                [],
-                None,
-            )
-        return None
-
+    @abstractmethod
     def describe_target(self) -> str:
-        method = self.login_method()
-        if method is None:
-            return SANDBOX_TARGET
-        domain = self._setting("domain") or "login"
-        return f"Salesforce target: live org ({method} login, domain {domain})"
+        """One line for logs, metadata and the job description: which org this writes to (never a secret)."""
+
+    @abstractmethod
+    def _connect(self) -> contextlib.AbstractContextManager[tuple[Salesforce, Callable[[], str] | None, str]]:
+        """A simple-salesforce client, how to renew its session (None = cannot), and what to say when it cannot."""
+
+    @property
+    def is_sandbox(self) -> bool:
+        return False
 
     @contextlib.contextmanager
     def open_client(
@@ -356,107 +381,212 @@ class SalesforceResource(dg.ConfigurableResource):
     ) -> Iterator[SalesforceClient]:
         """A client for one run (budget and stop fraction come from the sync profile's sync settings)."""
         log = log or logger
-        method = self.login_method()
-        settings: dict[str, Any] = dict(
-            api_call_budget=api_call_budget,
-            limit_usage_stop_fraction=limit_usage_stop_fraction,
-            max_retries=self.max_retries,
-            backoff_seconds=self.backoff_seconds,
-            timeout_seconds=self.timeout_seconds,
+        with self._connect() as (sf, reauthenticate, renewal_hint):
+            target = self.describe_target()
+            log.info(target)
+            yield SalesforceClient(
+                sf,
+                target=target,
+                is_sandbox=self.is_sandbox,
+                api_call_budget=api_call_budget,
+                limit_usage_stop_fraction=limit_usage_stop_fraction,
+                max_retries=self.max_retries,
+                backoff_seconds=self.backoff_seconds,
+                timeout_seconds=self.timeout_seconds,
+                reauthenticate=reauthenticate,
+                renewal_hint=renewal_hint,
+            )
+
+    def org_identity(self, client: SalesforceClient) -> str:
+        """Which org the state (ledger rows) belongs to: ``salesforce:<org id>``."""
+        return f"salesforce:{client.org_id or 'unknown'}"
+
+    def check_login(self, log: logging.Logger | Any | None = None) -> str:
+        """Log in and make one cheap call (the org's limits); return the org identity or raise a clear error.
+
+        Runs before any Mailchimp work, so a wrong domain or password fails the run in seconds, naming the
+        variables to check. Checked once per resource instance (per process).
+        """
+        if self._checked_identity:
+            return self._checked_identity
+        with self.open_client(log=log) as client:
+            try:
+                client.call("read", "login check (limits)", lambda: client.sf.limits(timeout=client.timeout_seconds))
+            except SalesforceCallFailed as failure:
+                raise self._login_failure(f"answered the login check with an error: {failure}") from None
+            self._checked_identity = self.org_identity(client)
+        return self._checked_identity
+
+    def _login_failure(self, reason: str) -> SalesforceLoginFailed:
+        return SalesforceLoginFailed(f"{self.describe_target()} {reason}{self.login_hint()}", error_code="LOGIN_FAILED")
+
+    def login_hint(self) -> str:
+        """What to check when the login fails: the variables in play (names and non-secret values only)."""
+        return ""
+
+
+class SalesforceCredentials(dg.ConfigurableResource):
+    """A live org's login, bound from SALESFORCE_* (``dg.EnvVar``) when Definitions are built.
+
+    A nested resource, so run config for the other settings (timeouts, retries) never replaces it.
+    """
+
+    username: str | None = Field(default=None, description="SALESFORCE_USERNAME.")
+    password: str | None = Field(default=None, repr=False, description="SALESFORCE_PASSWORD.")
+    security_token: str | None = Field(default=None, repr=False, description="SALESFORCE_SECURITY_TOKEN.")
+    consumer_key: str | None = Field(default=None, description="SALESFORCE_CONSUMER_KEY (JWT bearer login).")
+    private_key_file: str | None = Field(default=None, description="SALESFORCE_PRIVATE_KEY_FILE (JWT bearer login).")
+    private_key: str | None = Field(default=None, repr=False, description="SALESFORCE_PRIVATE_KEY (PEM text, JWT).")
+    instance_url: str | None = Field(default=None, description="SALESFORCE_INSTANCE_URL.")
+    session_id: str | None = Field(default=None, repr=False, description="SALESFORCE_SESSION_ID.")
+    domain: str | None = Field(default=None, description="SALESFORCE_DOMAIN: login, test or a My Domain prefix.")
+
+    def setting(self, name: str) -> str | None:
+        value = (getattr(self, name) or "").strip()
+        return value or None
+
+    def variables_in_use(self) -> list[str]:
+        """The SALESFORCE_* names that are set (names only: for messages that must never hold a secret)."""
+        return [f"SALESFORCE_{name.upper()}" for name in CREDENTIAL_FIELDS if self.setting(name)]
+
+
+CREDENTIAL_FIELDS = (
+    "username",
+    "password",
+    "security_token",
+    "consumer_key",
+    "private_key_file",
+    "private_key",
+    "instance_url",
+    "session_id",
+    "domain",
+)
+
+
+def login_method(credentials: SalesforceCredentials) -> str | None:
+    """Which login the credentials describe, or None when none is set. Never returns a secret."""
+    setting = credentials.setting
+    if setting("instance_url") and setting("session_id"):
+        return "session"
+    if setting("username") and setting("consumer_key") and (setting("private_key_file") or setting("private_key")):
+        return "jwt"
+    if setting("username") and setting("password"):
+        return "password"
+    partial = [
+        name
+        for name in ("username", "password", "security_token", "instance_url", "session_id", "consumer_key")
+        if setting(name)
+    ]
+    if partial:
+        raise dg.DagsterInvalidConfigError(
+            "Salesforce credentials are incomplete: set SALESFORCE_USERNAME + SALESFORCE_PASSWORD "
+            "(+ SALESFORCE_SECURITY_TOKEN), or SALESFORCE_USERNAME + SALESFORCE_CONSUMER_KEY + "
+            "SALESFORCE_PRIVATE_KEY_FILE, or SALESFORCE_INSTANCE_URL + SALESFORCE_SESSION_ID; "
+            f"only these are set: {', '.join('SALESFORCE_' + name.upper() for name in partial)}",
+            [],
+            None,
         )
+    return None
+
+
+class LiveSalesforceResource(SalesforceResource):
+    """A real org: password, JWT bearer, or instance URL + session id login."""
+
+    credentials: SalesforceCredentials
+
+    def login_method(self) -> str:
+        method = login_method(self.credentials)
         if method is None:
-            with self._sandbox_org() as org:
-                sf = Salesforce(
-                    instance_url=org.instance_url,
-                    session_id=org.session_id,
-                    version=org.api_version,
-                    session=org.requests_session(),
-                )
-                log.info(SANDBOX_TARGET)
-                yield SalesforceClient(
-                    sf,
-                    target=SANDBOX_TARGET,
-                    is_sandbox=True,
-                    reauthenticate=lambda: _sandbox_session(org),
-                    **settings,
-                )
-            return
+            raise dg.DagsterInvalidConfigError(
+                "No Salesforce credentials are set: set SALESFORCE_USERNAME + SALESFORCE_PASSWORD (+ "
+                "SALESFORCE_SECURITY_TOKEN), a JWT login or SALESFORCE_INSTANCE_URL + SALESFORCE_SESSION_ID",
+                [],
+                None,
+            )
+        return method
+
+    def describe_target(self) -> str:
+        method = self.login_method()
+        if method == "session":
+            return f"Salesforce target: live org ({method} login, instance {self.credentials.setting('instance_url')})"
+        return f"Salesforce target: live org ({method} login, domain {self.credentials.setting('domain') or 'login'})"
+
+    def login_hint(self) -> str:
+        setting = self.credentials.setting
+        if self.login_method() == "session":
+            where = f"SALESFORCE_INSTANCE_URL={setting('instance_url')}"
+        else:
+            domain = setting("domain") or "login"
+            where = f"SALESFORCE_DOMAIN={domain} (https://{domain}.salesforce.com)"
+        return (
+            f"; check {where}: 'login' for production, 'test' for sandboxes, or your My Domain prefix; "
+            f"variables in use: {', '.join(self.credentials.variables_in_use())}"
+        )
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[tuple[Salesforce, Callable[[], str] | None, str]]:
+        method = self.login_method()
         sf = self._login(method)
-        target = self.describe_target()
-        log.info(target)
         # Password and JWT logins renew themselves inside simple-salesforce; a bare session id cannot be renewed.
-        yield SalesforceClient(sf, target=target, is_sandbox=False, reauthenticate=None, **settings)
+        hint = (
+            "SALESFORCE_SESSION_ID cannot be renewed: set a fresh one, or use a username/password or JWT login "
+            "that renews itself"
+            if method == "session"
+            else "the login could not renew it; check the SALESFORCE_* credentials"
+        )
+        yield sf, None, hint
 
     def _login(self, method: str) -> Salesforce:
-        domain = self._setting("domain") or "login"
+        setting = self.credentials.setting
+        domain = setting("domain") or "login"
+        hint = self.login_hint()
+        # A session of our own, so the login itself (SOAP or OAuth) goes through the same transport settings.
+        session = requests.Session()
         try:
             if method == "session":
                 return Salesforce(
-                    instance_url=self._setting("instance_url"),
-                    session_id=self._setting("session_id"),
+                    instance_url=setting("instance_url"),
+                    session_id=setting("session_id"),
                     version=self.api_version,
+                    session=session,
                 )
             if method == "jwt":
                 return Salesforce(
-                    username=self._setting("username"),
-                    consumer_key=self._setting("consumer_key"),
-                    privatekey_file=self._setting("private_key_file"),
-                    privatekey=None if self._setting("private_key_file") else self._setting("private_key"),
+                    username=setting("username"),
+                    consumer_key=setting("consumer_key"),
+                    privatekey_file=setting("private_key_file"),
+                    privatekey=None if setting("private_key_file") else setting("private_key"),
                     domain=domain,
                     version=self.api_version,
+                    session=session,
                 )
             return Salesforce(
-                username=self._setting("username"),
-                password=self._setting("password"),
-                security_token=self._setting("security_token") or "",
+                username=setting("username"),
+                password=setting("password"),
+                security_token=setting("security_token") or "",
                 domain=domain,
                 version=self.api_version,
+                session=session,
             )
         except SalesforceError as exc:
             # The exception text can echo the request; say only which login failed and where.
-            raise SalesforceCallFailed(
-                f"Salesforce {method} login to domain {domain!r} failed ({type(exc).__name__}); "
-                "check the SALESFORCE_* credentials and SALESFORCE_DOMAIN (login for production, test for sandboxes)",
+            raise SalesforceLoginFailed(
+                f"Salesforce {method} login failed: the org refused it ({type(exc).__name__}){hint}",
+                error_code="LOGIN_FAILED",
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SalesforceLoginFailed(
+                f"Salesforce {method} login failed: cannot reach Salesforce ({_network_failure(exc)}){hint}",
                 error_code="LOGIN_FAILED",
             ) from None
 
-    @contextlib.contextmanager
-    def _sandbox_org(self) -> Iterator[Any]:
-        from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
-        from campaign_pipeline.storage.database import get_engine
 
-        engine = get_engine()
-        with SalesforceSandbox(engine, schema=self.sandbox_schema) as org:
-            with self._sandbox_lock:
-                _seed_sandbox_once(org, seed=self.sandbox_seed)
-            yield org
-
-
-def _sandbox_session(org: Any) -> str:
-    """A fresh session from the sandbox org's OAuth token endpoint, as a password login renews a live one."""
-    from campaign_pipeline.sandbox.salesforce_api import DEFAULT_PASSWORD
-
-    response = org.requests_session().post(
-        org.token_url,
-        data={"grant_type": "password", "username": org.username, "password": DEFAULT_PASSWORD},
-        timeout=30,
-    )
-    if response.status_code != 200:
-        raise SalesforceCallFailed(
-            f"sandbox org refused a new session ({response.status_code})", error_code="LOGIN_FAILED"
-        )
-    return response.json()["access_token"]
-
-
-def _seed_sandbox_once(org: Any, *, seed: int) -> None:
-    """Give the sandbox org Leads and Contacts for part of the Mailchimp sandbox audience (once per org)."""
-    from campaign_pipeline.sandbox.salesforce_api import seed_people
-
-    try:
-        from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
-
-        emails = SandboxAccount(seed=seed).audience_emails()
-    except Exception as exc:  # the Mailchimp sandbox is optional for the Salesforce side
-        logger.warning("sandbox org not seeded from the Mailchimp sandbox audience: %s", exc)
-        return
-    seed_people(org, emails, seed=seed)
+def _network_failure(exc: Exception) -> str:
+    """The innermost cause's class (NameResolutionError, ConnectTimeoutError...), never its text (it holds URLs)."""
+    cause: Any = exc
+    for _ in range(5):
+        inner = getattr(cause, "reason", None) or (cause.args[0] if getattr(cause, "args", None) else None)
+        if not isinstance(inner, BaseException):
+            break
+        cause = inner
+    return type(cause).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -98,6 +99,7 @@ class MailchimpRoutes:
     def __init__(self, account: SandboxAccount) -> None:
         self.account = account
         self._routes: list[tuple[re.Pattern[str], Any]] = [
+            (re.compile(r"/?"), self.root),
             (re.compile(r"/ping/?"), self.ping),
             (re.compile(r"/campaigns/?"), self.campaigns),
             (re.compile(r"/campaigns/(?P<cid>[^/]+)/?"), self.campaign),
@@ -200,6 +202,17 @@ class MailchimpRoutes:
 
     def ping(self, query: dict[str, str]) -> dict[str, Any]:
         return {"health_status": "Everything's Chimpy!"}
+
+    def root(self, query: dict[str, str]) -> dict[str, Any]:
+        """API Root: the account the key belongs to (the pipeline keys its state by ``account_id``)."""
+        return {
+            "account_id": hashlib.sha1(f"{self.account.seed}|account".encode()).hexdigest()[:25],
+            "login_id": hashlib.sha1(f"{self.account.seed}|login".encode()).hexdigest()[:10],
+            "account_name": "Sandbox account",
+            "email": "sandbox@example.com",
+            "role": "owner",
+            "total_subscribers": self.account.n_members,
+        }
 
     def campaigns(self, query: dict[str, str]) -> dict[str, Any]:
         count, offset = _paging(query)

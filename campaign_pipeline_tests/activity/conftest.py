@@ -16,7 +16,8 @@ from campaign_pipeline.salesforce.activity_assets import activity_mode_records, 
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults, SalesforceSandbox
 
 from .frames import statuses
@@ -55,7 +56,7 @@ class ActivityOrg:
             self.org.client(),
             target="Salesforce target: SANDBOX org (activity tests)",
             is_sandbox=True,
-            reauthenticate=lambda: _sandbox_session(self.org),
+            reauthenticate=lambda: sandbox_session(self.org),
             **{"backoff_seconds": 0.0, "max_retries": 2, **settings},
         )
 

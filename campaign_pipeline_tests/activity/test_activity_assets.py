@@ -9,7 +9,7 @@ import pytest
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce import activity_assets
 from campaign_pipeline.salesforce.defs import salesforce_assets
-from campaign_pipeline.salesforce.resource import SalesforceResource
+from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 
 from .frames import content, events, matches, recipients, report, statuses
 
@@ -96,7 +96,7 @@ def _inputs() -> dict[str, pd.DataFrame]:
 def _run(asset: dg.AssetsDefinition, dagster_instance, **inputs) -> dg.MaterializeResult:
     dagster_instance.add_dynamic_partitions("mailchimp_campaigns", ["c1"])
     context = dg.build_asset_context(
-        partition_key="c1", instance=dagster_instance, resources={"salesforce": SalesforceResource()}
+        partition_key="c1", instance=dagster_instance, resources={"salesforce": SandboxSalesforceResource()}
     )
     return asset(context, **inputs)
 

@@ -12,8 +12,8 @@ from campaign_pipeline.core.metrics import campaign_totals
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.defs import salesforce_assets
-from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
 from .frames import content, events, recipients, report, statuses
@@ -63,7 +63,7 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [("activity", {"task"}), ("campaign_and_activity", {"campaign", "task"}), ("notes", {"note", "attachment"})],
 )
 def test_mode_materializes_through_the_push_and_a_rerun_writes_nothing(mode, kinds, dagster_instance, pg_url) -> None:
-    resource = SalesforceResource(sandbox_schema=f"activity_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
+    resource = SandboxSalesforceResource(sandbox_schema=f"activity_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
     # A fresh campaign id keeps this test's rows apart in the shared ledger and frame tables.
     campaign_id = uuid.uuid4().hex[:10]
     audience = SandboxAccount(seed=resource.sandbox_seed).audience_emails()[:30]

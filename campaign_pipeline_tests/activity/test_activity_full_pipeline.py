@@ -10,11 +10,10 @@ import sqlalchemy as sa
 
 from campaign_pipeline.definitions import build_definitions
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
-from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.resources import SandboxMailchimpResource, SandboxSalesforceResource
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +26,8 @@ def test_activity_mode_from_mailchimp_sandbox_to_salesforce_sandbox(dagster_inst
         }
     )
     definitions = build_definitions(profile)
-    salesforce = SalesforceResource(sandbox_schema=f"activity_full_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
-    resources = {**definitions.resources, "mailchimp": MailchimpResource(), "salesforce": salesforce}
+    salesforce = SandboxSalesforceResource(sandbox_schema=f"activity_full_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
+    resources = {**definitions.resources, "mailchimp": SandboxMailchimpResource(), "salesforce": salesforce}
     campaign_id = SandboxAccount().campaign_ids()[0]
     ledger = SyncLedger(pg_engine)
     with pg_engine.begin() as conn:

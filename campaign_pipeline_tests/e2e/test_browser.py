@@ -50,12 +50,12 @@ REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { na
 def sandbox_campaign_id(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
     """A sent campaign of the same sandbox account the webserver's runs will read (same data folder)."""
     from campaign_pipeline.definitions import load_active_profile
-    from campaign_pipeline.mailchimp.defs import mailchimp_resource
+    from campaign_pipeline.deployment import choose_deployment
     from campaign_pipeline.storage.database import DATA_DIR_ENV
 
     monkeypatch.setenv(DATA_DIR_ENV, str(dagster_dev.data_dir))
     monkeypatch.delenv("MAILCHIMP_API_KEY", raising=False)
-    campaigns = mailchimp_resource().list_sent_campaigns(list_id=load_active_profile().mailchimp.list_id)
+    campaigns = choose_deployment().mailchimp.list_sent_campaigns(list_id=load_active_profile().mailchimp.list_id)
     regular = [c for c in campaigns if c.sent_at_is_exact]
     assert regular, f"the sandbox lists no sent regular campaign: {campaigns}"
     return regular[0].id

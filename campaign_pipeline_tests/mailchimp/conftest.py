@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from campaign_pipeline.mailchimp.resource import MailchimpResource
+from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
@@ -24,18 +24,20 @@ def sandbox(account: SandboxAccount) -> Iterator[MailchimpSandbox]:
         yield served
 
 
-def resource_on(served: MailchimpSandbox, **overrides) -> MailchimpResource:
-    """The real resource (real client, real HTTP) pointed at a sandbox, with millisecond backoff for tests."""
+def resource_on(served: MailchimpSandbox, **overrides) -> LiveMailchimpResource:
+    """The live resource (real client, real HTTP) pointed at a sandbox, with millisecond backoff for tests."""
+    connection = MailchimpConnection(
+        api_key=overrides.pop("api_key", served.api_key), base_url=overrides.pop("base_url", served.base_url)
+    )
     settings = {
-        "api_key": served.api_key,
-        "base_url": served.base_url,
+        "connection": connection,
         "page_size": 250,
         "backoff_base_seconds": 0.001,
         "backoff_max_seconds": 0.01,
         "timeout_seconds": 5.0,
     }
     settings.update(overrides)
-    return MailchimpResource(**settings)
+    return LiveMailchimpResource(**settings)
 
 
 @pytest.fixture
@@ -44,5 +46,5 @@ def make_resource():
 
 
 @pytest.fixture
-def mailchimp(sandbox: MailchimpSandbox) -> MailchimpResource:
+def mailchimp(sandbox: MailchimpSandbox) -> LiveMailchimpResource:
     return resource_on(sandbox)

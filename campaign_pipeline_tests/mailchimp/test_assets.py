@@ -16,10 +16,10 @@ from campaign_pipeline.mailchimp.assets import (
 )
 from campaign_pipeline.mailchimp.defs import mailchimp_assets
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import SANDBOX_SOURCE_MESSAGE, MailchimpResource
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_oracle import malformed_records, truth_events, truth_recipients
+from campaign_pipeline.sandbox.resources import SANDBOX_SOURCE_MESSAGE, SandboxMailchimpResource
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 
@@ -153,7 +153,7 @@ def test_a_batched_backfill_run_covers_several_campaigns(account, mailchimp, dag
 def test_without_a_key_the_source_is_the_sandbox_and_says_so(tmp_path, dagster_instance, monkeypatch):
     monkeypatch.delenv("MAILCHIMP_API_KEY", raising=False)
     state_path = tmp_path / "fallback_state.json"
-    fallback = MailchimpResource(sandbox_state_path=str(state_path), sandbox_members=600, sandbox_seed=5)
+    fallback = SandboxMailchimpResource(sandbox_state_path=str(state_path), sandbox_members=600, sandbox_seed=5)
     assert fallback.uses_sandbox
     mirror = SandboxAccount(seed=5, n_members=600, state_path=state_path)
     campaign_id = mirror.campaign_ids()[-1]

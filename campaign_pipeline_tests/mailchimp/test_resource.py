@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline.core.events import parse_email_activity, parse_sent_to, parse_unsubscribes
-from campaign_pipeline.mailchimp.resource import MailchimpApiError, MailchimpResource
+from campaign_pipeline.mailchimp.resource import (
+    LiveMailchimpResource,
+    MailchimpApiError,
+    MailchimpConnection,
+    MailchimpResource,
+)
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events, truth_recipients
 
@@ -202,9 +207,9 @@ def test_unsafe_campaign_id_is_refused_before_any_request(sandbox, mailchimp):
 
 def test_page_size_is_validated():
     with pytest.raises(Exception, match="page_size"):
-        MailchimpResource(page_size=1001)
+        LiveMailchimpResource(connection=MailchimpConnection(api_key="k-us21"), page_size=1001)
     with pytest.raises(Exception, match="max_connections"):
-        MailchimpResource(max_connections=11)
+        LiveMailchimpResource(connection=MailchimpConnection(api_key="k-us21"), max_connections=11)
 
 
 class ClockJumpFaults(MailchimpFaults):

@@ -8,11 +8,12 @@ import pytest
 
 from campaign_pipeline.mailchimp.assets import MAILCHIMP_ASSETS
 from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors
-from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
+from campaign_pipeline.mailchimp.resource import SentCampaign
 from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule, campaigns_in_window
 from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.resources import SandboxMailchimpResource
 
 JOB = dg.define_asset_job("mailchimp_campaign_job", selection=dg.AssetSelection.assets(*MAILCHIMP_ASSETS))
 SEED, MEMBERS = 21, 400
@@ -22,7 +23,7 @@ SEED, MEMBERS = 21, 400
 def sandbox_world(tmp_path):
     """The keyless resource (in-process sandbox on a state file) and a mirror of its account for the test to drive."""
     state_path = tmp_path / "sensor_state.json"
-    resource = MailchimpResource(sandbox_state_path=str(state_path), sandbox_members=MEMBERS, sandbox_seed=SEED)
+    resource = SandboxMailchimpResource(sandbox_state_path=str(state_path), sandbox_members=MEMBERS, sandbox_seed=SEED)
     resource.ping()
     return resource, SandboxAccount(seed=SEED, n_members=MEMBERS, state_path=state_path)
 
@@ -146,7 +147,7 @@ def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
         jobs=[JOB],
         sensors=sensors,
         schedules=schedules,
-        resources={"mailchimp": MailchimpResource()},
+        resources={"mailchimp": SandboxMailchimpResource()},
     )
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_sensor_def("mailchimp_new_sends_sensor").job_name == "mailchimp_campaign_job"

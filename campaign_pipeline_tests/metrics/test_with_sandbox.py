@@ -30,11 +30,13 @@ def served_account(tmp_path, pg_engine):
 
 
 def test_sandbox_campaigns_reconcile_with_their_reports(served_account, dagster_instance):
-    from campaign_pipeline.mailchimp.resource import MailchimpResource
+    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
 
     account, served = served_account
-    mailchimp = MailchimpResource(
-        api_key=served.api_key, base_url=served.base_url, backoff_base_seconds=0.001, backoff_max_seconds=0.01
+    mailchimp = LiveMailchimpResource(
+        connection=MailchimpConnection(api_key=served.api_key, base_url=served.base_url),
+        backoff_base_seconds=0.001,
+        backoff_max_seconds=0.01,
     )
     campaigns = {campaign.type: campaign.id for campaign in mailchimp.list_sent_campaigns()}
     assert {"regular", "automation"} <= set(campaigns)

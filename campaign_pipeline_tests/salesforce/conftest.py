@@ -14,7 +14,8 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, _sandbox_session
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults, SalesforceSandbox, seed_people
 
 from .frames import campaign_report, campaign_totals, member_statuses
@@ -42,7 +43,7 @@ class Org:
             self.org.client(),
             target="Salesforce target: SANDBOX org (test)",
             is_sandbox=True,
-            reauthenticate=lambda: _sandbox_session(self.org),
+            reauthenticate=lambda: sandbox_session(self.org),
             **{**defaults, **settings},
         )
 

@@ -8,10 +8,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from campaign_pipeline.deployment import choose_deployment
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.defs import salesforce_assets, salesforce_resources
-from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, SalesforceResource
+from campaign_pipeline.salesforce.defs import salesforce_assets
+from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, LiveSalesforceResource
+from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
 from .frames import campaign_report, campaign_totals, member_statuses
@@ -38,8 +40,8 @@ def _stand_ins(statuses: pd.DataFrame, report: pd.DataFrame) -> list[dg.AssetsDe
 
 
 @pytest.fixture
-def sandbox_resource(pg_url) -> SalesforceResource:
-    return SalesforceResource(sandbox_schema=f"sf_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
+def sandbox_resource(pg_url) -> SandboxSalesforceResource:
+    return SandboxSalesforceResource(sandbox_schema=f"sf_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
 
 
 def _materialize(assets, resource, instance) -> dg.ExecuteInProcessResult:
@@ -117,16 +119,16 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
 def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(monkeypatch) -> None:
     for name in ("USERNAME", "PASSWORD", "SECURITY_TOKEN", "INSTANCE_URL", "SESSION_ID", "CONSUMER_KEY", "DOMAIN"):
         monkeypatch.delenv(f"SALESFORCE_{name}", raising=False)
-    resource = salesforce_resources()["salesforce"]
-    assert resource.login_method() is None and resource.describe_target() == SANDBOX_TARGET
+    assert choose_deployment().salesforce.describe_target() == SANDBOX_TARGET
     monkeypatch.setenv("SALESFORCE_USERNAME", "ops@example.com")
     monkeypatch.setenv("SALESFORCE_PASSWORD", "hunter2-secret")
-    assert resource.login_method() == "password"
-    assert "hunter2" not in resource.describe_target()
+    live = choose_deployment().salesforce
+    assert isinstance(live, LiveSalesforceResource) and live.login_method() == "password"
+    assert "hunter2" not in live.describe_target() and "hunter2" not in repr(live)
     monkeypatch.delenv("SALESFORCE_PASSWORD")
     monkeypatch.setenv("SALESFORCE_SESSION_ID", "00Dsecret-session")
     with pytest.raises(dg.DagsterInvalidConfigError, match="SALESFORCE_INSTANCE_URL") as error:
-        resource.login_method()
+        choose_deployment()
     assert "00Dsecret" not in str(error.value)
 
 

@@ -87,6 +87,7 @@ class SyncContext:
         """A whole call failed: its records fail with the call's code; unanswered creates stay pending."""
         code = failure.error_code or "CALL_FAILED"
         # A create whose answer never came may exist: leave it pending, so the next run looks it up first.
-        result = "pending" if action == "create" and code in ("TIMEOUT", "BULK_JOB_FAILED") else "error"
+        unknown = failure.outcome_unknown or code in ("TIMEOUT", "BULK_JOB_FAILED")
+        result = "pending" if action == "create" and unknown else "error"
         self.book.record(kind, rows, rows["salesforce_id"], result, code, str(failure))
         outcome.failed += len(rows)
