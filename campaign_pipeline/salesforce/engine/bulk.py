@@ -1,20 +1,40 @@
-"""Bulk API 2.0 ingest jobs: create, upload the CSV, close, poll, read results and pair them back with our rows."""
+"""Bulk API 2.0 ingest jobs: create, upload the CSV, close, poll, read results and pair them back with our rows.
+
+A lost answer never duplicates: a job whose creation went unanswered leaves its creates pending (the next run's
+lookup decides); an upload is never sent twice (PUT appends data) — the job is closed and its own results say
+what it made; a close whose answer was lost is settled by reading the job's state. Uploads stay under
+``BULK_MAX_UPLOAD_BYTES`` (Salesforce takes 150 MB per job), several jobs when the data is bigger.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 
-from campaign_pipeline.salesforce.engine.context import SyncContext
+from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, SyncContext
 from campaign_pipeline.salesforce.engine.encoding import bulk_csv, payloads, read_bulk_csv, row_identity
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
 from campaign_pipeline.salesforce.engine.report import KindOutcome
 from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
 from campaign_pipeline.salesforce.resource import TRANSIENT_RECORD_ERRORS, SalesforceCallFailed
 
+logger = logging.getLogger(__name__)
+
 BULK_POLL_LIMIT = 600
 BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
+# Job states after a close took effect.
+_CLOSED_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete", "Failed", "Aborted"})
+
+
+def upload_splits(csv_text: str, rows: int, max_bytes: int = BULK_MAX_UPLOAD_BYTES) -> int:
+    """How many equal parts ``rows`` must be cut into so each part's CSV stays under ``max_bytes`` (estimated
+    from the whole upload's size; ``send_bulk`` checks each part again and halves one that is still too big)."""
+    size = len(csv_text.encode("utf-8"))
+    if size <= max_bytes or rows <= 1:
+        return 1
+    return min(rows, -(-size // max_bytes) + 1)
 
 
 def send_bulk(
@@ -25,6 +45,12 @@ def send_bulk(
     rows = rows.reset_index(drop=True)
     records = payloads(kind, rows, action, ctx.fields.types_of(kind), ctx.fields.create_only_of(kind))
     cells, columns, csv_text = bulk_csv(records, for_update=action == "update")
+    parts = upload_splits(csv_text, len(rows), ctx.max_upload_bytes)
+    if parts > 1:
+        for part in range(parts):
+            start, end = part * len(rows) // parts, (part + 1) * len(rows) // parts
+            send_bulk(ctx, kind, rows.iloc[start:end], action, outcome, depth)
+        return
     if action == "create":
         ctx.ledger.record_pending(kind.name, rows)
     operation = "update" if action == "update" else ("upsert" if kind.external_id_field else "insert")
@@ -122,17 +148,35 @@ def _bulk_job(
     if operation == "upsert":
         spec["externalIdFieldName"] = kind.external_id_field
     what = f"Bulk API 2.0 {operation} of {expected} {kind.sobject} record(s)"
+    # Unanswered, a job creation may have made an (empty, Open) job; nothing was uploaded to it, so the records
+    # stay pending (SalesforceCallFailed.outcome_unknown) and Salesforce discards the open job after a day.
     job = client.rest("write", f"{what}: create job", "POST", "jobs/ingest", data=json.dumps(spec), idempotent=False)
     job_path = f"jobs/ingest/{job['id']}"
-    client.raw(
-        "write",
-        f"{what}: upload",
-        "PUT",
-        f"{job_path}/batches",
-        data=csv_text.encode("utf-8"),
-        headers={"Content-Type": "text/csv"},
-    )
-    client.rest("write", f"{what}: close", "PATCH", job_path, data=json.dumps({"state": "UploadComplete"}))
+    try:
+        client.raw(
+            "write",
+            f"{what}: upload",
+            "PUT",
+            f"{job_path}/batches",
+            data=csv_text.encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+            idempotent=False,
+        )
+    except SalesforceCallFailed as failure:
+        if not failure.outcome_unknown:
+            raise
+        # The data may have arrived: never upload it twice. Closing the job lets its results tell what it made;
+        # rows it did not make stay pending for the next run's lookup.
+        logger.warning("%s; closing job %s and reading its results instead of uploading again", failure, job["id"])
+    try:
+        client.rest("write", f"{what}: close", "PATCH", job_path, data=json.dumps({"state": "UploadComplete"}))
+    except SalesforceCallFailed as failure:
+        # A close whose answer was lost (the transport repeats a PATCH, and the repeat finds the job closed):
+        # the job's own state says whether the close took effect.
+        state = client.rest("read", f"{what}: status after close", "GET", job_path).get("state", "")
+        if state not in _CLOSED_STATES:
+            raise
+        logger.warning("%s; job %s is %s, so the close took effect", failure, job["id"], state)
     state = ""
     for poll in range(BULK_POLL_LIMIT):
         info = client.rest("read", f"{what}: status", "GET", job_path)
@@ -154,4 +198,6 @@ def _bulk_job(
 
 def _bulk_results(ctx: SyncContext, what: str, path: str) -> pd.DataFrame:
     response = ctx.client.raw("read", what, "GET", path, headers={"Accept": "text/csv"})
-    return read_bulk_csv(response.text)
+    # Results are UTF-8 CSV, often without a charset in Content-Type (requests would then guess Latin-1 and
+    # non-ASCII rows would never pair back with ours).
+    return read_bulk_csv(response.content.decode("utf-8"))

@@ -16,6 +16,8 @@ from campaign_pipeline.salesforce.resource import SalesforceCallFailed, Salesfor
 
 logger = logging.getLogger("campaign_pipeline.salesforce.engine")
 
+# Salesforce's limit is 150 MB of CSV per Bulk API 2.0 ingest job; a third below leaves room for its encoding.
+BULK_MAX_UPLOAD_BYTES = 100_000_000
 TEXT_FIELD_TYPES = frozenset({"string", "textarea", "url", "email", "phone", "picklist", "combobox"})
 
 
@@ -80,6 +82,7 @@ class SyncContext:
     settings: SyncSettings
     fields: OrgFields
     book: Bookkeeping
+    max_upload_bytes: int = BULK_MAX_UPLOAD_BYTES
 
     def record_call_failure(
         self, kind: RecordKind, rows: pd.DataFrame, outcome: KindOutcome, action: str, failure: SalesforceCallFailed

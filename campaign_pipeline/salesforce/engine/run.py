@@ -10,7 +10,7 @@ from campaign_pipeline.core import diff as diffing
 from campaign_pipeline.core.salesforce_records import enforce_field_limits
 from campaign_pipeline.profile import SyncSettings
 from campaign_pipeline.salesforce.engine.bulk import send_bulk
-from campaign_pipeline.salesforce.engine.context import OrgFields, SyncContext, logger
+from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, OrgFields, SyncContext, logger
 from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
 from campaign_pipeline.salesforce.engine.lookups import adopt_existing
 from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome, SyncReport
@@ -20,10 +20,18 @@ from campaign_pipeline.salesforce.resource import SalesforceCallFailed, Salesfor
 
 
 def sync_desired_records(
-    client: SalesforceClient, ledger: SyncLedger, desired: Sequence[DesiredRecords], settings: SyncSettings
+    client: SalesforceClient,
+    ledger: SyncLedger,
+    desired: Sequence[DesiredRecords],
+    settings: SyncSettings,
+    *,
+    max_upload_bytes: int = BULK_MAX_UPLOAD_BYTES,
 ) -> SyncReport:
-    """Write the desired records (parents first) and return what happened; see the package docstring."""
-    ctx = SyncContext(client, ledger, settings, OrgFields(client), Bookkeeping(ledger))
+    """Write the desired records (parents first) and return what happened; see the package docstring.
+
+    ``max_upload_bytes`` caps one Bulk API 2.0 upload (bigger data goes as several jobs).
+    """
+    ctx = SyncContext(client, ledger, settings, OrgFields(client), Bookkeeping(ledger), max_upload_bytes)
     report = SyncReport(target=client.target, preview_only=settings.preview_only)
     try:
         for batch in desired:
