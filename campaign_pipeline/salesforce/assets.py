@@ -314,6 +314,10 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
         if report.stopped:
             context.log.warning(f"Salesforce sync stopped cleanly: {report.stopped}")
         metadata = report_metadata(report)
+        if client.session_lost:
+            # Not a clean stop: nothing more can be written until someone renews the login, so the run fails
+            # with the reason (what was written before is in the ledger) instead of reporting success.
+            raise dg.Failure(description=client.session_lost, metadata=metadata, allow_retries=False)
         approximate = sum(int((~item.frame["sent_at_is_exact"].astype(bool)).sum()) for item in desired)
         if approximate:
             metadata["note"] = APPROXIMATE_SEND_NOTE

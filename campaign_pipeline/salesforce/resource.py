@@ -166,6 +166,8 @@ class SalesforceClient:
         self._reauthenticate = reauthenticate
         self._renewal_hint = renewal_hint
         self.stats = CallStats()
+        # Set when the session expired beyond renewal: the run must fail with this reason, not report success.
+        self.session_lost: str | None = None
         self._describes: dict[str, dict] = {}
         self._lock = threading.Lock()
         policy = RetryPolicy(
@@ -213,10 +215,11 @@ class SalesforceClient:
                 result = send()
             except SalesforceExpiredSession as exc:
                 if reauthed or self._reauthenticate is None:
-                    raise SalesforceSessionLost(
+                    self.session_lost = (
                         f"{what}: the Salesforce session expired (INVALID_SESSION_ID) and cannot be renewed; the run "
                         f"stopped before writing anything more: {self._renewal_hint}"
-                    ) from exc
+                    )
+                    raise SalesforceSessionLost(self.session_lost) from exc
                 with self._lock:
                     # Parallel reads may all see the expiry; renew once, the others retry with the new session.
                     if self.sf.session_id == expired_session:

@@ -5,8 +5,8 @@ Each test loses the answer to one chosen call, then re-runs, and asserts exactly
 
 from __future__ import annotations
 
-from collections import Counter
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
