@@ -61,6 +61,7 @@ class AccountGenerator:
         include_draft: bool = True,
         rates: ResponseRates = ResponseRates(),
         data_center: str = "us21",
+        every_campaign_type: bool = False,
     ) -> None:
         if n_members < 1:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
@@ -77,6 +78,7 @@ class AccountGenerator:
             "include_draft": include_draft,
             "rates": rates,
             "data_center": data_center,
+            "every_campaign_type": every_campaign_type,
         }
         if anchor is None:
             # A wall-clock sandbox is anchored at its creation hour, so its campaigns look recent to a real sensor.
@@ -89,6 +91,8 @@ class AccountGenerator:
         self.n_automation_emails = n_automation_emails
         self.include_malformed = include_malformed
         self.include_draft = include_draft
+        self.every_campaign_type = every_campaign_type
+        self.rss_campaign_id = hex_id(seed, "rss-parent")
         self.rates = rates
         self.list_id = hex_id(seed, "list")
         self.workflow_id = hex_id(seed, "workflow")
@@ -142,6 +146,26 @@ class AccountGenerator:
             urls=tuple(p.format(slug=slug) for p in URL_PATHS[:n_urls]),
         )
 
+    def _typed_specs(self, anchor: int) -> list[CampaignSpec]:
+        """One send of every other type Mailchimp documents, and two sends of an RSS campaign (one partition each)."""
+        typed = [("t", "plaintext"), ("b", "absplit"), ("v", "variate"), ("s0", "rss"), ("s1", "rss")]
+        specs = []
+        for offset, (slot, campaign_type) in enumerate(typed):
+            base = self._regular_spec(200_000 + offset, anchor - (3 + 2 * offset) * DAY_SECONDS - 17 * 60)
+            label = {"plaintext": "Plain-text note", "absplit": "A/B split test", "variate": "Multivariate test"}
+            title = label.get(campaign_type, f"Blog digest, send {slot[1:]}")
+            specs.append(
+                replace(
+                    base,
+                    campaign_id=hex_id(self.seed, "typed", slot),
+                    slot=f"x{slot}",
+                    title=title,
+                    campaign_type=campaign_type,
+                    parent_campaign_id=self.rss_campaign_id if campaign_type == "rss" else None,
+                )
+            )
+        return specs
+
     def campaign_specs(self, include_unsent: bool = False) -> list[CampaignSpec]:
         """Every campaign and automation email that exists now, oldest send first."""
         state = self._state()
@@ -153,6 +177,8 @@ class AccountGenerator:
             specs.append(self._regular_spec(index, state.anchor - age_days * DAY_SECONDS - jitter))
         for extra, send_time in enumerate(state.extra_send_times):
             specs.append(self._regular_spec(self.n_regular_campaigns + extra, send_time))
+        if self.every_campaign_type:
+            specs.extend(self._typed_specs(state.anchor))
         for position in range(1, self.n_automation_emails + 1):
             slot = f"a0e{position}"
             start = self.workflow_start + (position - 1) * 3 * DAY_SECONDS
@@ -333,12 +359,19 @@ class AccountGenerator:
         stamps: list[np.ndarray] = []
         urls: list[np.ndarray] = []
         proxies: list[bool] = []
+        repeats_of: list[bool] = []
 
         def add(
-            mask: np.ndarray, action: int, ts: np.ndarray, url: np.ndarray | None = None, proxy: bool = False
+            mask: np.ndarray,
+            action: int,
+            ts: np.ndarray,
+            url: np.ndarray | None = None,
+            proxy: bool = False,
+            repeat: bool = False,
         ) -> None:
             idx = np.flatnonzero(mask)
             proxies.append(proxy)
+            repeats_of.append(repeat)
             rows.append(idx)
             actions.append(action)
             stamps.append(ts[idx].astype(np.int64))
@@ -370,6 +403,15 @@ class AccountGenerator:
                 first_open + 30 + (u[12 + k] * 2 * HOUR_SECONDS).astype(np.int64),
                 url_index,
             )
+            if k == 0:
+                # A double click: the same link in the same second, recorded (and counted by Mailchimp) twice.
+                add(
+                    clicker & (u[25] < rates.same_second_repeat_click),
+                    ACTION_CLICK,
+                    first_open + 30 + (u[12] * 2 * HOUR_SECONDS).astype(np.int64),
+                    url_index,
+                    repeat=True,
+                )
         # Bounce events only for sent-to hard/soft, and not always (design: infer from sent-to).
         bounced_with_event = (status != STATUS_SENT) & (u[18] < rates.bounce_event_share)
         add(bounced_with_event, ACTION_BOUNCE, send_at + 5 + (u[19] * 600).astype(np.int64))
@@ -384,15 +426,19 @@ class AccountGenerator:
         ev_ts = np.concatenate(stamps)
         ev_url = np.concatenate(urls)
         ev_proxy = np.concatenate([np.full(len(r), p, bool) for r, p in zip(rows, proxies, strict=True)])
-        # Member order, then time; identical (member, action, time, url) would be one event in Mailchimp too.
-        order = np.lexsort((ev_url, ev_action, ev_ts, ev_row))
-        ev_row, ev_action, ev_ts, ev_url, ev_proxy = (a[order] for a in (ev_row, ev_action, ev_ts, ev_url, ev_proxy))
+        ev_repeat = np.concatenate([np.full(len(r), p, np.int8) for r, p in zip(rows, repeats_of, strict=True)])
+        # Member order, then time; identical (member, action, time, url) would be one event in Mailchimp too,
+        # except a deliberate double click, which Mailchimp records twice.
+        order = np.lexsort((ev_repeat, ev_url, ev_action, ev_ts, ev_row))
+        columns = (ev_row, ev_action, ev_ts, ev_url, ev_proxy, ev_repeat)
+        ev_row, ev_action, ev_ts, ev_url, ev_proxy, ev_repeat = (a[order] for a in columns)
         if len(ev_row) > 1:
             same = (
                 (ev_row[1:] == ev_row[:-1])
                 & (ev_action[1:] == ev_action[:-1])
                 & (ev_ts[1:] == ev_ts[:-1])
                 & (ev_url[1:] == ev_url[:-1])
+                & (ev_repeat[1:] == ev_repeat[:-1])
             )
             keep = np.concatenate([[True], ~same])
             ev_row, ev_action, ev_ts, ev_url, ev_proxy = (a[keep] for a in (ev_row, ev_action, ev_ts, ev_url, ev_proxy))

@@ -119,6 +119,8 @@ class ResponseRates:
     lower_case_in_activity: float = 0.35
     alternative_offset: float = 0.03
     automation_share: float = 0.12  # audience share that enters the welcome automation
+    # Clickers whose first click is recorded twice in the same second (a double click): Mailchimp counts both.
+    same_second_repeat_click: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,23 @@ class CampaignSpec:
     urls: tuple[str, ...]
     workflow_id: str | None = None
     position: int = 0  # automation email position in its workflow (1-based)
+    # Mailchimp's type of a regular-kind send: regular, plaintext, absplit, variate, or rss (one send of an RSS campaign).
+    campaign_type: str = "regular"
+    parent_campaign_id: str | None = None  # the RSS campaign a send belongs to
 
     @property
     def is_automation(self) -> bool:
         return self.kind == "automation"
+
+    @property
+    def mailchimp_type(self) -> str:
+        """The type /campaigns writes (the /reports spellings differ: see report_type)."""
+        return "automation" if self.is_automation else self.campaign_type
+
+    @property
+    def report_type(self) -> str:
+        # /reports documents its own spellings: plain-text, ab_split.
+        return {"plaintext": "plain-text", "absplit": "ab_split"}.get(self.mailchimp_type, self.mailchimp_type)
 
 
 @dataclass

@@ -173,8 +173,8 @@ class MailchimpRoutes:
         return {
             "id": spec.campaign_id,
             "web_id": int(spec.campaign_id[:6], 16),
-            "parent_campaign_id": "",
-            "type": "automation" if spec.is_automation else "regular",
+            "parent_campaign_id": spec.parent_campaign_id or "",
+            "type": spec.mailchimp_type,
             "create_time": format_timestamp(spec.create_time),
             "archive_url": f"https://eepurl.com/{spec.campaign_id}",
             "long_archive_url": f"https://us21.campaign-archive.com/?u=sandbox&id={spec.campaign_id}",
@@ -221,7 +221,7 @@ class MailchimpRoutes:
             specs = [s for s in specs if s.status == query["status"]]
         if query.get("type"):
             wanted = query["type"]
-            specs = [s for s in specs if ("automation" if s.is_automation else "regular") == wanted]
+            specs = [s for s in specs if s.mailchimp_type == wanted]
         if query.get("list_id"):
             specs = [s for s in specs if query["list_id"] == self.account.list_id]
         since = _time_param(query, "since_send_time")
@@ -264,7 +264,7 @@ class MailchimpRoutes:
         return {
             "id": spec.campaign_id,
             "campaign_title": spec.title,
-            "type": "automation" if spec.is_automation else "regular",
+            "type": spec.report_type,
             "list_id": self.account.list_id,
             "list_is_active": True,
             "list_name": "Sandbox audience",
@@ -302,7 +302,7 @@ class MailchimpRoutes:
         count, offset = _paging(query)
         specs = self.account.campaign_specs()
         if query.get("type"):
-            specs = [s for s in specs if ("automation" if s.is_automation else "regular") == query["type"]]
+            specs = [s for s in specs if s.mailchimp_type == query["type"]]
         since = _time_param(query, "since_send_time")
         if since is not None:
             specs = [s for s in specs if s.send_time > since]

@@ -56,7 +56,13 @@ def test_filtered_events_show_what_was_left_out_and_still_reconcile(account, san
     campaign_id = account.campaign_ids()[0]
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
     result = dg.materialize(
-        [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets, *metrics_asset_checks],
+        [
+            raw_email_events,
+            campaign_recipients,
+            mailchimp_campaign_report,
+            *metrics_assets(SyncProfile()),
+            *metrics_asset_checks,
+        ],
         instance=dagster_instance,
         partition_key=campaign_id,
         resources={"mailchimp": mailchimp, "io_manager": dg.mem_io_manager, METRICS_SETTINGS_KEY: MetricsSettings()},
