@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -173,9 +174,15 @@ def demo(mode: str | None, as_json: bool) -> None:
     """
     import json
 
-    from campaign_pipeline.demo import format_summary, run_demo, stderr_progress
+    from campaign_pipeline.demo import DemoInterrupted, format_summary, run_demo, stderr_progress
 
-    report = run_demo(mode, progress=stderr_progress)
+    try:
+        report = run_demo(mode, progress=stderr_progress)
+    except DemoInterrupted as exc:
+        click.echo(f"campaign-pipeline demo {exc}", err=True)
+        # The run's worker thread may be mid-request: leave at once, as the signal asked (128 + signal number).
+        sys.stderr.flush()
+        os._exit(128 + exc.signum)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_summary(report))
     if report["failed_runs"]:
         raise SystemExit(1)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,6 +15,7 @@ from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_au
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
+from campaign_pipeline.run_health import fail_dead_runs, worker_tags
 from campaign_pipeline.storage.database import data_dir, get_engine
 from campaign_pipeline.storage.frames import read_frame, table_exists
 
@@ -109,6 +112,89 @@ def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
     return summary
 
 
+class DemoInterrupted(Exception):
+    """SIGTERM or SIGINT arrived while a campaign was syncing; the run was marked failed and its slots freed."""
+
+    def __init__(self, signum: int, run_id: str | None) -> None:
+        self.signum = signum
+        self.run_id = run_id
+        name = signal.Signals(signum).name
+        where = f" run {run_id} marked failed (re-running the demo finishes it)" if run_id else ""
+        super().__init__(f"stopped by {name}:{where}")
+
+
+def run_partition(
+    job: dg.JobDefinition,
+    key: str,
+    instance: dg.DagsterInstance,
+    run_config: dict[str, Any] | None = None,
+    progress=None,
+) -> dg.ExecuteInProcessResult:
+    """One campaign's run, in this process, that reacts to SIGTERM/SIGINT at once.
+
+    Dagster's in-process executor holds SIGINT/SIGTERM back until a step boundary, and never looks while a
+    step waits for a pool slot, so the run executes in a worker thread (where Dagster leaves signals alone)
+    and the main thread answers a signal: the run is marked failed, its pool slots freed, and the demo exits.
+    Whatever the run had written to Salesforce is in the sync ledger, and a re-run resumes from it.
+    Runs left STARTED by a demo that was killed (SIGKILL, a lost machine) are marked failed first, so their
+    pool slots cannot block this one.
+    """
+    for run_id in fail_dead_runs(instance, reason=" by campaign-pipeline demo"):
+        if progress:
+            progress(f"run {run_id} was left running by a process that no longer exists: marked failed, slots freed")
+    tags = worker_tags()
+    outcome: dict[str, Any] = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                partition_key=key,
+                instance=instance,
+                run_config=run_config or QUIET_LOGGING,
+                raise_on_error=False,
+                tags=tags,
+            )
+        except BaseException as exc:  # handed to the main thread, which raises it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=execute, name=f"run-{key}", daemon=True)
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if in_main_thread:
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.start()
+        while worker.is_alive() and not received:
+            worker.join(timeout=0.2)
+        if received:
+            raise DemoInterrupted(received[0], _stop_current_run(instance, tags, received[0]))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _stop_current_run(instance: dg.DagsterInstance, tags: dict[str, str], signum: int) -> str | None:
+    """Mark this process's unfinished run failed and free its pool slots; its worker thread dies with us."""
+    from campaign_pipeline.run_health import ACTIVE_STATUSES, free_slots_of_finished_runs
+
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES, tags=tags), limit=1)
+    if not runs:
+        return None
+    run = runs[0]
+    message = f"campaign-pipeline demo was stopped by {signal.Signals(signum).name} during this run."
+    instance.report_run_failed(run, message)
+    free_slots_of_finished_runs(instance)
+    return run.run_id
+
+
 def run_demo(mode: str | None, progress) -> dict[str, Any]:
     profile = load_active_profile()
     if mode:
@@ -121,9 +207,7 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
     summaries = []
     for index, key in enumerate(keys, start=1):
         progress(f"[{index}/{len(keys)}] campaign {key}: syncing")
-        result = job.execute_in_process(
-            partition_key=key, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
-        )
+        result = run_partition(job, key, instance, progress=progress)
         summary = summarise(key, result)
         summaries.append(summary)
         status = "ok" if result.success else "FAILED (see the run in `dagster dev`)"

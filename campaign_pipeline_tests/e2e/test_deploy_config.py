@@ -213,3 +213,14 @@ def test_helm_and_instance_config_agree_on_concurrency(helm_values, instance_con
     assert [(limit["key"], limit["limit"]) for limit in helm["runs"]["tagConcurrencyLimits"]] == [
         (limit["key"], limit["limit"]) for limit in instance["runs"]["tag_concurrency_limits"]
     ]
+
+
+def test_run_monitoring_fails_dead_run_pods_and_frees_their_slots(instance_config, helm_values):
+    monitoring = instance_config["run_monitoring"]
+    assert monitoring["enabled"] is True
+    # Without it a killed step's pool slot stays taken and every later run of the pool waits forever.
+    assert monitoring["free_slots_after_run_end_seconds"] > 0
+    helm = helm_values["dagsterDaemon"]["runMonitoring"]
+    assert helm["enabled"] is True
+    assert helm["pollIntervalSeconds"] == monitoring["poll_interval_seconds"]
+    assert helm["startTimeoutSeconds"] == monitoring["start_timeout_seconds"]

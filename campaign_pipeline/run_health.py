@@ -1,0 +1,147 @@
+"""Runs whose process died: found from the process id they logged, marked failed, their pool slots freed.
+
+A run killed hard (SIGKILL, OOM, a lost machine) writes no end event: Dagster keeps it STARTED and its pool
+slots stay taken, so every later run of the pool waits forever. Two places clean up after such a run:
+
+- the run monitoring daemon (`dagster dev`, `dagster-daemon`), through `LocalProcessRunLauncher`, the default
+  launcher plus a worker health check; the daemon frees the slots of finished runs itself
+  (`run_monitoring.free_slots_after_run_end_seconds` in dagster.yaml);
+- `campaign-pipeline demo`, which runs in its own process with no daemon: `fail_dead_runs` before each run.
+
+A run's worker is the process that logged Dagster's first engine event with a `pid` ("Started process for
+run", or "Executing steps in process" for in-process runs), or the process named by the tags the demo sets.
+A pid is only trusted on the machine that wrote it (the tags say which) and when the process now holding that
+pid is not younger than the run: pids are reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import psutil
+from dagster._core.events import DagsterEventType
+from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
+
+logger = logging.getLogger(__name__)
+
+WORKER_PID_TAG = "campaign_pipeline/worker_pid"
+WORKER_HOST_TAG = "campaign_pipeline/worker_host"
+# A process that started this much after the run's first event is a newer process that reused the pid.
+PID_REUSE_SLACK_SECONDS = 2.0
+ACTIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+@dataclass(frozen=True)
+class RunWorker:
+    pid: int
+    started_at: float  # when the run said it was running in that process (epoch seconds)
+    host: str | None  # None: not recorded (Dagster's own event), assumed local to a local launcher
+
+
+def worker_tags() -> dict[str, str]:
+    """Tags naming the calling process as the run's worker (for runs executed in this process)."""
+    return {WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname()}
+
+
+def run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunWorker | None:
+    """The process a run is (or was) executing in, if it said so."""
+    record = instance.get_run_record_by_id(run.run_id)
+    created = record.create_timestamp.timestamp() if record else 0.0
+    if WORKER_PID_TAG in run.tags:
+        return RunWorker(int(run.tags[WORKER_PID_TAG]), created, run.tags.get(WORKER_HOST_TAG))
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20).records
+    for event_record in records:
+        data = event_record.event_log_entry.dagster_event
+        metadata: Mapping[str, Any] = getattr(getattr(data, "event_specific_data", None), "metadata", None) or {}
+        pid = metadata.get("pid")
+        if pid is not None:
+            return RunWorker(int(getattr(pid, "value", pid)), event_record.event_log_entry.timestamp, None)
+    return None
+
+
+def worker_is_alive(worker: RunWorker) -> bool | None:
+    """True/False for a worker on this machine; None when it ran elsewhere (cannot tell from here)."""
+    if worker.host is not None and worker.host != socket.gethostname():
+        return None
+    try:
+        process = psutil.Process(worker.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.create_time() <= worker.started_at + PID_REUSE_SLACK_SECONDS
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists and belongs to someone else: do not fail a run we cannot see
+
+
+def fail_dead_runs(instance: dg.DagsterInstance, reason: str = "") -> list[str]:
+    """Mark failed every active run whose worker process on this machine is gone, and free its pool slots.
+
+    Also frees slots still held by runs that already finished (a crashed run marked failed by a code server,
+    with no daemon around to release what it held). Returns the ids of the runs marked failed.
+    """
+    failed: list[str] = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=ACTIVE_STATUSES)):
+        worker = run_worker(instance, run)
+        if worker is None or worker_is_alive(worker) is not False:
+            continue
+        message = (
+            f"The process running this run (pid {worker.pid}) no longer exists: it was killed or crashed "
+            f"before the run could finish. Marked failed{reason}; re-run the partition to finish its sync."
+        )
+        instance.report_engine_event(message, run)
+        instance.report_run_failed(run, message)
+        failed.append(run.run_id)
+    free_slots_of_finished_runs(instance)
+    return failed
+
+
+def free_slots_of_finished_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Release the pool slots (and pending slot claims) of runs that are no longer running."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    run_ids = list(storage.get_concurrency_run_ids())
+    if not run_ids:
+        return []
+    finished = [
+        record.dagster_run.run_id
+        for record in instance.get_run_records(filters=RunsFilter(run_ids=run_ids, statuses=FINISHED_STATUSES))
+    ]
+    known = {record.dagster_run.run_id for record in instance.get_run_records(filters=RunsFilter(run_ids=run_ids))}
+    # A slot held by a run that is not in the run storage at all (deleted run) is as stale as a finished one.
+    stale = finished + [run_id for run_id in run_ids if run_id not in known]
+    for run_id in stale:
+        storage.free_concurrency_slots_for_run(run_id)
+        logger.info("freed the pool slots held by run %s, which is no longer running", run_id)
+    return stale
+
+
+class LocalProcessRunLauncher(DefaultRunLauncher):
+    """Dagster's default launcher (runs as processes of the local code server) with a worker health check.
+
+    The default launcher cannot tell the run monitoring daemon whether a run's process still exists, so a run
+    whose code server died with it stays STARTED. This one answers from the run's pid; a run whose worker
+    ran on another machine is reported RUNNING (unknown here), and is covered by max_runtime_seconds if set.
+    """
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        worker = run_worker(self._instance, run)
+        if worker is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no worker process recorded yet")
+        alive = worker_is_alive(worker)
+        if alive is False:
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {worker.pid} no longer exists")
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker process {worker.pid}")
