@@ -174,10 +174,18 @@ def demo(mode: str | None, as_json: bool) -> None:
     """
     import json
 
-    from campaign_pipeline.demo import DemoInterrupted, format_summary, run_demo, stderr_progress
+    from campaign_pipeline.demo import DatabaseUnavailable, DemoInterrupted, format_summary, run_demo, stderr_progress
 
     try:
         report = run_demo(mode, progress=stderr_progress)
+    except DatabaseUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        from campaign_pipeline.run_health import database_outage_message, is_database_outage
+
+        if is_database_outage(exc):  # between runs: reading partitions, frames or the ledger
+            raise click.ClickException(database_outage_message(exc, "campaign-pipeline demo")) from exc
+        raise
     except DemoInterrupted as exc:
         click.echo(f"campaign-pipeline demo {exc}", err=True)
         # The run's worker thread may be mid-request: leave at once, as the signal asked (128 + signal number).

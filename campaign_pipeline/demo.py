@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -10,14 +11,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.utils import make_new_run_id
 
 from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
-from campaign_pipeline.run_health import fail_dead_runs, worker_tags
+from campaign_pipeline.run_health import (
+    database_outage_message,
+    fail_dead_runs,
+    free_slots_of_finished_runs,
+    is_database_outage,
+    remember_failure,
+    worker_tags,
+)
 from campaign_pipeline.storage.database import data_dir, get_engine
 from campaign_pipeline.storage.frames import read_frame, table_exists
+
+logger = logging.getLogger(__name__)
 
 DEMO_LOOKBACK_DAYS = 365
 QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -123,6 +134,10 @@ class DemoInterrupted(Exception):
         super().__init__(f"stopped by {name}:{where}")
 
 
+class DatabaseUnavailable(Exception):
+    """Postgres went away during a run: the message names the database and what to do."""
+
+
 def run_partition(
     job: dg.JobDefinition,
     key: str,
@@ -143,6 +158,8 @@ def run_partition(
         if progress:
             progress(f"run {run_id} was left running by a process that no longer exists: marked failed, slots freed")
     tags = worker_tags()
+    # Chosen here, so the run can be named even when Postgres is the thing that failed.
+    run_id = make_new_run_id()
     outcome: dict[str, Any] = {}
 
     def execute() -> None:
@@ -153,6 +170,7 @@ def run_partition(
                 run_config=run_config or QUIET_LOGGING,
                 raise_on_error=False,
                 tags=tags,
+                run_id=run_id,
             )
         except BaseException as exc:  # handed to the main thread, which raises it
             outcome["error"] = exc
@@ -172,27 +190,41 @@ def run_partition(
         while worker.is_alive() and not received:
             worker.join(timeout=0.2)
         if received:
-            raise DemoInterrupted(received[0], _stop_current_run(instance, tags, received[0]))
+            raise DemoInterrupted(received[0], _stop_current_run(instance, run_id, received[0]))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if "error" in outcome:
-        raise outcome["error"]
+        error = outcome["error"]
+        if is_database_outage(error):
+            raise DatabaseUnavailable(_database_outage(instance, run_id, key, error)) from error
+        raise error
     return outcome["result"]
 
 
-def _stop_current_run(instance: dg.DagsterInstance, tags: dict[str, str], signum: int) -> str | None:
+def _stop_current_run(instance: dg.DagsterInstance, run_id: str, signum: int) -> str | None:
     """Mark this process's unfinished run failed and free its pool slots; its worker thread dies with us."""
-    from campaign_pipeline.run_health import ACTIVE_STATUSES, free_slots_of_finished_runs
-
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES, tags=tags), limit=1)
-    if not runs:
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
         return None
-    run = runs[0]
     message = f"campaign-pipeline demo was stopped by {signal.Signals(signum).name} during this run."
     instance.report_run_failed(run, message)
     free_slots_of_finished_runs(instance)
     return run.run_id
+
+
+def _database_outage(instance: dg.DagsterInstance, run_id: str, key: str, error: BaseException) -> str:
+    """The outage message; the run is marked failed with it now if Postgres is back, else on the next start."""
+    message = database_outage_message(error, f"run {run_id} of campaign {key}")
+    remember_failure(run_id, message)
+    try:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_failed(run, message)
+            free_slots_of_finished_runs(instance)
+    except Exception:
+        logger.info("Postgres still unreachable; run %s is marked failed on the next start", run_id)
+    return message
 
 
 def run_demo(mode: str | None, progress) -> dict[str, Any]:

