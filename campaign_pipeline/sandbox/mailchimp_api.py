@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from campaign_pipeline.sandbox.fault_plan import FaultPlan
 from campaign_pipeline.sandbox.mailchimp_data import (
     SandboxAccount,
 )
@@ -133,7 +134,10 @@ class MailchimpSandbox:
         request_log_limit: int = 200_000,
     ) -> None:
         self.account = account if account is not None else SandboxAccount()
-        self.faults = faults if faults is not None else MailchimpFaults()
+        # Faults set from outside the process (CAMPAIGN_PIPELINE_SANDBOX_FAULTS) when none are given.
+        self.faults = (
+            faults if faults is not None else FaultPlan.from_env("mailchimp").apply_settings(MailchimpFaults())
+        )
         self.routes = MailchimpRoutes(self.account)
         self.request_log: list[tuple[str, str, dict[str, str], int]] = []
         self._logged = threading.Condition()

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import requests
 import sqlalchemy as sa
 
+from campaign_pipeline.sandbox.fault_plan import FaultPlan
 from campaign_pipeline.sandbox.salesforce_objects import (
     API_USER_ID,
     API_VERSION,
@@ -173,7 +174,9 @@ class SalesforceSandbox(SalesforceRoutes):
 
             engine = get_engine()
         self.store = SalesforceStore(engine, schema)
-        self.faults = faults or SalesforceFaults()
+        # Faults set from outside the process (CAMPAIGN_PIPELINE_SANDBOX_FAULTS) when none are given.
+        self._plan = FaultPlan() if faults is not None else FaultPlan.from_env("salesforce")
+        self.faults = faults or self._plan.apply_settings(SalesforceFaults())
         self.daily_api_limit = daily_api_limit
         self.username = username
         self._password = password
@@ -341,13 +344,16 @@ class SalesforceSandbox(SalesforceRoutes):
             response = error_response(503, "SERVER_UNAVAILABLE", "Server temporarily unavailable, please retry")
         else:
             query = parse_qs(split.query, keep_blank_values=True)
+            api_path = "/" + "/".join(segments)
+            self._plan.before(method, api_path)
             try:
                 response = self._route(method, version, segments, query, headers, body, used)
             except RequestError as exc:
                 response = ApiResponse(exc.http_status, [exc.error.rest()])
             except SoqlError as exc:
                 response = error_response(400, exc.error_code, exc.message)
-            if method != "GET" and self._lost_answer_fault():
+            lose_by_rule = self._plan.after(method, api_path)
+            if lose_by_rule or (method != "GET" and self._lost_answer_fault()):
                 # The work is done and committed, but the client never learns it (a gateway
                 # timeout after the commit): retrying a create blindly makes a duplicate.
                 response = error_response(504, "GATEWAY_TIMEOUT", "The server did not answer in time")
