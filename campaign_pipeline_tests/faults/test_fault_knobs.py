@@ -64,6 +64,7 @@ with SalesforceSandbox(get_engine(), schema=sys.argv[1]) as org:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("when", "committed_batches"), [("before", 1), ("after", 2)])
 def test_crash_on_the_nth_request_sigkills_the_process_before_or_after_the_work(
     pg_engine, pg_url, monkeypatch, tmp_path, when, committed_batches
