@@ -272,10 +272,18 @@ def run_scenario(
 
 
 def _spend_quota(ws: Workspace, left: int | None) -> None:
-    """Set today's API usage of the sandbox org to leave `left` calls (None: a fresh day)."""
+    """Set today's API usage of the sandbox org so that `left` calls remain before the profile's stop line.
+
+    The profile stops a run cleanly once the org's usage passes limit_usage_stop_fraction of the daily quota;
+    `left` calls below that line the run gets part of its work done first. None: a fresh day.
+    """
+    import inspect
+
+    from campaign_pipeline.profile import SyncSettings
     from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
 
-    limit = SalesforceSandbox.__init__.__defaults__[2]  # daily_api_limit's default
+    limit = inspect.signature(SalesforceSandbox).parameters["daily_api_limit"].default
+    stop_line = int(limit * SyncSettings.model_fields["limit_usage_stop_fraction"].default)
     engine = sa.create_engine(ws.url)
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{SANDBOX_SCHEMA}"'))
@@ -288,7 +296,7 @@ def _spend_quota(ws: Workspace, left: int | None) -> None:
         if left is not None:
             conn.execute(
                 sa.text(f"INSERT INTO \"{SANDBOX_SCHEMA}\".api_usage VALUES ((now() AT TIME ZONE 'UTC')::date, :u)"),
-                {"u": limit - left},
+                {"u": stop_line - left},
             )
     engine.dispose()
 
