@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -365,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=800, help="sandbox audience size")
     parser.add_argument("--timeout", type=float, default=600, help="seconds after which a run counts as hung")
     args = parser.parse_args(argv)
+    # Under `timeout` or Ctrl-C the embedded Postgres is stopped and the work folder removed all the same.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     summary = run_matrix(
         [m for m in args.modes.split(",") if m],
         [s for s in args.scenarios.split(",") if s],
