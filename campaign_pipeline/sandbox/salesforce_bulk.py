@@ -25,7 +25,18 @@ from campaign_pipeline.sandbox.salesforce_writes import WritingStore
 BULK_SYNC_BYTES = 4 * 1024 * 1024
 # An InProgress job untouched for this long lost its processing thread (its process ended).
 STALE_JOB_SECONDS = 15 * 60
+# Salesforce takes at most 150 MB of job data per upload, counted after it base64-encodes it (so ~112 MB of CSV).
+MAX_UPLOAD_BASE64_BYTES = 150 * 1024 * 1024
+LINE_TERMINATORS = {"LF": "\n", "CRLF": "\r\n"}
 logger = logging.getLogger(__name__)
+
+
+def _line_ending_of(text: str) -> str | None:
+    """LF or CRLF, from the first line break of an upload (its header row cannot hold quoted newlines)."""
+    position = text.find("\n")
+    if position < 0:
+        return None
+    return "CRLF" if position > 0 and text[position - 1] == "\r" else "LF"
 
 
 def _age_seconds(stamp: str) -> float:
@@ -129,6 +140,16 @@ class BulkJobStore(WritingStore):
             )
         if not body.strip():
             raise RequestError(400, "INVALIDBATCH", "InvalidBatch : no data uploaded")
+        size = len(body.encode("utf-8"))
+        encoded = 4 * ((size + 2) // 3)
+        if encoded > MAX_UPLOAD_BASE64_BYTES:
+            # The whole upload is refused and the job stays Open, so a client can split the data and retry.
+            raise RequestError(
+                413,
+                "INVALIDBATCH",
+                f"InvalidBatch : the upload is {size} bytes, {encoded} once base64-encoded; a job takes at most "
+                f"{MAX_UPLOAD_BASE64_BYTES} bytes of base64-encoded data per upload (about 100 MB of CSV)",
+            )
         with self.cursor() as cursor:
             cursor.execute(
                 f"""INSERT INTO "{self.schema}".bulk_job_data (job_id, part, body)
@@ -194,6 +215,15 @@ class BulkJobStore(WritingStore):
         header: list[str] | None = None
         data_rows: list[list[str]] = []
         for part in parts:
+            found = _line_ending_of(part)
+            if found is not None and found != info["lineEnding"]:
+                # What Salesforce reports when the data's line breaks are not the ones the job declared.
+                info["state"] = "Failed"
+                info["errorMessage"] = (
+                    f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is "
+                    f"{info['lineEnding']}"
+                )
+                return
             reader = csv.reader(io.StringIO(part, newline=""))
             part_header = next(reader, None)
             if header is None:
@@ -268,7 +298,7 @@ class BulkJobStore(WritingStore):
             raise RequestError(400, "INVALIDJOBSTATE", f"Job {job_id} is not complete yet (state {info['state']})")
         columns = info.get("columns") or []
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv.writer(buffer, lineterminator=LINE_TERMINATORS[info.get("lineEnding", "LF")])
         if kind == "unprocessedrecords":
             writer.writerow(columns)
             return buffer.getvalue()

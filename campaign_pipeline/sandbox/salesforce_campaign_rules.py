@@ -112,6 +112,46 @@ class CampaignRules:
             statuses[final["CampaignId"]].append(
                 final if target is not None else {**final, "Id": f"pending-{id(final)}"}
             )
+        self._keep_default_and_responded(live, statuses)
+
+    def _keep_default_and_responded(
+        self,
+        live: list[tuple[WriteResult, dict[str, Any], dict[str, Any] | None]],
+        statuses: dict[str, list[dict[str, Any]]],
+    ) -> None:
+        """Refuse updates that would leave a Campaign without a default or without a responded status.
+
+        Salesforce requires both on every Campaign (API 39.0 on); setting another status as default
+        in the same request is how the default moves, and that stays allowed.
+        """
+        picture: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for campaign_id, rows in statuses.items():
+            for row in rows:
+                picture[campaign_id][row["Id"]] = row  # later rows (this request's) replace stored ones
+        for result, final, target in live:
+            if result.errors or target is None:
+                continue
+            campaign = picture[final["CampaignId"]].values()
+            if target.get("IsDefault") and not final.get("IsDefault") and not any(s.get("IsDefault") for s in campaign):
+                result.errors.append(
+                    SfError(
+                        "FIELD_INTEGRITY_EXCEPTION",
+                        "A campaign needs a default member status: make another status the default instead",
+                        ("IsDefault",),
+                    )
+                )
+            elif (
+                target.get("HasResponded")
+                and not final.get("HasResponded")
+                and not any(s.get("HasResponded") for s in campaign)
+            ):
+                result.errors.append(
+                    SfError(
+                        "FIELD_INTEGRITY_EXCEPTION",
+                        "A campaign needs at least one member status marked Responded",
+                        ("HasResponded",),
+                    )
+                )
 
     def _single_default(self, defaults: list[dict[str, Any]]) -> None:
         """Keep one default status per Campaign: the newest one set wins, as in Salesforce."""

@@ -23,6 +23,8 @@ _ID_SHAPE = re.compile(r"^[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?$")
 ORG_ID = "00D5g000004SbXQEA0"
 # The one API user of the sandbox org (createdById of Bulk jobs, the OAuth identity URL).
 API_USER_ID = "0055g00000A1b2CAAR"
+# Task.TaskSubtype, a restricted picklist fixed at create (Salesforce's object reference lists these values).
+TASK_SUBTYPES = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class FieldSpec:
     reference_to: tuple[str, ...] = ()
     # Set by the org, never by a client (Id, CreatedDate, Name on Contact/Lead...).
     system: bool = False
+    # A restricted picklist accepts only these values (describe lists them; writes with others are refused).
+    restricted_values: tuple[str, ...] = ()
 
     @property
     def filterable(self) -> bool:
@@ -65,6 +69,10 @@ class FieldSpec:
             "referenceTo": list(self.reference_to),
             "filterable": self.filterable,
             "sortable": self.filterable,
+            "picklistValues": [
+                {"value": v, "label": v, "active": True, "defaultValue": False} for v in self.restricted_values
+            ],
+            "restrictedPicklist": bool(self.restricted_values),
         }
 
 
@@ -260,7 +268,7 @@ OBJECTS: dict[str, ObjectSpec] = {
                 _text("Priority", 40, type="picklist", required=True, default="Normal"),
                 FieldSpec("ActivityDate", "date"),
                 _text("Description", 32000, type="textarea"),
-                _text("TaskSubtype", 40, type="picklist", updateable=False),
+                _text("TaskSubtype", 40, type="picklist", updateable=False, restricted_values=TASK_SUBTYPES),
                 _text("Type", 40, type="picklist"),
                 _text("Clicked_URL__c", 255, type="url"),
                 _text("Mailchimp_Event_Id__c", 255, external_id=True),

@@ -11,6 +11,8 @@ from campaign_pipeline.sandbox.salesforce_objects import API_VERSION, OBJECTS, n
 from campaign_pipeline.sandbox.salesforce_store import RequestError, SalesforceStore, SfError, WriteResult
 
 MAX_COLLECTION_RECORDS = 200
+# sObject Collections process a request in chunks (runs of one type) and take at most this many.
+MAX_COLLECTION_CHUNKS = 10
 
 
 class ApiResponse:
@@ -312,8 +314,11 @@ class SalesforceRoutes:
     def _collection_write(
         self, operation: str, records: list[Any], all_or_none: bool, sobject: str | None, external_field: str | None
     ) -> ApiResponse:
-        """Group records by type (in order of first appearance) and write each group; results keep request order."""
-        groups: dict[str, list[int]] = {}
+        """Write records in chunks, as Salesforce does: each run of consecutive records of one type is a chunk.
+
+        Results keep request order. More than MAX_COLLECTION_CHUNKS chunks refuse the whole request.
+        """
+        chunks: list[tuple[str, list[int]]] = []
         results: list[WriteResult | None] = [None] * len(records)
         for index, record in enumerate(records):
             type_name = sobject
@@ -330,19 +335,29 @@ class SalesforceRoutes:
             if spec is None:
                 results[index] = WriteResult(errors=[SfError("INVALID_TYPE", "Must send a concrete entity type.")])
                 continue
-            groups.setdefault(spec.name, []).append(index)
+            if chunks and chunks[-1][0] == spec.name:
+                chunks[-1][1].append(index)
+            else:
+                chunks.append((spec.name, [index]))
+        if len(chunks) > MAX_COLLECTION_CHUNKS:
+            return error_response(
+                400,
+                "EXCEEDED_MAX_TYPES_LIMIT",
+                f"Cannot have more than {MAX_COLLECTION_CHUNKS} chunks in a single operation; this one has "
+                f"{len(chunks)} (each run of consecutive records of one type is a chunk). Please rearrange the data "
+                "to reduce chunking.",
+            )
         if all_or_none and any(r is not None for r in results):
             return self._collection_response(results, all_or_none, operation == "upsert")
-        names = list(groups)
         written = self.store.write_groups(
-            [(name, [records[i] for i in groups[name]]) for name in names],
+            [(name, [records[i] for i in indices]) for name, indices in chunks],
             operation,
             external_id_field=external_field,
             all_or_none=all_or_none,
             lock_fault=self._lock_fault(),
         )
-        for name, group_results in zip(names, written, strict=True):
-            for index, result in zip(groups[name], group_results, strict=True):
+        for (_, indices), chunk_results in zip(chunks, written, strict=True):
+            for index, result in zip(indices, chunk_results, strict=True):
                 results[index] = result
         return self._collection_response(results, all_or_none, operation == "upsert")
 

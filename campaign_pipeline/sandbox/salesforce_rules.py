@@ -301,6 +301,15 @@ class RecordWriter(CampaignRules):
         for name, value in row_values.items():
             field_spec = self._field(name)
             assert field_spec is not None
+            if field_spec.restricted_values and value is not None and value not in field_spec.restricted_values:
+                result.errors.append(
+                    SfError(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{field_spec.name}: bad value for restricted picklist field: {value}",
+                        (name,),
+                    )
+                )
+                return None
             if value is None or not field_spec.length or not isinstance(value, str):
                 continue
             if field_spec.type == "email" and not _EMAIL_SHAPE.match(value):

@@ -182,6 +182,25 @@ class WritingStore(StoreBase):
                 roll_back(outcome[-1])
         return outcome
 
+    def _status_delete_refusal(self, cursor: Any, status: dict[str, Any], doomed: list[str]) -> str | None:
+        """Why Salesforce keeps a CampaignMemberStatus: members carry it, or it is the last responded one."""
+        cursor.execute(
+            f"""SELECT count(*) FROM {self.records_table} WHERE sobject = 'CampaignMember'
+                AND fields->>'CampaignId' = %s AND lower(fields->>'Status') = lower(%s)""",
+            (status["CampaignId"], status["Label"]),
+        )
+        if cursor.fetchone()[0]:
+            return "You can't delete a campaign member status that campaign members have."
+        if status.get("HasResponded"):
+            cursor.execute(
+                f"""SELECT count(*) FROM {self.records_table} WHERE sobject = 'CampaignMemberStatus'
+                    AND fields->>'CampaignId' = %s AND (fields->>'HasResponded')::boolean AND NOT id = ANY(%s)""",
+                (status["CampaignId"], [status["Id"], *doomed]),
+            )
+            if not cursor.fetchone()[0]:
+                return "A campaign needs at least one member status marked Responded."
+        return None
+
     def delete(self, record_ids: Sequence[str], all_or_none: bool = False) -> list[WriteResult]:
         results = [WriteResult(id=rid) for rid in record_ids]
         with self.cursor() as cursor:
@@ -201,6 +220,10 @@ class WritingStore(StoreBase):
                     result.errors.append(
                         SfError("DELETE_FAILED", "You can't delete the default campaign member status.")
                     )
+                elif found[rid][0] == "CampaignMemberStatus" and (
+                    refusal := self._status_delete_refusal(cursor, found[rid][1], doomed)
+                ):
+                    result.errors.append(SfError("DELETE_FAILED", refusal))
                 else:
                     result.id = rid
                     doomed.append(rid)

@@ -77,17 +77,6 @@ def test_upsert_by_external_id_creates_then_updates(sf, org):
     assert sf.Campaign.get_by_custom_id("Mailchimp_Campaign_Id__c", "MC-1")["Id"] == stored["Id"]
 
 
-def test_new_campaign_gets_sent_and_responded_statuses(sf):
-    campaign_id = sf.Campaign.create({"Name": "C"})["id"]
-    result = sf.query(
-        format_soql(
-            "SELECT Label, HasResponded, IsDefault FROM CampaignMemberStatus WHERE CampaignId = {}", campaign_id
-        )
-    )
-    statuses = {r["Label"]: (r["HasResponded"], r["IsDefault"]) for r in result["records"]}
-    assert statuses == {"Sent": (False, True), "Responded": (True, False)}
-
-
 def test_campaign_member_rules_duplicate_and_unknown_status(sf):
     campaign_id = sf.Campaign.create({"Name": "C"})["id"]
     contact_id = sf.Contact.create({"LastName": "P"})["id"]
