@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -238,14 +239,51 @@ def dagster_dev(
     yield from start_dagster_dev(e2e_workspace, home, data_dir, env, artifacts_dir / "dagster_dev.log")
 
 
+CHROMIUM_PACKAGES = ("chromium", "chromium-driver")
+# apt waits this long for another apt/dpkg (e.g. a parallel CI job) to release its lock instead of failing.
+APT_LOCK_TIMEOUT_S = 600
+
+
+def chromium_install_commands() -> list[list[str]]:
+    """What the browser tests run, as root, on a machine without Debian's Chromium (a fresh CI box)."""
+    lock = f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT_S}"
+    return [
+        ["apt-get", "-o", lock, "update", "-qq"],
+        ["apt-get", "-o", lock, "install", "-y", "-qq", "--no-install-recommends", *CHROMIUM_PACKAGES],
+    ]
+
+
+def ensure_chromium(executable: Path = CHROMIUM) -> Path:
+    """Debian's Chromium, installed on first use when we are root, so the README's test command needs nothing
+    installed by hand. Never a skip: a browser test that cannot run fails and says what to do."""
+    if executable.exists():
+        return executable
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.fail(
+            f"{executable} is missing and this process cannot install it (needs root and apt-get): "
+            f"run `apt-get install {' '.join(CHROMIUM_PACKAGES)}` once, then re-run the tests"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in chromium_install_commands():
+        done = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(command)}` failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+    if not executable.exists():
+        pytest.fail(f"installed {' '.join(CHROMIUM_PACKAGES)} but {executable} is still missing")
+    return executable
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> Path:
+    return ensure_chromium()
+
+
 @pytest.fixture(scope="module")
-def chromium_browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
+def chromium_browser(chromium_executable: Path):
     from playwright import sync_api
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=str(chromium_executable), args=CHROMIUM_ARGS, headless=True)
         try:
             yield browser
         finally:
