@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any
 
 import click
 
@@ -13,12 +14,50 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 warnings.filterwarnings("ignore", message=r".*(is currently in (beta|preview)|superseded|get_sensor_def will return).*")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+DEBUG_HINT = "(run with --debug for the traceback)"
+
+
+def one_line_error(exc: BaseException) -> str:
+    """What went wrong in one line: the innermost user-facing cause, without Dagster's wrapping."""
+    inner = getattr(exc, "user_exception", None)
+    while isinstance(inner, BaseException):
+        exc, inner = inner, getattr(inner, "user_exception", None)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = lines[0] if lines else "(no message)"
+    # A user's own error classes already read as sentences; anything else says what kind of failure it was.
+    known = type(exc).__module__.startswith("campaign_pipeline")
+    return message if known else f"{type(exc).__name__}: {message}"
+
+
+class FriendlyGroup(click.Group):
+    """A failing command prints one clear line and the --debug hint instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if ctx.meta.get(DEBUG_KEY):
+                raise
+            click.echo(f"Error: {one_line_error(exc)} {DEBUG_HINT}", err=True)
+            ctx.exit(1)
+
+
+DEBUG_KEY = "campaign_pipeline.debug"
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Bring Mailchimp campaign response (sends, opens, clicks, bounces, unsubscribes) into Salesforce.
 
     With no credentials set everything runs against the built-in sandbox APIs and an embedded Postgres.
     """
+    ctx.meta[DEBUG_KEY] = debug
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -319,5 +320,28 @@ def _describe_error(err: Any) -> str:
         # pydantic already lists the allowed values ("Input should be 'a', 'b' or 'c'").
         return f"{location}: {message} (got {err.get('input')!r})"
     if err["type"] == "extra_forbidden":
-        return f"{location}: unknown setting"
+        return f"{location}: {unknown_setting_hint(tuple(err['loc']))}"
     return f"{location}: {message}"
+
+
+def allowed_settings(parent: tuple[Any, ...]) -> list[str]:
+    """The setting names allowed at `parent` (a path of field names into SyncProfile), [] when not a section."""
+    model: Any = SyncProfile
+    for part in parent:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def unknown_setting_hint(loc: tuple[Any, ...]) -> str:
+    """'unknown setting' plus the allowed names at that level and, for a likely typo, the closest one."""
+    allowed = allowed_settings(loc[:-1])
+    if not allowed:
+        return "unknown setting"
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    suggestion = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown setting; {suggestion}allowed: {', '.join(allowed)}"
