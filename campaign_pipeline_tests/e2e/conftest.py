@@ -283,7 +283,9 @@ def chromium_browser(chromium_executable: Path):
     from playwright import sync_api
 
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium_executable), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_executable), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield browser
         finally:
@@ -292,8 +294,12 @@ def chromium_browser(chromium_executable: Path):
 
 @pytest.fixture
 def page(chromium_browser, artifacts_dir: Path, request: pytest.FixtureRequest):
+    from playwright.sync_api import expect
+
     context = chromium_browser.new_context(viewport={"width": 1600, "height": 1000})
     context.set_default_timeout(60_000)
+    # Assertions wait as long as actions do: on two busy shared cores the UI can take well over expect's 5 s.
+    expect.set_options(timeout=60_000)
     page = context.new_page()
     try:
         yield page
