@@ -198,6 +198,25 @@ def sandbox_late_activity(hours: float) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON: {ok, checks: [{name, ok, detail}]}.")
+def check(as_json: bool) -> None:
+    """Check the setup before any work: profile, database, Mailchimp key and audience, Salesforce login and
+    permissions, every mapped field in the org's describe, and the CampaignMemberStatus labels.
+
+    Exits 1 when a check fails; each FAIL line says what to fix.
+    """
+    import json
+
+    from campaign_pipeline.preflight import as_json as checks_as_json
+    from campaign_pipeline.preflight import run_checks, verdict
+
+    results = run_checks()
+    click.echo(json.dumps(checks_as_json(results), indent=2) if as_json else verdict(results))
+    if not all(result.ok for result in results):
+        raise SystemExit(1)
+
+
+@main.command()
 @click.option(
     "--mode",
     type=click.Choice(["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]),

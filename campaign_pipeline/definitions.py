@@ -10,26 +10,19 @@ from typing import Any, cast
 import dagster as dg
 
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
-from campaign_pipeline.profile import ProfileError, SyncProfile, default_profile, load_profile
+
+# Where the profile comes from lives with the profile, so `campaign-pipeline check` reads it without building these.
+from campaign_pipeline.profile import (  # noqa: F401 (re-exported: the names callers know)
+    PROFILE_ENV,
+    PROJECT_ROOT,
+    ProfileError,
+    SyncProfile,
+    active_profile_path,
+    load_active_profile,
+)
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
-PROFILE_ENV = "CAMPAIGN_PIPELINE_PROFILE"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SYNC_JOB_NAME = "sync_campaign_job"
-
-
-def active_profile_path() -> Path | None:
-    """CAMPAIGN_PIPELINE_PROFILE, else sync_profile.yaml at the project root, else none (built-in defaults)."""
-    configured = os.environ.get(PROFILE_ENV, "").strip()
-    if configured:
-        return Path(configured)
-    example = PROJECT_ROOT / "sync_profile.yaml"
-    return example if example.exists() else None
-
-
-def load_active_profile() -> SyncProfile:
-    path = active_profile_path()
-    return load_profile(path) if path else default_profile()
 
 
 def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.Definitions:
@@ -41,9 +34,16 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
     """
     from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets
     from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets
+    from campaign_pipeline.preflight import build_preflight_asset
     from campaign_pipeline.salesforce.defs import salesforce_assets
 
-    assets = [*mailchimp_assets(profile), *metrics_assets(profile), *salesforce_assets(profile)]
+    # The preflight checks come first: the Mailchimp assets wait for them (campaign_asset(after_preflight=True)).
+    assets = [
+        build_preflight_asset(profile),
+        *mailchimp_assets(profile),
+        *metrics_assets(profile),
+        *salesforce_assets(profile),
+    ]
     checks = [*metrics_asset_checks]
     partitions = mailchimp_campaigns
     if instance is not None:
@@ -55,6 +55,12 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
     sync_job = dg.define_asset_job(
         sync_job_name(instance),
         selection=dg.AssetSelection.assets(*assets),
+        # One process per run, not one per step: a step subprocess re-imports Dagster and rebuilds these
+        # Definitions (seconds each, ten steps in a row), which made a no-op UI run minutes instead of seconds.
+        # The steps are a chain anyway and the pools still bound Mailchimp and Salesforce across runs: the
+        # in-process executor claims pool slots per step like the multiprocess one
+        # (dagster/_core/executor/in_process.py enters InstanceConcurrencyContext; active.py claims per step).
+        executor_def=dg.in_process_executor,
         description=(
             f"Sync one Mailchimp campaign into Salesforce in mode '{profile.mode}': land new activity, compute "
             f"statuses and totals, match people, and write only what changed. {source_and_target}"

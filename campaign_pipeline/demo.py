@@ -17,6 +17,7 @@ from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_au
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
+from campaign_pipeline.preflight import raise_on_failure, run_checks
 from campaign_pipeline.run_health import (
     database_outage_message,
     fail_dead_runs,
@@ -231,6 +232,10 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
     profile = load_active_profile()
     if mode:
         profile = profile.model_copy(update={"mode": mode})
+    # A configuration error (a mapped field missing in the org, a wrong login) would fail every campaign's run
+    # the same way: say it once, before any run, in one line.
+    progress(f"mode {profile.mode}: checking the setup")
+    raise_on_failure(run_checks(lambda: profile, stop_at_first_failure=True))
     defs = build_definitions(profile)
     instance = demo_instance()
     progress(f"mode {profile.mode}: looking for sent campaigns")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -288,6 +289,24 @@ PROFILE_SECTIONS: tuple[str, ...] = tuple(SyncProfile.model_fields)
 
 def default_profile() -> SyncProfile:
     return SyncProfile()
+
+
+PROFILE_ENV = "CAMPAIGN_PIPELINE_PROFILE"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def active_profile_path() -> Path | None:
+    """CAMPAIGN_PIPELINE_PROFILE, else sync_profile.yaml at the project root, else none (built-in defaults)."""
+    configured = os.environ.get(PROFILE_ENV, "").strip()
+    if configured:
+        return Path(configured)
+    example = PROJECT_ROOT / "sync_profile.yaml"
+    return example if example.exists() else None
+
+
+def load_active_profile() -> SyncProfile:
+    path = active_profile_path()
+    return load_profile(path) if path else default_profile()
 
 
 def load_profile(path: str | Path) -> SyncProfile:

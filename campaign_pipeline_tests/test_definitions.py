@@ -9,6 +9,7 @@ from campaign_pipeline.storage import database
 from campaign_pipeline.storage.frames import read_frame
 
 MAILCHIMP_AND_METRICS = {
+    "preflight",
     "raw_email_events",
     "campaign_recipients",
     "mailchimp_campaign_report",
@@ -41,6 +42,10 @@ SALESFORCE_BY_MODE = {
 
 # Edges shared by every mode, then what each mode adds: a change to the graph must change this snapshot.
 COMMON_EDGES = {
+    # The checks run first: nothing pages Mailchimp before they pass.
+    "raw_email_events": {"preflight"},
+    "campaign_recipients": {"preflight"},
+    "mailchimp_campaign_report": {"preflight"},
     "member_statuses": {"campaign_recipients", "raw_email_events"},
     "campaign_totals": {"mailchimp_campaign_report", "member_statuses"},
     "campaign_recipients": {"mailchimp_campaign_report"},
@@ -68,6 +73,7 @@ EDGES_BY_MODE = {
     "notes": {
         **PEOPLE_EDGES,
         "sf_notes": {"mailchimp_campaign_report", "member_statuses", "raw_email_events", "salesforce_matches"},
+        "campaign_content": {"preflight"},
         "sf_attachments": {"campaign_content", "mailchimp_campaign_report", "member_statuses", "salesforce_matches"},
         "salesforce_sync": {"sf_attachments", "sf_notes"},
     },
@@ -101,7 +107,7 @@ def test_every_asset_is_described_grouped_and_partitioned_per_campaign(mode):
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
-        assert node.group_name in {"mailchimp", "metrics", "salesforce"}, key
+        assert node.group_name in {"preflight", "mailchimp", "metrics", "salesforce"}, key
         assert node.partitions_def is not None and node.partitions_def.name == "mailchimp_campaigns", key
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run > 1, key
 

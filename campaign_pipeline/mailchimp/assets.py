@@ -36,6 +36,7 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
 
 
 @campaign_asset(
+    after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=RawEmailEventsType,
@@ -116,6 +117,7 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
 
 
 @campaign_asset(
+    after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=CampaignRecipientsType,
@@ -174,6 +176,7 @@ def campaign_recipients(
 
 
 @campaign_asset(
+    after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=MailchimpCampaignReportType,
@@ -220,6 +223,7 @@ def mailchimp_campaign_report(
 
 
 @campaign_asset(
+    after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     kinds={"mailchimp", "html"},

@@ -15,10 +15,17 @@ CAMPAIGN_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20
 CAMPAIGN_PARTITION_METADATA = {"partition_expr": "campaign_id"}
 
 
-def campaign_asset(**asset_kwargs: Any) -> Any:
+# The first step of every run (campaign_pipeline.preflight): its checks pass before anything pages Mailchimp.
+PREFLIGHT_ASSET = "preflight"
+
+
+def campaign_asset(*, after_preflight: bool = False, **asset_kwargs: Any) -> Any:
     """`dg.asset` for a per-campaign asset: campaign partitions, the batched backfill policy and the
-    partition column the IO manager splits by, applied in this one place."""
+    partition column the IO manager splits by, applied in this one place. `after_preflight` makes the asset wait
+    for the preflight checks (the assets that call an outside system first)."""
     metadata = {**CAMPAIGN_PARTITION_METADATA, **asset_kwargs.pop("metadata", {})}
+    if after_preflight:
+        asset_kwargs["deps"] = [*asset_kwargs.get("deps", []), PREFLIGHT_ASSET]
     return dg.asset(
         partitions_def=mailchimp_campaigns, backfill_policy=CAMPAIGN_BACKFILL_POLICY, metadata=metadata, **asset_kwargs
     )

@@ -334,6 +334,10 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
     def ping(self) -> dict[str, Any]:
         return self._get("/ping")
 
+    def audiences(self) -> list[dict[str, Any]]:
+        """The account's audiences (Mailchimp lists) with their ids and names, for the preflight check."""
+        return self._get_all("/lists", "lists")
+
     def list_sent_campaigns(
         self, since_send_time: pd.Timestamp | None = None, list_id: str | None = None
     ) -> list[SentCampaign]:
