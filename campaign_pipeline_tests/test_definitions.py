@@ -44,7 +44,6 @@ SALESFORCE_BY_MODE = {
 COMMON_EDGES = {
     # The checks run first: nothing pages Mailchimp before they pass.
     "raw_email_events": {"preflight"},
-    "campaign_recipients": {"preflight"},
     "mailchimp_campaign_report": {"preflight"},
     "member_statuses": {"campaign_recipients", "raw_email_events"},
     "campaign_totals": {"mailchimp_campaign_report", "member_statuses"},

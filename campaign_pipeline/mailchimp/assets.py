@@ -117,7 +117,6 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
 
 
 @campaign_asset(
-    after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
     dagster_type=CampaignRecipientsType,
