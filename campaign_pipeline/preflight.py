@@ -251,7 +251,7 @@ def run_checks(
     if mailchimp is None:
         from campaign_pipeline.mailchimp.defs import mailchimp_resource
 
-        mailchimp = mailchimp_resource(profile)
+        mailchimp = mailchimp_resource(profile.mailchimp.filter_bots)
     if salesforce is None:
         from campaign_pipeline.salesforce.defs import salesforce_resources
 
