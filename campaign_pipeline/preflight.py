@@ -248,14 +248,13 @@ def run_checks(
         return results
     if not emit(_database_check()):
         return results
-    if mailchimp is None:
-        from campaign_pipeline.mailchimp.defs import mailchimp_resource
+    if mailchimp is None or salesforce is None:
+        # The same live-or-sandbox rule the Definitions use (campaign_pipeline.deployment).
+        from campaign_pipeline.deployment import choose_deployment
 
-        mailchimp = mailchimp_resource(profile.mailchimp.filter_bots)
-    if salesforce is None:
-        from campaign_pipeline.salesforce.defs import salesforce_resources
-
-        salesforce = salesforce_resources(profile)["salesforce"]
+        chosen = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
+        mailchimp = mailchimp or chosen.mailchimp
+        salesforce = salesforce or chosen.salesforce
     for result in _mailchimp_checks(profile, mailchimp):
         if not emit(result):
             return results
