@@ -1,7 +1,7 @@
 """The sensor that finds new Mailchimp sends, adds their campaign partitions and requests their runs."""
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Union
 
 import dagster as dg
@@ -27,10 +27,15 @@ SENSOR_NAME = "mailchimp_new_sends_sensor"
 
 @dataclass
 class NewSendsCursor:
-    """The newest send time seen and the ids seen at or after (newest - slack)."""
+    """The newest send time seen and the ids seen at or after (newest - slack), for one Mailchimp account.
+
+    ``source`` is the account the cursor was made for (``MailchimpResource.source_identity``): a cursor of
+    another account (the sandbox's, whose clock runs ahead) is never reused.
+    """
 
     max_send_time: pd.Timestamp | None = None
     recent_ids: list[str] = field(default_factory=list)
+    source: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "NewSendsCursor":
@@ -41,6 +46,7 @@ class NewSendsCursor:
         return cls(
             max_send_time=pd.Timestamp(max_send_time).tz_convert("UTC") if max_send_time else None,
             recent_ids=list(stored.get("recent_ids", [])),
+            source=stored.get("source"),
         )
 
     def serialize(self) -> str:
@@ -48,6 +54,7 @@ class NewSendsCursor:
             {
                 "max_send_time": self.max_send_time.isoformat() if self.max_send_time is not None else None,
                 "recent_ids": sorted(self.recent_ids),
+                "source": self.source,
             }
         )
 
@@ -61,14 +68,20 @@ class NewSendsCursor:
         if self.max_send_time is not None:
             send_times.append(self.max_send_time)
         if not send_times:
-            return NewSendsCursor(max_send_time=listed_since, recent_ids=[]) if listed_since is not None else self
+            if listed_since is None:
+                return self
+            return NewSendsCursor(max_send_time=listed_since, recent_ids=[], source=self.source)
         newest = max(send_times)
         keep_from = newest - RELIST_SLACK
         recent = {c.id for c in campaigns if c.send_time is not None and c.send_time >= keep_from}
         # Ids from earlier ticks stay while they are inside the slack window of the new maximum.
         if self.max_send_time is not None and self.max_send_time >= keep_from:
             recent.update(self.recent_ids)
-        return NewSendsCursor(max_send_time=newest, recent_ids=sorted(recent))
+        return NewSendsCursor(max_send_time=newest, recent_ids=sorted(recent), source=self.source)
+
+
+class SourceStateMismatch(RuntimeError):
+    """The instance's campaign state belongs to another Mailchimp account than the one now configured."""
 
 
 def new_sends(
@@ -124,7 +137,23 @@ def build_mailchimp_sensor(
     def mailchimp_new_sends_sensor(
         context: dg.SensorEvaluationContext, mailchimp: MailchimpResource
     ) -> dg.SensorResult:
+        source = mailchimp.source_identity()
         cursor = NewSendsCursor.parse(context.cursor)
+        if cursor.source is not None and cursor.source != source:
+            held = context.instance.get_dynamic_partitions(partitions_name)
+            if held:
+                raise SourceStateMismatch(
+                    f"This instance holds {len(held)} {partitions_name} partitions found in {cursor.source}, but "
+                    f"the source is now {source} ({mailchimp.source_description}). Refusing to mix them: delete "
+                    f"those partitions (or point CAMPAIGN_PIPELINE_DATABASE_URL / CAMPAIGN_PIPELINE_DATA_DIR at a "
+                    "fresh store), or unset the credentials to go back to the sandbox."
+                )
+            context.log.warning(
+                f"The sensor's cursor belongs to {cursor.source}, not {source}: it is not reused; "
+                f"listing afresh from the {lookback_days}-day lookback"
+            )
+            cursor = NewSendsCursor()
+        cursor = replace(cursor, source=source)
         now = mailchimp.now()
         since = (
             now - pd.Timedelta(days=lookback_days)

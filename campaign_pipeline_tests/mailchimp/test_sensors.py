@@ -29,8 +29,8 @@ def sandbox_world(tmp_path):
 
 
 def tick(sensor: dg.SensorDefinition, instance, mailchimp, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mailchimp": mailchimp})
-    return sensor(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mailchimp": mailchimp}) as context:
+        return sensor(context)
 
 
 def apply_partition_requests(instance, result: dg.SensorResult) -> None:
@@ -152,3 +152,33 @@ def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_sensor_def("mailchimp_new_sends_sensor").job_name == "mailchimp_campaign_job"
     assert defs.resolve_schedule_def("mailchimp_resync_schedule").job_name == "mailchimp_campaign_job"
+
+
+def test_switching_to_a_live_source_does_not_reuse_the_sandbox_cursor(sandbox_world, dagster_instance, tmp_path):
+    """The sandbox's cursor (its clock runs ahead: max_send_time in the future) must not make a live source skip
+    real sends; a live key next to sandbox partitions is refused with a message saying what to do."""
+    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
+    from campaign_pipeline.mailchimp.sensors import SourceStateMismatch
+    from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
+
+    sandbox_resource, _ = sandbox_world
+    sensor = build_mailchimp_sensor(JOB, lookback_days=3650)
+    sandbox_tick = tick(sensor, dagster_instance, sandbox_resource)
+    assert NewSendsCursor.parse(sandbox_tick.cursor).source == "mailchimp:sandbox"
+    ahead = NewSendsCursor.parse(sandbox_tick.cursor)
+    future = NewSendsCursor(
+        max_send_time=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=30),
+        recent_ids=ahead.recent_ids,
+        source=ahead.source,
+    ).serialize()
+    live_account = SandboxAccount(seed=SEED + 1, n_members=MEMBERS, state_path=tmp_path / "live.json")
+    with MailchimpSandbox(live_account) as served:
+        live = LiveMailchimpResource(connection=MailchimpConnection(api_key=served.api_key, base_url=served.base_url))
+        fresh = tick(sensor, dagster_instance, live, future)
+        assert sorted(r.partition_key for r in fresh.run_requests) == sorted(live_account.campaign_ids())
+        assert NewSendsCursor.parse(fresh.cursor).source.startswith("mailchimp:")
+        assert NewSendsCursor.parse(fresh.cursor).source != "mailchimp:sandbox"
+
+        apply_partition_requests(dagster_instance, sandbox_tick)  # sandbox partitions now in the instance
+        with pytest.raises(SourceStateMismatch, match="partitions found in mailchimp:sandbox"):
+            tick(sensor, dagster_instance, live, future)
