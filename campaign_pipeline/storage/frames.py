@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
@@ -61,31 +63,69 @@ def qualified(table: str, schema: str = PIPELINE_SCHEMA) -> str:
     return f"{_quote_ident(schema)}.{_quote_ident(table)}"
 
 
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """Arrow table whose CSV form Postgres COPY reads back exactly (nulls unquoted, strings quoted)."""
-    columns = {}
-    for name in frame.columns:
-        col = frame[name]
-        dtype = col.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            col = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
-        elif pd.api.types.is_timedelta64_dtype(dtype):
-            col = pd.Series(col.to_numpy().view("int64"), index=col.index).astype("Int64").mask(col.isna())
-        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-            col = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
-        columns[str(name)] = col
-    return pa.Table.from_pandas(pd.DataFrame(columns, index=None), preserve_index=False)
+def _string_array(col: pd.Series) -> pa.Array:
+    """Text as Arrow strings, nulls kept; values that are not str (a stray int in an object column) are str()-ed."""
+    try:
+        return pa.array(col, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        values = col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
+        return pa.array(values, type=pa.string(), from_pandas=True)
 
 
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    table = _to_arrow(frame)
-    pacsv.write_csv(
-        table,
-        buffer,
-        write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"),
-    )
-    return buffer.getvalue()
+def _arrow_column(col: pd.Series) -> pa.Array:
+    """One column as Arrow, typed so its CSV form is what Postgres COPY reads back exactly."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = _string_array(pd.Series(dtype.categories, dtype=object))
+        codes = col.cat.codes.to_numpy()
+        return categories.take(pa.array(codes, mask=codes < 0))
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return pa.array(col.to_numpy().view("int64"), mask=col.isna().to_numpy())
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        return _string_array(col)
+    return pa.array(col, from_pandas=True)
+
+
+def _to_arrow(frame: pd.DataFrame, partition_values: pd.Series | None) -> pa.Table:
+    """The partition column (null when one key: the partition's default fills it), then the frame's columns."""
+    if partition_values is None:
+        arrays = [pa.nulls(len(frame), type=pa.string())]
+    else:
+        arrays = [pa.array(partition_values.to_numpy(), type=pa.string())]
+    arrays.extend(_arrow_column(frame[name]) for name in frame.columns)
+    return pa.Table.from_arrays(arrays, names=[PARTITION_COLUMN, *(str(name) for name in frame.columns)])
+
+
+# Rows encoded per CSV chunk: COPY parses one chunk while the next is encoded, and memory stays bounded.
+_CSV_CHUNK_ROWS = 50_000
+
+
+class _CsvStream(io.RawIOBase):
+    """A file-like that psycopg2's copy_expert reads: the table's CSV, encoded chunk by chunk on demand.
+
+    Strings are always quoted ("needed" quoting), so an empty string stays "" and a null stays an unquoted
+    empty field, which COPY reads as NULL.
+    """
+
+    def __init__(self, table: pa.Table):
+        self._batches = iter(table.to_batches(max_chunksize=_CSV_CHUNK_ROWS))
+        self._pending = memoryview(b"")
+        self._options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            batch = next(self._batches, None)
+            if batch is None:
+                return b""
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(batch, sink, write_options=self._options)
+            self._pending = memoryview(sink.getvalue())
+        size = len(self._pending) if size is None or size < 0 else size
+        chunk, self._pending = self._pending[:size], self._pending[size:]
+        return bytes(chunk)
 
 
 def ensure_dtypes_table(conn, schema: str = PIPELINE_SCHEMA) -> None:
@@ -98,6 +138,69 @@ def ensure_dtypes_table(conn, schema: str = PIPELINE_SCHEMA) -> None:
     )
 
 
+def _literal(value: str) -> str:
+    """A SQL string literal, for the DDL statements that take no bind parameters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def partition_table(table: str, key: str) -> str:
+    """The Postgres partition (child table) holding one partition key's rows: short, stable, any key allowed."""
+    return f"{table[:40]}__p_{hashlib.md5(key.encode()).hexdigest()[:16]}"
+
+
+def _relkind(conn, table: str, schema: str) -> str | None:
+    return conn.execute(
+        sa.text(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relname = :t"
+        ),
+        {"s": schema, "t": table},
+    ).scalar_one_or_none()
+
+
+def _create_partition(conn, table: str, key: str, schema: str) -> None:
+    child = qualified(partition_table(table, key), schema)
+    conn.execute(
+        sa.text(f"CREATE TABLE {child} PARTITION OF {qualified(table, schema)} FOR VALUES IN ({_literal(key)})")
+    )
+    # A one-key write COPYs straight into the child without sending the key on every row.
+    conn.execute(
+        sa.text(f"ALTER TABLE {child} ALTER COLUMN {_quote_ident(PARTITION_COLUMN)} SET DEFAULT {_literal(key)}")
+    )
+
+
+def _ensure_partitioned_table(conn, table: str, schema: str) -> None:
+    """The table, LIST-partitioned by partition key; a table of an older layout (one heap, an index) is moved in."""
+    kind = _relkind(conn, table, schema)
+    if kind == "p":
+        return
+    parent = qualified(table, schema)
+    partition_clause = f"PARTITION BY LIST ({_quote_ident(PARTITION_COLUMN)})"
+    if kind is None:
+        conn.execute(
+            sa.text(f"CREATE TABLE {parent} ({_quote_ident(PARTITION_COLUMN)} text NOT NULL) {partition_clause}")
+        )
+        return
+    legacy = qualified(table[:50] + "__legacy", schema)
+    conn.execute(sa.text(f"ALTER TABLE {parent} RENAME TO {_quote_ident(table[:50] + '__legacy')}"))
+    conn.execute(sa.text(f"CREATE TABLE {parent} (LIKE {legacy}) {partition_clause}"))
+    keys = conn.execute(sa.text(f"SELECT DISTINCT {_quote_ident(PARTITION_COLUMN)} FROM {legacy}")).scalars().all()
+    for key in keys:
+        _create_partition(conn, table, key, schema)
+    conn.execute(sa.text(f"INSERT INTO {parent} SELECT * FROM {legacy}"))
+    conn.execute(sa.text(f"DROP TABLE {legacy}"))
+
+
+def _multiline_columns(frame: pd.DataFrame, arrow: pa.Table) -> set[str]:
+    """Text columns holding a line break somewhere: only those need the slower newline-aware CSV parse on read."""
+    found = set()
+    for name in frame.columns:
+        column = arrow.column(str(name))
+        if pa.types.is_string(column.type) and pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py():
+            found.add(str(name))
+    return found
+
+
 def write_frame(
     engine: sa.Engine,
     table: str,
@@ -108,15 +211,16 @@ def write_frame(
 ) -> int:
     """Replace the rows of `partitions` in `table` by `frame`, in one transaction; returns rows written.
 
-    With several partitions, `partition_column` says which frame column holds each row's partition.
-    Other partitions are never touched; on any error the old rows of these partitions stay as they were.
+    Each partition key is a Postgres partition of its own: replacing it is a TRUNCATE (no dead rows, no index to
+    maintain) and a COPY, and reading it scans only its rows. With several partitions, `partition_column` says
+    which frame column holds each row's partition. Other partitions are never touched; on any error the old rows
+    of these partitions stay as they were.
     """
-    keys = list(partitions) if partitions else [UNPARTITIONED]
+    keys = list(dict.fromkeys(partitions)) if partitions else [UNPARTITIONED]
     if PARTITION_COLUMN in frame.columns:
         raise FrameStorageError(f"{table}: column name {PARTITION_COLUMN!r} is reserved")
-    if len(keys) == 1:
-        partition_values = pd.Series(keys[0], index=frame.index, dtype=object)
-    else:
+    partition_values = None
+    if len(keys) > 1:
         if not partition_column or partition_column not in frame.columns:
             raise FrameStorageError(
                 f"{table}: writing {len(keys)} partitions at once needs the frame column named by the asset's "
@@ -130,19 +234,14 @@ def write_frame(
             )
     specs = {str(c): _dtype_spec(frame[c]) for c in frame.columns}
     pg_types = {str(c): _pg_type(frame[c].dtype) for c in frame.columns}
+    arrow = _to_arrow(frame, partition_values)
+    multiline = _multiline_columns(frame, arrow)
 
     with engine.begin() as conn:
         # Serialise writers of one table: DDL and replace must not interleave across run workers.
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"),
-            {"t": f"{schema}.{table}"},
-        )
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"{schema}.{table}"})
         ensure_dtypes_table(conn, schema)
-        conn.execute(
-            sa.text(
-                f"CREATE TABLE IF NOT EXISTS {qualified(table, schema)} ({_quote_ident(PARTITION_COLUMN)} text NOT NULL)"
-            )
-        )
+        _ensure_partitioned_table(conn, table, schema)
         existing = {
             row.column_name: row.data_type
             for row in conn.execute(
@@ -165,39 +264,47 @@ def write_frame(
                         f"USING {_quote_ident(name)}::{pg_type}"
                     )
                 )
-        conn.execute(
+        for key in keys:
+            if _relkind(conn, partition_table(table, key), schema) is None:
+                _create_partition(conn, table, key, schema)
+            else:
+                conn.execute(sa.text(f"TRUNCATE {qualified(partition_table(table, key), schema)}"))
+        # A line break once stored in a column keeps that column on the newline-aware parse (other partitions).
+        previous = conn.execute(
             sa.text(
-                f"CREATE INDEX IF NOT EXISTS {_quote_ident(table[:50] + '_partition_idx')} "
-                f"ON {qualified(table, schema)} ({_quote_ident(PARTITION_COLUMN)})"
-            )
-        )
-        conn.execute(
-            sa.text(f"DELETE FROM {qualified(table, schema)} WHERE {_quote_ident(PARTITION_COLUMN)} = ANY(:keys)"),
-            {"keys": keys},
-        )
-        conn.execute(
-            sa.text(f"DELETE FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t"),
+                f"SELECT column_name FROM {qualified(DTYPES_TABLE, schema)} "
+                "WHERE table_name = :t AND (spec->>'multiline')::boolean"
+            ),
             {"t": table},
         )
-        for position, (name, spec) in enumerate(specs.items()):
-            conn.execute(
-                sa.text(
-                    f"INSERT INTO {qualified(DTYPES_TABLE, schema)} (table_name, column_name, position, spec) "
-                    "VALUES (:t, :c, :p, CAST(:s AS jsonb))"
-                ),
-                {"t": table, "c": name, "p": position, "s": json.dumps(spec)},
-            )
+        multiline |= set(previous.scalars().all())
+        conn.execute(sa.text(f"DELETE FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t"), {"t": table})
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {qualified(DTYPES_TABLE, schema)} (table_name, column_name, position, spec) "
+                "SELECT :t, e.value->>0, e.ordinality::int - 1, e.value->1 "
+                "FROM jsonb_array_elements(CAST(:specs AS jsonb)) WITH ORDINALITY AS e"
+            ),
+            {
+                "t": table,
+                "specs": json.dumps([[name, {**spec, "multiline": name in multiline}] for name, spec in specs.items()]),
+            },
+        )
         if len(frame):
-            payload = frame.copy()
-            payload.insert(0, PARTITION_COLUMN, partition_values.to_numpy())
-            column_list = ", ".join(_quote_ident(str(c)) for c in payload.columns)
+            if partition_values is None:
+                target, columns = partition_table(table, keys[0]), list(specs)
+                arrow = arrow.drop_columns([PARTITION_COLUMN])
+            else:
+                target, columns = table, [PARTITION_COLUMN, *specs]
+            column_list = ", ".join(_quote_ident(c) for c in columns)
             raw: Any = conn.connection.dbapi_connection  # psycopg2: COPY needs the driver's cursor
             with raw.cursor() as cursor:
                 cursor.execute("SET LOCAL TimeZone = 'UTC'")
                 try:
                     cursor.copy_expert(
-                        f"COPY {qualified(table, schema)} ({column_list}) FROM STDIN WITH (FORMAT csv)",
-                        io.BytesIO(_csv_bytes(payload)),
+                        f"COPY {qualified(target, schema)} ({column_list}) FROM STDIN WITH (FORMAT csv)",
+                        _CsvStream(arrow),
+                        size=1 << 20,
                     )
                 except Exception as exc:
                     raise FrameStorageError(
@@ -229,8 +336,12 @@ def read_frame(
     table: str,
     partitions: Sequence[str] | None = None,
     schema: str = PIPELINE_SCHEMA,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Rows of `partitions` (all rows when None) with the dtypes they were written with."""
+    """Rows of `partitions` (all rows when None) with the dtypes they were written with.
+
+    `columns` limits the read to those columns (in that order); Postgres then sends only them.
+    """
     if not table_exists(engine, table, schema):
         raise FrameStorageError(
             f"{schema}.{table} does not exist yet: materialize the upstream asset for these partitions first"
@@ -246,7 +357,12 @@ def read_frame(
             )
         }
         if not specs:
-            return pd.DataFrame()
+            return pd.DataFrame(columns=list(columns or []))
+        if columns is not None:
+            unknown = [c for c in columns if c not in specs]
+            if unknown:
+                raise FrameStorageError(f"{schema}.{table} has no column(s) {unknown}; it has {list(specs)}")
+            specs = {c: specs[c] for c in columns}
         column_list = ", ".join(_quote_ident(c) for c in specs)
         where = ""
         if partitions is not None:
@@ -259,8 +375,14 @@ def read_frame(
             cursor.copy_expert(
                 f"COPY (SELECT {column_list} FROM {qualified(table, schema)}{where}) TO STDOUT WITH (FORMAT csv)",
                 buffer,
+                size=1 << 20,
             )
-    return _parse_csv(buffer.getvalue(), specs)
+    try:
+        return _parse_csv(buffer.getbuffer(), specs)
+    except pa.ArrowInvalid as exc:
+        raise FrameStorageError(
+            f"{schema}.{table}: partition(s) {list(partitions or [])[:5]} cannot be read: {exc}"
+        ) from exc
 
 
 def _arrow_type(spec: dict) -> pa.DataType:
@@ -271,30 +393,66 @@ def _arrow_type(spec: dict) -> pa.DataType:
         return pa.int64()
     if dtype.startswith(("float", "Float")):
         return pa.float64()
+    if dtype == "datetime_tz":
+        return pa.timestamp("ns", tz="UTC")  # the session's TimeZone is UTC, so every value reads as +00
+    if dtype.startswith("datetime64"):
+        return pa.timestamp("ns")
+    if dtype == "category":
+        return pa.dictionary(pa.int32(), pa.string())
     return pa.string()
 
 
-def _parse_csv(data: bytes, specs: dict[str, dict]) -> pd.DataFrame:
+# pyarrow's reader parses blocks in parallel and needs each row inside one block; a row larger than the
+# default block (a 25 MB email's HTML) is read with one block of the whole payload instead.
+_DEFAULT_BLOCK_BYTES = 1 << 24
+_MAX_BLOCK_BYTES = (1 << 31) - 1
+
+
+def _parse_csv(data: memoryview, specs: dict[str, dict]) -> pd.DataFrame:
     names = list(specs)
-    if not data:
+    if not len(data):
         table = pa.table({name: pa.array([], type=_arrow_type(specs[name])) for name in names})
     else:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: _arrow_type(spec) for name, spec in specs.items()},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                true_values=["t"],
-                false_values=["f"],
-            ),
+        convert = pacsv.ConvertOptions(
+            column_types={name: _arrow_type(spec) for name, spec in specs.items()},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
         )
-    columns = {}
+        parse = pacsv.ParseOptions(newlines_in_values=any(spec.get("multiline", True) for spec in specs.values()))
+        try:
+            table = pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=_DEFAULT_BLOCK_BYTES),
+                parse_options=parse,
+                convert_options=convert,
+            )
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or len(data) >= _MAX_BLOCK_BYTES:
+                raise
+            table = pacsv.read_csv(
+                pa.py_buffer(data),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=len(data) + 1),
+                parse_options=parse,
+                convert_options=convert,
+            )
+    # One conversion of the whole table (no per-column frames to consolidate), then the few columns whose
+    # pandas dtype Arrow's default does not give back are replaced.
+    frame = table.to_pandas(split_blocks=True)
     for name, spec in specs.items():
-        columns[name] = _restore(table.column(name), spec)
-    return pd.DataFrame(columns)
+        if not _default_conversion_is_exact(table.column(name), spec):
+            frame[name] = _restore(table.column(name), spec)
+    return frame
+
+
+def _default_conversion_is_exact(column: pa.ChunkedArray, spec: dict) -> bool:
+    dtype = spec["dtype"]
+    if dtype in ("object", "datetime64[ns]", "float64"):
+        return True
+    if dtype == "datetime_tz":
+        return spec["tz"] == "UTC"
+    return dtype in ("int64", "bool") and column.null_count == 0
 
 
 _NULLABLE_TYPES = {
@@ -307,23 +465,20 @@ _NULLABLE_TYPES = {
 def _restore(column: pa.ChunkedArray, spec: dict) -> pd.Series:
     dtype = spec["dtype"]
     if dtype == "datetime_tz":
-        return pd.to_datetime(pd.Series(column.to_pandas(), dtype=object), utc=True, format="ISO8601").dt.tz_convert(
-            spec["tz"]
-        )
+        values = pd.Series(column.to_pandas())
+        return values if spec["tz"] == "UTC" else values.dt.tz_convert(spec["tz"])
     if dtype.startswith("datetime64"):
-        return pd.to_datetime(pd.Series(column.to_pandas(), dtype=object), format="ISO8601")
+        return pd.Series(column.to_pandas()).astype(dtype)
     if dtype == "category":
-        values = pd.Series(column.to_pandas(), dtype=object)
-        return pd.Series(pd.Categorical(values, categories=spec["categories"], ordered=spec["ordered"]))
+        values = column.to_pandas()  # categorical in the order values first appear
+        return pd.Series(values.cat.set_categories(spec["categories"], ordered=spec["ordered"]))
     if dtype.startswith("timedelta"):
-        return pd.to_timedelta(
-            pd.Series(column.to_pandas(types_mapper=pd.ArrowDtype)).astype("Int64"),
-            unit="ns",
-        )
+        return pd.to_timedelta(pd.Series(column.to_pandas(types_mapper=_NULLABLE_TYPES.get)), unit="ns")
     if dtype == "object":
-        values = column.to_pandas()
-        return pd.Series(values, dtype=object).where(pd.notna(values), None)
+        return pd.Series(column.to_pandas(), dtype=object)
     if dtype in ("bool", "boolean") or dtype.startswith(("int", "Int", "uint", "UInt", "float", "Float")):
+        if column.null_count == 0 and dtype in ("bool", "int64", "float64"):
+            return pd.Series(column.to_pandas())  # already the numpy dtype, no extension round trip
         nullable = column.to_pandas(types_mapper=_NULLABLE_TYPES.get)
         return pd.Series(nullable).astype(dtype)
     # 'string' and other extension string types
