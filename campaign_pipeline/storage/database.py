@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode
 
 import sqlalchemy as sa
 
@@ -55,19 +56,101 @@ def ensure_writable_dir(path: Path, what: str) -> Path:
     return path
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+# password=..., sslpassword=... as a keyword DSN item (quoted or not) or as a URL query parameter.
+_KEYWORD_SECRET = re.compile(r"(?i)\b((?:ssl)?password|passwd|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"]+)")
+# A run of characters that may be a URL (user:password@host...), with or without scheme.
+_TOKEN = re.compile(r"[^\s'\"<>]+@[^\s'\"<>]*")
+REDACTED = "***"
+
+
+def _split_userinfo(token: str) -> tuple[str, str, str] | None:
+    """(text before the password, password, text from the last @ on) of a `[scheme://]user:password@host` token."""
+    at = token.rfind("@")
+    left = token[:at]
+    scheme = left.find("://")
+    # Without a scheme the URL starts after an `=` or `(` (CAMPAIGN_PIPELINE_DATABASE_URL=user:pw@host).
+    start = scheme + 3 if scheme >= 0 else max(left.rfind("="), left.rfind("(")) + 1
+    colon = left.find(":", start)
+    if colon < 0:
+        return None
+    return token[: colon + 1], left[colon + 1 :], token[at:]
+
+
+def _userinfo_password(token: str) -> str | None:
+    parts = _split_userinfo(token)
+    return parts[1] if parts else None
+
+
+def _redact_userinfo(token: str) -> str:
+    parts = _split_userinfo(token)
+    return token if parts is None or not parts[1] else parts[0] + REDACTED + parts[2]
+
+
+def _passwords_in(url: str) -> list[str]:
+    """The password of a URL or keyword DSN, as written and percent-decoded, to scrub from any text."""
+    found: list[str] = []
+    for match in _KEYWORD_SECRET.finditer(url):
+        found.append(match.group(3).strip("'"))
+    for token in _TOKEN.findall(url):
+        password = _userinfo_password(token)
+        if password:
+            found.append(password)
+    for value in list(found):
+        decoded = unquote(value)
+        if decoded != value:
+            found.append(decoded)
+        # A driver splits an unencoded @ differently (part of the password becomes the host): scrub each piece.
+        found.extend(value.split("@"))
+    return [value for value in found if len(value) >= 3 and value != REDACTED]
+
+
+def redact_url(text: str, url: str | None = None) -> str:
+    """`text` safe for logs, errors and metadata: every database password replaced by ***.
+
+    Covers URLs with and without scheme (user:password@host), keyword DSNs (host=... password=...), `password=`
+    query parameters, and percent-encoded passwords. With `url`, its password is also scrubbed wherever it appears
+    in `text` as written or decoded (a driver's error message quoting it, for instance).
+    """
+    redacted = _KEYWORD_SECRET.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    redacted = _TOKEN.sub(lambda m: _redact_userinfo(m.group(0)), redacted)
+    for secret in _passwords_in(url if url is not None else text):
+        redacted = redacted.replace(secret, REDACTED)
+    return redacted
+
+
+def _keyword_dsn_url(dsn: str) -> str:
+    """A keyword DSN (`host=... dbname=... password=...`) as the equivalent postgresql:// URL."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        items = parse_dsn(dsn)
+    except Exception as exc:
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_ENV} is neither a postgresql:// URL nor a valid keyword DSN ({redact_url(str(exc).strip(), dsn)}); "
+            f"got {redact_url(dsn)!r}"
+        ) from None
+    user = quote(items.pop("user", ""), safe="")
+    password = items.pop("password", None)
+    userinfo = user + (":" + quote(password, safe="") if password is not None else "")
+    host = items.pop("host", "")
+    port = items.pop("port", None)
+    dbname = quote(items.pop("dbname", ""), safe="")
+    netloc = (
+        (userinfo + "@" if userinfo else "") + (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    )
+    query = urlencode(items)
+    return f"postgresql://{netloc}/{dbname}" + (f"?{query}" if query else "")
 
 
 def libpq_url(url: str) -> str:
-    """A plain `postgresql://` URL for psycopg2 / dagster-postgres (drops a SQLAlchemy driver suffix)."""
+    """A plain `postgresql://` URL for psycopg2 / dagster-postgres (drops a SQLAlchemy driver suffix).
+
+    A keyword DSN (`host=db.internal dbname=app user=app password=...`) is accepted and turned into its URL.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
+        if re.match(r"\s*\w+\s*=", url):
+            return _keyword_dsn_url(url)
         raise DatabaseConfigError(
             f"{DATABASE_URL_ENV} must be a URL like postgresql://user:password@host:5432/dbname, got {redact_url(url)!r}"
         )
@@ -153,6 +236,7 @@ def check_connection(url: str) -> None:
             else f"the embedded Postgres ({redact_url(url)})"
         )
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = redact_url(reason, url)
         raise DatabaseConfigError(
             f"Cannot connect to Postgres at {source}: {reason}. "
             f"Start that server or fix the URL, or unset {DATABASE_URL_ENV} to use the embedded Postgres."
