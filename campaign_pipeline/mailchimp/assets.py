@@ -9,8 +9,6 @@ from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.campaign_types import campaign_type_label, is_known_campaign_type
 from campaign_pipeline.core.events import (
     bot_opens_filtered,
-    empty_campaign_recipients,
-    empty_raw_email_events,
     parse_campaign_report,
 )
 from campaign_pipeline.frame_types import (
@@ -18,9 +16,17 @@ from campaign_pipeline.frame_types import (
     MailchimpCampaignReportType,
     RawEmailEventsType,
 )
-from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
+from campaign_pipeline.mailchimp.landing import (
+    LANDED_EVENTS_TABLE,
+    RECIPIENTS_TABLE,
+    LandingStore,
+    fetch_and_land_events,
+    fetch_and_land_recipients,
+)
+from campaign_pipeline.mailchimp.landing_io import LandingIOManager
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 MAILCHIMP_GROUP = "mailchimp"
 MAILCHIMP_POOL = "mailchimp"
@@ -39,20 +45,21 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
     after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    dagster_type=RawEmailEventsType,
+    io_manager_def=LandingIOManager(),
+    metadata={"dagster/column_schema": RawEmailEventsType.metadata["schema"]},
     kinds={"mailchimp", "postgres"},
     description=(
         "Every open, click, bounce and unsubscribe of the campaign ever landed. Each run fetches email "
         "activity since the campaign's cursor minus an overlap, plus all unsubscribes, and lands new events "
         "in campaign_pipeline.landed_email_events keyed by event identity; landed events are never deleted, "
         "so members deleted in Mailchimp keep their history. Malformed records go to "
-        "campaign_pipeline.quarantined_records with the reason."
+        "campaign_pipeline.quarantined_records with the reason. That table is this asset's storage: downstream "
+        "assets read their campaign's rows from it (no second copy)."
     ),
 )
-def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.Output[pd.DataFrame]:
+def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.MaterializeResult:
     store = LandingStore()
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
-    frames: list[pd.DataFrame] = []
     totals = {
         "new_events": 0,
         "total_events": 0,
@@ -81,11 +88,8 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             f"{sync.fetched_events} fetched, {sync.landing.new_events} new, {sync.landing.total_events} landed, "
             f"{sync.landing.new_quarantined} newly quarantined, {sync.calls.api_calls} API calls"
         )
-        frames.append(store.events(campaign_id))
-    quarantined = pd.concat([store.quarantined(campaign_id) for campaign_id in cursors], ignore_index=True)
-    events = pd.concat(frames, ignore_index=True) if frames else empty_raw_email_events()
-    if len(frames) > 1:
-        events = events.sort_values(["campaign_id", "timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    campaign_ids = list(cursors)
+    quarantined = pd.concat([store.quarantined(campaign_id) for campaign_id in campaign_ids], ignore_index=True)
     metadata.update(
         {
             "new_events": totals["new_events"],
@@ -99,9 +103,10 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
                 "on: filter_bots=true, bot and privacy-proxy activity left out" if mailchimp.filter_bots else "off"
             ),
             "events_filtered": bot_opens_left_out,
-            "dagster/row_count": len(events),
-            "actions": dg.MetadataValue.json({k: int(v) for k, v in events["action"].value_counts().items()}),
-            "preview": preview_table(events),
+            "dagster/row_count": totals["total_events"],
+            "actions": dg.MetadataValue.json(store.value_counts(LANDED_EVENTS_TABLE, "action", campaign_ids)),
+            "preview": preview_table(store.preview(LANDED_EVENTS_TABLE, campaign_ids)),
+            "stored_in": f"{PIPELINE_SCHEMA}.{LANDED_EVENTS_TABLE}",
             "quarantined_reasons": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()} if len(quarantined) else {}
             ),
@@ -113,26 +118,30 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
             f"{len(quarantined)} malformed Mailchimp record(s) kept out of the events, see "
             f"campaign_pipeline.quarantined_records: {', '.join(sorted(set(quarantined['reason'])))}"
         )
-    return dg.Output(events, metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    dagster_type=CampaignRecipientsType,
-    kinds={"mailchimp"},
+    io_manager_def=LandingIOManager(),
+    metadata={"dagster/column_schema": CampaignRecipientsType.metadata["schema"]},
+    kinds={"mailchimp", "postgres"},
     description=(
         "Who the campaign was sent to (Mailchimp sent-to), one row per member, with the send status "
         "(sent / hard / soft bounce). Mailchimp gives no per-recipient send time: sent_at is the campaign's "
-        "send time, and for automation emails it is approximate (sent_at_is_exact = false)."
+        "send time, and for automation emails it is approximate (sent_at_is_exact = false). Stored in "
+        "campaign_pipeline.landed_recipients (send time once per campaign in landed_campaign_sends): downstream "
+        "assets read their campaign's rows from there."
     ),
 )
 def campaign_recipients(
     context: dg.AssetExecutionContext, mailchimp: MailchimpResource, mailchimp_campaign_report: pd.DataFrame
-) -> dg.Output[pd.DataFrame]:
+) -> dg.MaterializeResult:
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
     store = LandingStore()
+    campaign_ids = _campaign_ids(context)
     # The report asset already fetched /reports/{id} this run: its row says whether sent-to can have changed.
     reports = mailchimp_campaign_report.set_index("campaign_id")
     syncs = [
@@ -142,26 +151,23 @@ def campaign_recipients(
             campaign_id,
             reports.loc[campaign_id].to_dict() if campaign_id in reports.index else None,
         )
-        for campaign_id in _campaign_ids(context)
+        for campaign_id in campaign_ids
     ]
-    recipients = (
-        pd.concat([sync.recipients for sync in syncs], ignore_index=True) if syncs else empty_campaign_recipients()
-    )
+    send_status = store.value_counts(RECIPIENTS_TABLE, "send_status", campaign_ids)
     calls = mailchimp.stats.since(before)
     approximate = sum(sync.is_automation for sync in syncs)
     metadata.update(
         {
-            "dagster/row_count": len(recipients),
-            "send_status": dg.MetadataValue.json(
-                {k: int(v) for k, v in recipients["send_status"].value_counts().items()}
-            ),
+            "dagster/row_count": sum(send_status.values()),
+            "send_status": dg.MetadataValue.json(send_status),
             "sent_at_is_exact": approximate == 0,
             "sent_to_fetched": sum(sync.fetched_sent_to for sync in syncs),
             "new_members": sum(sync.new_members for sync in syncs),
             "quarantined_new": sum(sync.new_quarantined for sync in syncs),
             "pages": calls.pages,
             "api_calls": calls.api_calls,
-            "preview": preview_table(recipients),
+            "preview": preview_table(store.preview(RECIPIENTS_TABLE, campaign_ids)),
+            "stored_in": f"{PIPELINE_SCHEMA}.{RECIPIENTS_TABLE}",
         }
     )
     for sync in syncs:
@@ -171,7 +177,7 @@ def campaign_recipients(
         context.log.warning(
             "Automation email: sent_at is the email's send time, approximate per recipient (sent_at_is_exact = false)"
         )
-    return dg.Output(recipients, metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @campaign_asset(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,9 @@ from campaign_pipeline.core.events import (
     parse_sent_to,
     parse_unsubscribes,
 )
+from campaign_pipeline.core.schemas import RawEmailEvents
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
+from campaign_pipeline.storage.frames import parse_csv
 
 if TYPE_CHECKING:
     from campaign_pipeline.mailchimp.resource import MailchimpCallStats, MailchimpResource
@@ -33,6 +35,7 @@ LANDED_EVENTS_TABLE = "landed_email_events"
 CURSORS_TABLE = "mailchimp_fetch_cursors"
 QUARANTINE_TABLE = "quarantined_records"
 RECIPIENTS_TABLE = "landed_recipients"
+SENDS_TABLE = "landed_campaign_sends"
 RECIPIENT_COLUMNS = ["campaign_id", "email_id", "email_address", "send_status"]
 
 _DDL = f"""
@@ -73,6 +76,12 @@ CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} (
     landed_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (campaign_id, email_id)
 );
+CREATE TABLE IF NOT EXISTS "{PIPELINE_SCHEMA}".{SENDS_TABLE} (
+    campaign_id      text PRIMARY KEY,
+    send_time        timestamptz,
+    sent_at_is_exact boolean NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
 CREATE INDEX IF NOT EXISTS {QUARANTINE_TABLE}_campaign_idx
     ON "{PIPELINE_SCHEMA}".{QUARANTINE_TABLE} (campaign_id);
 """
@@ -95,6 +104,38 @@ def _frame_to_csv(frame: pd.DataFrame) -> io.StringIO:
     frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
     buffer.seek(0)
     return buffer
+
+
+_TEXT: dict = {"dtype": "object"}
+_EVENT_SPECS: dict[str, dict] = {
+    **{c: _TEXT for c in RAW_EMAIL_EVENT_COLUMNS},
+    "timestamp": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "occurrence": {"dtype": "int64", "multiline": False},
+}
+_RECIPIENT_SPECS: dict[str, dict] = {
+    **{c: _TEXT for c in CAMPAIGN_RECIPIENT_COLUMNS},
+    "sent_at": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "sent_at_is_exact": {"dtype": "bool", "multiline": False},
+}
+
+
+def _checked_columns(columns: Sequence[str] | None, allowed: list[str], table: str) -> list[str]:
+    if columns is None:
+        return list(allowed)
+    unknown = [c for c in columns if c not in allowed]
+    if unknown:
+        raise ValueError(f"{PIPELINE_SCHEMA}.{table} has no column(s) {unknown}; it has {allowed}")
+    return list(columns)
+
+
+def _campaign_filter(campaign_ids: Sequence[str] | None) -> tuple:
+    """Parameters of `%s IS NULL OR campaign_id = ANY(%s)`: these campaigns, or every campaign for None."""
+    ids = None if campaign_ids is None else list(campaign_ids)
+    return (None if ids is None else True, ids if ids is not None else [])
+
+
+def _limit(rows: int | None) -> str:
+    return "" if rows is None else f" LIMIT {int(rows)}"
 
 
 class LandingStore:
@@ -224,47 +265,117 @@ class LandingStore:
 
     # ------------------------------------------------------------------ reading
 
-    def _copy_out(self, select_sql: str, campaign_id: str) -> io.StringIO:
-        """The rows of one campaign's SELECT as CSV, through COPY (timestamps written in UTC)."""
-        buffer = io.StringIO()
+    def _copy_frame(self, select_sql: str, params: tuple, specs: dict[str, dict]) -> pd.DataFrame:
+        """A SELECT's rows through COPY (timestamps in UTC), parsed by pyarrow into the dtypes of `specs`."""
+        buffer = io.BytesIO()
         raw = self.engine.raw_connection()
         try:
             with closing(raw.cursor()) as cur:
-                query = cur.mogrify(select_sql, (campaign_id,)).decode()
+                query = cur.mogrify(select_sql, params).decode()
                 cur.execute("SET LOCAL TIME ZONE 'UTC'")
-                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer)
+                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer, size=1 << 20)
             raw.commit()
         finally:
             raw.close()
-        return buffer
+        return parse_csv(buffer.getbuffer(), specs)
 
-    def events(self, campaign_id: str) -> pd.DataFrame:
-        """Every landed event of the campaign as a raw_email_events frame (COPY out, then one CSV parse)."""
-        buffer = self._copy_out(
-            f'SELECT {_EVENT_COLUMNS_SQL} FROM "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} '
-            'WHERE campaign_id = %s ORDER BY "timestamp", event_id',
-            campaign_id,
-        )
-        if buffer.tell() == 0:
-            return empty_raw_email_events()
-        buffer.seek(0)
-        frame = pd.read_csv(
-            buffer,
-            header=None,
-            names=RAW_EMAIL_EVENT_COLUMNS,
-            dtype=str,
-            keep_default_na=False,
-            na_values={"url": [""], "bounce_type": [""]},
-        )
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601").astype(
-            "datetime64[ns, UTC]"
+    def raw_email_events(
+        self, campaign_ids: Sequence[str] | None, columns: Sequence[str] | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """The landed events of these campaigns as a raw_email_events frame: only these rows, only `columns`.
+
+        The landing table is the asset's storage: nothing is copied into another table on the way.
+        """
+        wanted = _checked_columns(columns, RAW_EMAIL_EVENT_COLUMNS, LANDED_EVENTS_TABLE)
+        frame = self._copy_frame(
+            f"SELECT {', '.join(chr(34) + c + chr(34) for c in wanted)} FROM "
+            f'"{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} WHERE %s IS NULL OR campaign_id = ANY(%s) '
+            'ORDER BY campaign_id, "timestamp", event_id' + _limit(limit),
+            _campaign_filter(campaign_ids),
+            {c: _EVENT_SPECS[c] for c in wanted},
         )
         for column in ("url", "bounce_type"):
-            frame[column] = frame[column].astype(object).where(frame[column].notna(), pd.NA)
-        for column in ("event_id", "campaign_id", "email_id", "email_address", "action"):
-            frame[column] = frame[column].astype(object)
-        frame["occurrence"] = frame["occurrence"].astype("int64")
+            if column in frame:
+                frame[column] = frame[column].where(frame[column].notna(), pd.NA)
         return frame
+
+    def events(self, campaign_id: str) -> pd.DataFrame:
+        """Every landed event of the campaign as a raw_email_events frame."""
+        return self.raw_email_events([campaign_id])
+
+    def campaign_recipients(
+        self, campaign_ids: Sequence[str] | None, columns: Sequence[str] | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """The landed sent-to rows of these campaigns as a campaign_recipients frame: only these rows, only `columns`.
+
+        sent_at and sent_at_is_exact are stored once per campaign (landed_campaign_sends), not on every row.
+        """
+        wanted = _checked_columns(columns, CAMPAIGN_RECIPIENT_COLUMNS, RECIPIENTS_TABLE)
+        select = {
+            "sent_at": "s.send_time",
+            "sent_at_is_exact": "coalesce(s.sent_at_is_exact, true)",
+        }
+        expressions = ", ".join(f"{select.get(c, 'r.' + c)} AS {c}" for c in wanted)
+        return self._copy_frame(
+            f'SELECT {expressions} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} r '
+            f'LEFT JOIN "{PIPELINE_SCHEMA}".{SENDS_TABLE} s USING (campaign_id) '
+            "WHERE %s IS NULL OR r.campaign_id = ANY(%s) ORDER BY r.campaign_id, r.email_id" + _limit(limit),
+            _campaign_filter(campaign_ids),
+            {c: _RECIPIENT_SPECS[c] for c in wanted},
+        )
+
+    def land_send(self, campaign_id: str, send_time: pd.Timestamp | None, sent_at_is_exact: bool) -> None:
+        """The campaign's send time and whether it is exact per recipient (false for automation emails)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f'INSERT INTO "{PIPELINE_SCHEMA}".{SENDS_TABLE} (campaign_id, send_time, sent_at_is_exact) '
+                    "VALUES (:c, :t, :e) ON CONFLICT (campaign_id) DO UPDATE SET send_time = EXCLUDED.send_time, "
+                    "sent_at_is_exact = EXCLUDED.sent_at_is_exact, updated_at = now()"
+                ),
+                {
+                    "c": campaign_id,
+                    "t": None if send_time is None else send_time.to_pydatetime(),
+                    "e": sent_at_is_exact,
+                },
+            )
+
+    def recipient_count(self, campaign_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(f'SELECT count(*) FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} WHERE campaign_id = :c'),
+                    {"c": campaign_id},
+                ).scalar_one()
+            )
+
+    def preview(self, table: str, campaign_ids: Sequence[str], rows: int = 10) -> pd.DataFrame:
+        """The first landed rows of these campaigns (for the asset's preview in the UI)."""
+        if table == LANDED_EVENTS_TABLE:
+            frame = self.raw_email_events(
+                campaign_ids, ["campaign_id", "email_address", "action", "timestamp", "url"], rows
+            )
+        elif table == RECIPIENTS_TABLE:
+            frame = self.campaign_recipients(
+                campaign_ids, ["campaign_id", "email_address", "send_status", "sent_at"], rows
+            )
+        else:
+            raise ValueError(f"no preview of {table}")
+        return frame
+
+    def value_counts(self, table: str, column: str, campaign_ids: Sequence[str]) -> dict[str, int]:
+        """How many landed rows of these campaigns hold each value of `column` (for asset metadata)."""
+        if table not in (LANDED_EVENTS_TABLE, RECIPIENTS_TABLE) or column not in ("action", "send_status"):
+            raise ValueError(f"no summary of {table}.{column}")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    f'SELECT {column}, count(*) FROM "{PIPELINE_SCHEMA}".{table} WHERE campaign_id = ANY(:c) '
+                    f"GROUP BY {column} ORDER BY count(*) DESC, {column}"
+                ),
+                {"c": list(campaign_ids)},
+            )
+            return {str(value): int(count) for value, count in rows}
 
     def land_recipients(self, campaign_id: str, recipients: pd.DataFrame) -> int:
         """Upsert sent-to rows (a later sent-to may turn `sent` into a bounce); rows are never deleted.
@@ -303,16 +414,7 @@ class LandingStore:
 
     def recipients(self, campaign_id: str) -> pd.DataFrame:
         """Every landed sent-to row of the campaign (campaign_id, email_id, email_address, send_status)."""
-        buffer = self._copy_out(
-            f'SELECT {", ".join(RECIPIENT_COLUMNS)} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} '
-            "WHERE campaign_id = %s ORDER BY email_id",
-            campaign_id,
-        )
-        buffer.seek(0)
-        if not buffer.getvalue():
-            return pd.DataFrame({column: pd.Series([], dtype=object) for column in RECIPIENT_COLUMNS})
-        frame = pd.read_csv(buffer, header=None, names=RECIPIENT_COLUMNS, dtype=str, keep_default_na=False)
-        return frame.astype(object)
+        return self.campaign_recipients([campaign_id], RECIPIENT_COLUMNS)
 
     def quarantined(self, campaign_id: str | None = None) -> pd.DataFrame:
         """Quarantined records (all campaigns, or one), newest first."""
@@ -355,6 +457,8 @@ def fetch_and_land_events(mailchimp: MailchimpResource, store: LandingStore, cam
     events = pd.concat([activity.frame, unsubscribes.frame], ignore_index=True)
     quarantined = pd.concat([activity.quarantined, unsubscribes.quarantined], ignore_index=True)
     fetched_through = activity.frame["timestamp"].max() if not activity.frame.empty else None
+    # Checked once where events enter: the landing table is raw_email_events' storage, read as it was landed.
+    RawEmailEvents.validate(events)
     landing = store.land(campaign_id, events, quarantined, fetched_through)
     return EventSync(
         campaign_id=campaign_id,
@@ -367,15 +471,21 @@ def fetch_and_land_events(mailchimp: MailchimpResource, store: LandingStore, cam
 
 @dataclass(frozen=True)
 class RecipientSync:
-    """What one recipients step did: the campaign_recipients frame and whether sent-to was read."""
+    """What one recipients step did, and whether sent-to was read; the rows themselves stay in the landing tables."""
 
     campaign_id: str
-    recipients: pd.DataFrame
+    store: LandingStore
     fetched_sent_to: bool
     new_members: int
+    landed_members: int
     new_quarantined: int
     is_automation: bool
     calls: MailchimpCallStats
+
+    @property
+    def recipients(self) -> pd.DataFrame:
+        """The campaign_recipients frame of this campaign as landed now (read from the landing tables)."""
+        return self.store.campaign_recipients([self.campaign_id])
 
 
 def fetch_and_land_recipients(
@@ -384,7 +494,7 @@ def fetch_and_land_recipients(
     campaign_id: str,
     report: Mapping[str, Any] | None = None,
 ) -> RecipientSync:
-    """campaign_recipients for a campaign, reading sent-to only when it can have changed.
+    """Land a campaign's sent-to and its send time, reading sent-to only when it can have changed.
 
     A sent regular campaign's sent-to is fixed once every email is out, so when the landed rows
     already number the report's `emails_sent` a re-sync reads no sent-to page at all. Automation
@@ -398,8 +508,8 @@ def fetch_and_land_recipients(
     is_automation = is_automation_type(report.get("campaign_type"))
     emails_sent = report.get("emails_sent")
     emails_sent = int(emails_sent) if isinstance(emails_sent, (int, np.integer)) else None
-    landed = store.recipients(campaign_id)
-    complete = not is_automation and isinstance(emails_sent, int) and emails_sent > 0 and len(landed) == emails_sent
+    landed = store.recipient_count(campaign_id)
+    complete = not is_automation and isinstance(emails_sent, int) and emails_sent > 0 and landed == emails_sent
     new_members = new_quarantined = 0
     if not complete:
         parsed = parse_sent_to(campaign_id, mailchimp.fetch_recipients(campaign_id), None, not is_automation)
@@ -408,23 +518,15 @@ def fetch_and_land_recipients(
             new_quarantined = store.land(
                 campaign_id, empty_raw_email_events(), parsed.quarantined, None
             ).new_quarantined
-        landed = store.recipients(campaign_id)
     send_time = report.get("send_time")
     send_time = None if send_time is None or pd.isna(send_time) else pd.Timestamp(send_time)
-    recipients = landed.assign(
-        sent_at=pd.Series(
-            [send_time if send_time is not None else pd.NaT] * len(landed),
-            index=landed.index,
-            dtype="datetime64[ns, UTC]",
-        ),
-        sent_at_is_exact=not is_automation,
-    )
-    recipients["sent_at_is_exact"] = recipients["sent_at_is_exact"].astype(bool)
+    store.land_send(campaign_id, send_time, not is_automation)
     return RecipientSync(
         campaign_id=campaign_id,
-        recipients=recipients[CAMPAIGN_RECIPIENT_COLUMNS].reset_index(drop=True),
+        store=store,
         fetched_sent_to=not complete,
         new_members=new_members,
+        landed_members=landed + new_members,
         new_quarantined=new_quarantined,
         is_automation=is_automation,
         calls=mailchimp.stats.since(before),

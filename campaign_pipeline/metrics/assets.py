@@ -12,7 +12,7 @@ from campaign_pipeline.core.metrics import member_statuses as compute_member_sta
 from campaign_pipeline.core.metrics import reconcile_totals
 from campaign_pipeline.core.schemas import MEMBER_STATUSES
 from campaign_pipeline.frame_types import CampaignTotalsType, MemberStatusesType
-from campaign_pipeline.mailchimp.partitions import campaign_asset
+from campaign_pipeline.mailchimp.partitions import campaign_asset, mailchimp_campaigns
 from campaign_pipeline.metrics.charts import funnel_metadata
 from campaign_pipeline.profile import SyncProfile
 
@@ -97,10 +97,28 @@ def build_member_statuses(profile: SyncProfile) -> dg.AssetsDefinition:
     return member_statuses
 
 
+# What campaign_totals reads of member_statuses: the IO manager loads only these columns.
+TOTALS_MEMBER_COLUMNS = [
+    "campaign_id",
+    "is_recipient",
+    "latest_status",
+    "bounce_type",
+    "was_opened",
+    "was_clicked",
+    "was_unsubscribed",
+    "total_opens",
+    "total_clicks",
+]
+
+
 @campaign_asset(
     group_name=METRICS_GROUP,
     dagster_type=CampaignTotalsType,
     kinds={"pandas"},
+    ins={
+        "member_statuses": dg.AssetIn(metadata={"columns": TOTALS_MEMBER_COLUMNS}),
+        "mailchimp_campaign_report": dg.AssetIn(),
+    },
     description=(
         "One row per campaign: emails sent, delivered, unique and total opens, subscribers who clicked, total "
         "clicks, hard and soft bounces, unsubscribes (all over sent-to recipients), forwards, forward opens and "
@@ -132,6 +150,9 @@ def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd
 @dg.asset_check(
     asset=campaign_totals,
     name="totals_match_mailchimp_report",
+    # Partitioned like its asset: each campaign's check loads that campaign's rows only, so one campaign's
+    # drift never fails another campaign's check.
+    partitions_def=mailchimp_campaigns,
     additional_ins={"mailchimp_campaign_report": dg.AssetIn()},
     description=(
         "Computed totals (sent, opens, clicks, bounces, unsubscribes, rates) agree with Mailchimp's own report "
@@ -147,6 +168,7 @@ def totals_match_mailchimp_report(
     unreported = sorted(set(campaign_totals["campaign_id"]) - set(mailchimp_campaign_report["campaign_id"]))
     passed = differences.empty and not unreported
     metadata: dict[str, Any] = {
+        "campaigns_checked": dg.MetadataValue.text(", ".join(sorted(map(str, campaign_totals["campaign_id"])))),
         "tolerance": dg.MetadataValue.float(tolerance),
         "differing_numbers": len(differences),
         "differences": preview_table(differences.round(4), rows=None),

@@ -378,7 +378,7 @@ def read_frame(
                 size=1 << 20,
             )
     try:
-        return _parse_csv(buffer.getbuffer(), specs)
+        return parse_csv(buffer.getbuffer(), specs)
     except pa.ArrowInvalid as exc:
         raise FrameStorageError(
             f"{schema}.{table}: partition(s) {list(partitions or [])[:5]} cannot be read: {exc}"
@@ -408,7 +408,8 @@ _DEFAULT_BLOCK_BYTES = 1 << 24
 _MAX_BLOCK_BYTES = (1 << 31) - 1
 
 
-def _parse_csv(data: memoryview, specs: dict[str, dict]) -> pd.DataFrame:
+def parse_csv(data: memoryview, specs: dict[str, dict]) -> pd.DataFrame:
+    """A COPY ... TO STDOUT (FORMAT csv) payload as a frame whose columns have the dtypes `specs` describe."""
     names = list(specs)
     if not len(data):
         table = pa.table({name: pa.array([], type=_arrow_type(specs[name])) for name in names})

@@ -54,10 +54,12 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        """The input's partitions only, and only the columns in the input's ``columns`` metadata when given."""
         partitions = list(context.asset_partition_keys) if context.has_asset_partitions else None
         return read_frame(
             self._engine(),
             table_for(context.asset_key),
             partitions=partitions,
             schema=self.schema_name,
+            columns=(context.definition_metadata or {}).get("columns"),
         )

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_pipeline.definitions import build_definitions
+from campaign_pipeline.mailchimp.landing import LandingStore
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -41,7 +42,7 @@ def test_activity_mode_from_mailchimp_sandbox_to_salesforce_sandbox(dagster_inst
 
     first = materialize()
     assert first.success
-    events = first.output_for_node("raw_email_events")
+    events = LandingStore(pg_engine).raw_email_events([campaign_id])
     matches = first.output_for_node("salesforce_matches", "salesforce_matches")
     tasks = first.output_for_node("sf_tasks")
     matched = events[events["email_id"].isin(matches["email_id"]) & events["action"].isin(["open", "click"])]
