@@ -32,7 +32,9 @@ from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
 SIZES_SQL = """
 SELECT c.relname AS table_name,
-       (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t) AS bytes
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t)
+            ELSE pg_total_relation_size(c.oid) END AS bytes
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = :schema AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY bytes DESC, table_name
