@@ -93,5 +93,5 @@ def test_sent_email_through_the_io_manager_in_notes_mode(html_bytes, dagster_ins
     else:
         assert pushed["per_kind"]["attachment"]["failed"] == matched
         assert attachments == []
-        reasons = result.output_for_node("sf_attachments", "sf_attachments")["reject_reason"]
+        reasons = result.output_for_node("sf_attachments")["reject_reason"]
         assert len(reasons) == matched and reasons.str.contains(f"is {html_bytes} bytes").all()
