@@ -33,7 +33,7 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
     and schedule named after it. None keeps the classic single-profile names (sync_campaign_job, ...).
     """
     from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors, mailchimp_assets
-    from campaign_pipeline.metrics.assets import metrics_asset_checks, metrics_assets
+    from campaign_pipeline.metrics.assets import build_metrics_asset_checks, metrics_assets
     from campaign_pipeline.preflight import build_preflight_asset
     from campaign_pipeline.salesforce.defs import salesforce_assets
 
@@ -44,10 +44,12 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
         *metrics_assets(profile),
         *salesforce_assets(profile),
     ]
-    checks = [*metrics_asset_checks]
     partitions = mailchimp_campaigns
     if instance is not None:
         partitions = dg.DynamicPartitionsDefinition(name=instance_partitions_name(instance))
+    # Partitioned checks must share their asset's partitions, so they are built on the profile's own.
+    checks = build_metrics_asset_checks(partitions)
+    if instance is not None:
         assets, checks = _as_instance(assets, checks, instance, partitions)
     resources = shared_resources(filter_bots=profile.mailchimp.filter_bots)
     # Said where a user looks first: whether this deployment reads and writes real systems or the sandboxes.

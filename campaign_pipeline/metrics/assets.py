@@ -147,47 +147,54 @@ def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd
     return dg.Output(totals, metadata=metadata)
 
 
-@dg.asset_check(
-    asset=campaign_totals,
-    name="totals_match_mailchimp_report",
-    # Partitioned like its asset: each campaign's check loads that campaign's rows only, so one campaign's
-    # drift never fails another campaign's check.
-    partitions_def=mailchimp_campaigns,
-    additional_ins={"mailchimp_campaign_report": dg.AssetIn()},
-    description=(
-        "Computed totals (sent, opens, clicks, bounces, unsubscribes, rates) agree with Mailchimp's own report "
-        "within metrics_settings.reconcile_tolerance (default 2%, relative). Drift fails the check and lists "
-        "the differing numbers; it never stops the run."
-    ),
-)
-def totals_match_mailchimp_report(
-    metrics_settings: MetricsSettings, campaign_totals: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
-) -> dg.AssetCheckResult:
-    tolerance = metrics_settings.reconcile_tolerance
-    differences = reconcile_totals(campaign_totals, mailchimp_campaign_report, tolerance=tolerance)
-    unreported = sorted(set(campaign_totals["campaign_id"]) - set(mailchimp_campaign_report["campaign_id"]))
-    passed = differences.empty and not unreported
-    metadata: dict[str, Any] = {
-        "campaigns_checked": dg.MetadataValue.text(", ".join(sorted(map(str, campaign_totals["campaign_id"])))),
-        "tolerance": dg.MetadataValue.float(tolerance),
-        "differing_numbers": len(differences),
-        "differences": preview_table(differences.round(4), rows=None),
-    }
-    if unreported:
-        metadata["campaigns_without_report"] = dg.MetadataValue.text(", ".join(unreported))
-    description = (
-        "Computed totals match Mailchimp's report"
-        if passed
-        else f"{len(differences)} number(s) differ from Mailchimp's report beyond {tolerance:.1%}"
-        + (f"; no report for {', '.join(unreported)}" if unreported else "")
+def build_metrics_asset_checks(
+    partitions_def: dg.PartitionsDefinition = mailchimp_campaigns,
+) -> list[dg.AssetChecksDefinition]:
+    """The metrics checks on `partitions_def`, which must be campaign_totals' own (a profile instance has its own)."""
+
+    @dg.asset_check(
+        asset=campaign_totals,
+        name="totals_match_mailchimp_report",
+        # Partitioned like its asset: each campaign's check loads that campaign's rows only, so one campaign's
+        # drift never fails another campaign's check.
+        partitions_def=partitions_def,
+        additional_ins={"mailchimp_campaign_report": dg.AssetIn()},
+        description=(
+            "Computed totals (sent, opens, clicks, bounces, unsubscribes, rates) agree with Mailchimp's own report "
+            "within metrics_settings.reconcile_tolerance (default 2%, relative). Drift fails the check and lists "
+            "the differing numbers; it never stops the run."
+        ),
     )
-    return dg.AssetCheckResult(
-        passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=description
-    )
+    def totals_match_mailchimp_report(
+        metrics_settings: MetricsSettings, campaign_totals: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
+    ) -> dg.AssetCheckResult:
+        tolerance = metrics_settings.reconcile_tolerance
+        differences = reconcile_totals(campaign_totals, mailchimp_campaign_report, tolerance=tolerance)
+        unreported = sorted(set(campaign_totals["campaign_id"]) - set(mailchimp_campaign_report["campaign_id"]))
+        passed = differences.empty and not unreported
+        metadata: dict[str, Any] = {
+            "campaigns_checked": dg.MetadataValue.text(", ".join(sorted(map(str, campaign_totals["campaign_id"])))),
+            "tolerance": dg.MetadataValue.float(tolerance),
+            "differing_numbers": len(differences),
+            "differences": preview_table(differences.round(4), rows=None),
+        }
+        if unreported:
+            metadata["campaigns_without_report"] = dg.MetadataValue.text(", ".join(unreported))
+        description = (
+            "Computed totals match Mailchimp's report"
+            if passed
+            else f"{len(differences)} number(s) differ from Mailchimp's report beyond {tolerance:.1%}"
+            + (f"; no report for {', '.join(unreported)}" if unreported else "")
+        )
+        return dg.AssetCheckResult(
+            passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata, description=description
+        )
+
+    return [totals_match_mailchimp_report]
 
 
 def metrics_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
     return [build_member_statuses(profile), campaign_totals]
 
 
-metrics_asset_checks: list[dg.AssetChecksDefinition] = [totals_match_mailchimp_report]
+metrics_asset_checks: list[dg.AssetChecksDefinition] = build_metrics_asset_checks()
