@@ -7,6 +7,7 @@ import pandas as pd
 
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.metrics.assets import METRICS_SETTINGS_KEY, MetricsSettings, metrics_asset_checks, metrics_assets
+from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 from campaign_pipeline_tests.core.frames import events, recipients, report
 
@@ -62,7 +63,7 @@ def _stand_ins(drifting: str) -> list[dg.AssetsDefinition]:
 def test_one_campaigns_drift_does_not_fail_the_next_campaigns_check(dagster_instance):
     drifting, clean = f"d{uuid.uuid4().hex[:9]}", f"k{uuid.uuid4().hex[:9]}"
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [drifting, clean])
-    assets = [*_stand_ins(drifting), *metrics_assets, *metrics_asset_checks]
+    assets = [*_stand_ins(drifting), *metrics_assets(SyncProfile()), *metrics_asset_checks]
     resources = {"io_manager": RecordingIOManager(), METRICS_SETTINGS_KEY: MetricsSettings()}
     evaluations = {}
     for campaign_id in (drifting, clean):
