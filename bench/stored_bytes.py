@@ -25,8 +25,10 @@ from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_ca
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.metrics.assets import metrics_assets, metrics_resources
+from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage import database
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
@@ -57,7 +59,7 @@ def run(recipients: int) -> dict[str, Any]:
     with MailchimpSandbox(account) as sandbox:
         mailchimp = MailchimpResource(api_key=sandbox.api_key, base_url=sandbox.base_url, page_size=1000)
         result = dg.materialize(
-            [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets],
+            [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets(SyncProfile())],
             partition_key=campaign_id,
             instance=instance,
             resources={"mailchimp": mailchimp, "io_manager": PostgresPandasIOManager(), **metrics_resources()},
@@ -67,7 +69,7 @@ def run(recipients: int) -> dict[str, Any]:
     sizes = stored_bytes_by_table(database.get_engine())
     return {
         "recipients": recipients,
-        "events": len(account.truth_events(campaign_id)),
+        "events": len(truth_events(account, campaign_id)),
         "stored_bytes_by_table": sizes,
         "stored_bytes_total": sum(sizes.values()),
     }

@@ -164,7 +164,7 @@ def test_recipients_of_a_sent_campaign_are_read_once(account, sandbox, mailchimp
 def test_automation_recipients_are_re_read_as_they_grow(account, mailchimp, store):
     automation = next(cid for cid in account.campaign_ids() if account.spec(cid).is_automation)
     first = fetch_and_land_recipients(mailchimp, store, automation)
-    truth_first = account.truth_recipients(automation)
+    truth_first = truth_recipients(account, automation)
     assert first.fetched_sent_to and not first.recipients["sent_at_is_exact"].any()
     account.simulate_late_activity(hours=24 * 5)
     grown = len(truth_recipients(account, automation))
