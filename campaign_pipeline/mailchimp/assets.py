@@ -18,6 +18,7 @@ from campaign_pipeline.frame_types import (
 )
 from campaign_pipeline.mailchimp.landing import (
     LANDED_EVENTS_TABLE,
+    PIPELINE_SCHEMA,
     RECIPIENTS_TABLE,
     LandingStore,
     fetch_and_land_events,
@@ -26,7 +27,6 @@ from campaign_pipeline.mailchimp.landing import (
 from campaign_pipeline.mailchimp.landing_io import LandingIOManager
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
-from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 
 MAILCHIMP_GROUP = "mailchimp"
 MAILCHIMP_POOL = "mailchimp"
