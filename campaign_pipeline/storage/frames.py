@@ -372,6 +372,10 @@ def read_frame(
         raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
             cursor.execute("SET TimeZone = 'UTC'")
+            # Rows come back in the order they were written: a parallel scan (Gather) of a large partition
+            # interleaves its workers' rows, and a synchronized scan starts wherever another scan of it stands.
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            cursor.execute("SET LOCAL synchronize_seqscans = off")
             cursor.copy_expert(
                 f"COPY (SELECT {column_list} FROM {qualified(table, schema)}{where}) TO STDOUT WITH (FORMAT csv)",
                 buffer,
