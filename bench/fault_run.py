@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions, load_active_profile
     from campaign_pipeline.demo import DatabaseUnavailable, DemoInterrupted, run_partition
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
-    from campaign_pipeline.mailchimp.resource import local_sandbox_account, sandbox_state_path_default
+    from campaign_pipeline.sandbox.resources import local_sandbox_account, sandbox_state_path_default
 
     account = local_sandbox_account(sandbox_state_path_default(), args.members, 7)
     regular = [spec.campaign_id for spec in account.campaign_specs() if spec.kind == "regular"]

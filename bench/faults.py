@@ -189,7 +189,7 @@ class Workspace:
         return [(sobject, record_id, dict(fields)) for sobject, record_id, fields in rows]
 
     def late_activity(self) -> None:
-        from campaign_pipeline.mailchimp.resource import local_sandbox_account
+        from campaign_pipeline.sandbox.resources import local_sandbox_account
 
         local_sandbox_account(str(self.sandbox_state), self.members, 7).simulate_late_activity(hours=48)
 
@@ -341,7 +341,7 @@ def run_matrix(modes: list[str], names: list[str], members: int = 800, timeout: 
     server.start()
     entries: list[dict[str, Any]] = []
     try:
-        from campaign_pipeline.mailchimp.resource import local_sandbox_account
+        from campaign_pipeline.sandbox.resources import local_sandbox_account
 
         # One sandbox clock for every run: the clean runs and the scenarios read the same input.
         state = work / "sandbox_state.json"
