@@ -140,4 +140,4 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 def _ledger_in(schema: str):
     from campaign_pipeline.salesforce.ledger import SyncLedger
 
-    return lambda engine: SyncLedger(engine, schema=schema)
+    return lambda engine, scope="": SyncLedger(engine, schema=schema, scope=scope)
