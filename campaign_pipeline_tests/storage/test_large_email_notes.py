@@ -17,8 +17,8 @@ from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.defs import salesforce_assets
-from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 from campaign_pipeline_tests.activity.frames import content, events, recipients, report, statuses
@@ -64,7 +64,7 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 @pytest.mark.parametrize("html_bytes", [1024 * 1024, ATTACHMENT_MAX_BYTES + 1])
 def test_sent_email_through_the_io_manager_in_notes_mode(html_bytes, dagster_instance, pg_engine) -> None:
     schema = f"large_email_{uuid.uuid4().hex[:8]}"
-    resource = SalesforceResource(sandbox_schema=schema, backoff_seconds=0.0)
+    resource = SandboxSalesforceResource(sandbox_schema=schema, backoff_seconds=0.0)
     campaign_id = uuid.uuid4().hex[:10]
     audience = SandboxAccount(seed=resource.sandbox_seed).audience_emails()[:12]
     html = _html(html_bytes)
