@@ -29,8 +29,9 @@ import pandas as pd
 from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes, event_ids
 from campaign_pipeline.core.metrics import member_statuses
+from campaign_pipeline.modes import desired_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.activity_assets import recover_pending_tasks
 from campaign_pipeline.salesforce.engine import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -129,13 +130,15 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
                 matches, _ = match_campaign_members(first_client, statuses)
                 matched_at = time.perf_counter()
                 content = pd.DataFrame({"campaign_id": ["bench1"], "html": ["<html><p>Benchmark</p></html>"]})
-                desired = activity_mode_records(
+                desired = desired_records(
                     profile,
-                    raw_email_events=events,
-                    member_statuses=statuses,
-                    matches=matches,
-                    campaign_report=report,
-                    campaign_content=content,
+                    {
+                        "raw_email_events": events,
+                        "member_statuses": statuses,
+                        "salesforce_matches": matches,
+                        "mailchimp_campaign_report": report,
+                        "campaign_content": content,
+                    },
                 )
                 desired_at = time.perf_counter()
                 for item in desired:

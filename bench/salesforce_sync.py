@@ -26,7 +26,7 @@ import pandas as pd
 
 from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes
-from campaign_pipeline.modes import campaign_mode_records
+from campaign_pipeline.modes import desired_records, mode_spec
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import BULK_JOB_WRITE_CALLS, COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -158,13 +158,11 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
                 def sync(frame: pd.DataFrame):
                     sync_client = client()
                     started = time.perf_counter()
-                    matches = None
-                    if mode == "campaign":
-                        matches, _ = match_campaign_members(sync_client, frame)
+                    frames = {"campaign_totals": totals, "mailchimp_campaign_report": report, "member_statuses": frame}
+                    if mode_spec(profile).matches_people:
+                        frames["salesforce_matches"], _ = match_campaign_members(sync_client, frame)
                     matched_at = time.perf_counter()
-                    desired = campaign_mode_records(
-                        profile, campaign_totals=totals, campaign_report=report, member_statuses=frame, matches=matches
-                    )
+                    desired = desired_records(profile, frames)
                     result = sync_desired_records(sync_client, ledger, desired, profile.sync)
                     return result, desired, matched_at - started, time.perf_counter() - started
 

@@ -1,25 +1,99 @@
-"""Sync modes as data: per mode, which record kinds it writes and how its desired records are built."""
+"""Sync modes as data: what each mode needs, which record kinds it writes in which order, and the one way to build them.
+
+``MODES`` holds one ``ModeSpec`` per mode (the names come from the ``SyncMode`` literal, which the profile uses too):
+whether it needs the sent email's content from Mailchimp, whether it matches members to Salesforce people, and the
+``RecordStep``s the push writes, parents first. Each step names the desired-record asset whose frame it writes
+(``DESIRED_ASSETS``: upstream inputs and the builder of the frame) and the record kind it writes it as.
+
+Every caller builds desired records the same way: the ``sf_*`` assets call ``build_desired_frame``, the push
+(``salesforce_sync``) calls ``push_records`` on their frames, and tests and benches call ``desired_records``,
+which is those two composed. The sync engine only ever sees record kinds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
+
 import pandas as pd
 
+from campaign_pipeline.core.activity_records import (
+    TASK_SUBTYPE,
+    desired_attachments,
+    desired_notes,
+    desired_tasks,
+)
 from campaign_pipeline.core.salesforce_records import (
     desired_campaign_member_statuses,
     desired_campaign_members,
     desired_campaigns,
 )
-from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import (
+from campaign_pipeline.salesforce.engine.kinds import (
+    ATTACHMENT_KIND,
     CAMPAIGN_KIND,
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
+    NOTE_KIND,
+    TASK_KIND,
+    TASK_ON_CAMPAIGN_KIND,
     DesiredRecords,
     RecordKind,
     with_external_id,
 )
 
+if TYPE_CHECKING:  # profile.py imports SyncMode from here
+    from campaign_pipeline.profile import SyncProfile
 
+SyncMode = Literal["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]
+SYNC_MODES: tuple[SyncMode, ...] = get_args(SyncMode)
+
+# Upstream frames by asset name: raw_email_events, member_statuses, campaign_totals, mailchimp_campaign_report,
+# salesforce_matches, campaign_content.
+Frames = Mapping[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class DesiredAsset:
+    """A desired-record asset (``sf_*``): the upstream assets it reads and how its frame is built from them."""
+
+    name: str
+    inputs: tuple[str, ...]
+    build: Callable[[SyncProfile, Frames], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class RecordStep:
+    """One record kind the push writes: the desired asset its frame comes from, and the kind per profile.
+
+    ``derive`` turns the asset's frame into this step's records when they are not the frame itself (the
+    CampaignMemberStatus values of the Campaigns).
+    """
+
+    asset: str
+    kind: Callable[[SyncProfile], RecordKind]
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """What one sync mode needs and writes."""
+
+    name: SyncMode
+    summary: str
+    needs_content: bool
+    matches_people: bool
+    records: tuple[RecordStep, ...]
+    # Tasks point at the mode's Campaign (Task.WhatId).
+    tasks_on_campaign: bool = False
+
+    @property
+    def desired_assets(self) -> tuple[str, ...]:
+        """The desired-record assets the push reads, in push order."""
+        return tuple(dict.fromkeys(step.asset for step in self.records))
+
+
+# -- record kinds per profile ------------------------------------------------------------------------------------
 def campaign_kind(profile: SyncProfile) -> RecordKind:
     """Campaign records, upserted by the profile's Campaign external-ID field when it has one."""
     return with_external_id(CAMPAIGN_KIND, profile.field_mapping.campaign_key_field)
@@ -30,34 +104,195 @@ def campaign_member_kind(profile: SyncProfile) -> RecordKind:
     return with_external_id(CAMPAIGN_MEMBER_KIND, profile.field_mapping.campaign_member_key_field)
 
 
-def campaign_mode_records(
-    profile: SyncProfile,
-    *,
-    campaign_totals: pd.DataFrame,
-    campaign_report: pd.DataFrame,
-    member_statuses: pd.DataFrame | None = None,
-    matches: pd.DataFrame | None = None,
-) -> list[DesiredRecords]:
-    """Desired records of modes campaign (Campaign, its member statuses, members) and campaign_totals (Campaign)."""
-    campaigns = desired_campaigns(
-        campaign_totals,
-        campaign_report,
+def campaign_member_status_kind(profile: SyncProfile) -> RecordKind:
+    return CAMPAIGN_MEMBER_STATUS_KIND
+
+
+def task_kind(profile: SyncProfile) -> RecordKind:
+    """Tasks, linked to the Campaign (WhatId) in modes that write one, upserted by the Task key field if set."""
+    base = TASK_ON_CAMPAIGN_KIND if mode_spec(profile).tasks_on_campaign else TASK_KIND
+    return with_external_id(base, profile.field_mapping.task_key_field)
+
+
+def note_kind(profile: SyncProfile) -> RecordKind:
+    return NOTE_KIND
+
+
+def attachment_kind(profile: SyncProfile) -> RecordKind:
+    return ATTACHMENT_KIND
+
+
+# -- profile options the builders read -----------------------------------------------------------------------------
+def task_subtype(profile: SyncProfile) -> str | None:
+    """Task.TaskSubtype to set: the profile's, Email when unset, none when set empty (orgs without the field)."""
+    subtype = profile.activity.task_subtype
+    if subtype is None:
+        return TASK_SUBTYPE
+    return subtype or None
+
+
+def attachments_enabled(profile: SyncProfile) -> bool:
+    return profile.activity.attach_sent_email
+
+
+# -- desired-record frames -------------------------------------------------------------------------------------------
+def _sf_campaign(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    return desired_campaigns(
+        frames["campaign_totals"],
+        frames["mailchimp_campaign_report"],
         totals_mapping=profile.field_mapping.campaign,
         key_field=profile.field_mapping.campaign_key_field,
         field_limit_policy=profile.sync.field_limit_policy,
     )
-    desired = [DesiredRecords(campaign_kind(profile), campaigns)]
-    if profile.mode == "campaign_totals" or member_statuses is None or matches is None:
-        return desired
-    members = desired_campaign_members(
-        member_statuses,
-        matches,
+
+
+def _sf_campaign_members(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    return desired_campaign_members(
+        frames["member_statuses"],
+        frames["salesforce_matches"],
         member_mapping=profile.field_mapping.campaign_member,
         key_field=profile.field_mapping.campaign_member_key_field,
         field_limit_policy=profile.sync.field_limit_policy,
     )
-    return [
-        *desired,
-        DesiredRecords(CAMPAIGN_MEMBER_STATUS_KIND, desired_campaign_member_statuses(campaigns["campaign_id"])),
-        DesiredRecords(campaign_member_kind(profile), members),
-    ]
+
+
+def _sf_tasks(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    mapping = profile.field_mapping
+    return desired_tasks(
+        frames["raw_email_events"],
+        frames["member_statuses"],
+        frames["salesforce_matches"],
+        frames["mailchimp_campaign_report"],
+        status_field=mapping.task_status_field,
+        url_field=mapping.task_url_field,
+        key_field=mapping.task_key_field,
+        one_task_per_url=profile.activity.one_task_per_url,
+        link_campaign=mode_spec(profile).tasks_on_campaign,
+        task_subtype=task_subtype(profile),
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+
+
+def _sf_notes(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    return desired_notes(
+        frames["member_statuses"],
+        frames["raw_email_events"],
+        frames["salesforce_matches"],
+        frames["mailchimp_campaign_report"],
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+
+
+def _sf_attachments(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    """The sent email on each person, or no rows when the profile turns attachments off."""
+    desired = desired_attachments(
+        frames["campaign_content"],
+        frames["member_statuses"],
+        frames["salesforce_matches"],
+        frames["mailchimp_campaign_report"],
+    )
+    return desired if attachments_enabled(profile) else desired.iloc[0:0]
+
+
+_PEOPLE_INPUTS = ("member_statuses", "salesforce_matches")
+DESIRED_ASSETS: dict[str, DesiredAsset] = {
+    asset.name: asset
+    for asset in (
+        DesiredAsset("sf_campaign", ("campaign_totals", "mailchimp_campaign_report"), _sf_campaign),
+        DesiredAsset("sf_campaign_members", _PEOPLE_INPUTS, _sf_campaign_members),
+        DesiredAsset("sf_tasks", ("raw_email_events", *_PEOPLE_INPUTS, "mailchimp_campaign_report"), _sf_tasks),
+        DesiredAsset(
+            "sf_notes",
+            ("member_statuses", "raw_email_events", "salesforce_matches", "mailchimp_campaign_report"),
+            _sf_notes,
+        ),
+        DesiredAsset(
+            "sf_attachments", ("campaign_content", *_PEOPLE_INPUTS, "mailchimp_campaign_report"), _sf_attachments
+        ),
+    )
+}
+
+
+def _statuses_of_campaigns(campaigns: pd.DataFrame) -> pd.DataFrame:
+    return desired_campaign_member_statuses(campaigns["campaign_id"])
+
+
+_CAMPAIGN = RecordStep("sf_campaign", campaign_kind)
+# Salesforce rejects a member whose status the Campaign lacks: the statuses go between Campaigns and members.
+_MEMBER_STATUSES = RecordStep("sf_campaign", campaign_member_status_kind, _statuses_of_campaigns)
+_MEMBERS = RecordStep("sf_campaign_members", campaign_member_kind)
+_TASKS = RecordStep("sf_tasks", task_kind)
+
+MODES: dict[str, ModeSpec] = {
+    spec.name: spec
+    for spec in (
+        ModeSpec(
+            "campaign",
+            "a Campaign per Mailchimp campaign and a CampaignMember per matched Lead/Contact",
+            needs_content=False,
+            matches_people=True,
+            records=(_CAMPAIGN, _MEMBER_STATUSES, _MEMBERS),
+        ),
+        ModeSpec(
+            "activity",
+            "a Task per open and per click on the Lead/Contact",
+            needs_content=False,
+            matches_people=True,
+            records=(_TASKS,),
+        ),
+        ModeSpec(
+            "campaign_and_activity",
+            "both; each Task also points at the Campaign",
+            needs_content=False,
+            matches_people=True,
+            records=(_CAMPAIGN, _MEMBER_STATUSES, _MEMBERS, _TASKS),
+            tasks_on_campaign=True,
+        ),
+        ModeSpec(
+            "notes",
+            "a Note per campaign on each matched Lead/Contact, and the sent email attached",
+            needs_content=True,
+            matches_people=True,
+            records=(RecordStep("sf_notes", note_kind), RecordStep("sf_attachments", attachment_kind)),
+        ),
+        ModeSpec(
+            "campaign_totals",
+            "a Campaign carrying only the campaign's totals",
+            needs_content=False,
+            matches_people=False,
+            records=(_CAMPAIGN,),
+        ),
+    )
+}
+assert set(MODES) == set(SYNC_MODES), "every SyncMode needs a ModeSpec"
+
+
+def mode_spec(profile_or_mode: SyncProfile | str) -> ModeSpec:
+    """The spec of a profile's mode (or of a mode name)."""
+    name = profile_or_mode if isinstance(profile_or_mode, str) else profile_or_mode.mode
+    return MODES[name]
+
+
+def build_desired_frame(profile: SyncProfile, asset_name: str, frames: Frames) -> pd.DataFrame:
+    """The frame of one desired-record asset from its upstream frames (what the ``sf_*`` asset outputs)."""
+    asset = DESIRED_ASSETS[asset_name]
+    missing = [name for name in asset.inputs if name not in frames]
+    if missing:
+        raise KeyError(f"{asset_name} needs the frames {list(asset.inputs)}; missing {missing}")
+    return asset.build(profile, frames)
+
+
+def push_records(profile: SyncProfile, desired_frames: Frames) -> list[DesiredRecords]:
+    """What the push writes, in order, from the mode's desired-record frames (keyed by asset name)."""
+    records = []
+    for step in mode_spec(profile).records:
+        frame = desired_frames[step.asset]
+        records.append(DesiredRecords(step.kind(profile), step.derive(frame) if step.derive else frame))
+    return records
+
+
+def desired_records(profile: SyncProfile, frames: Frames) -> list[DesiredRecords]:
+    """Everything the mode writes, from the upstream frames: the ``sf_*`` assets, then the push, in one call."""
+    spec = mode_spec(profile)
+    desired_frames = {name: build_desired_frame(profile, name, frames) for name in spec.desired_assets}
+    return push_records(profile, desired_frames)

@@ -18,14 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-SyncMode = Literal["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]
-SYNC_MODES: tuple[str, ...] = (
-    "campaign",
-    "activity",
-    "campaign_and_activity",
-    "notes",
-    "campaign_totals",
-)
+# The mode list lives with the mode table; SYNC_MODES is re-exported for callers that read it here.
+from campaign_pipeline.modes import SYNC_MODES as SYNC_MODES
+from campaign_pipeline.modes import SyncMode
 
 # Metrics a user may map onto Campaign fields: the campaign_totals columns (docs/frames.md).
 CAMPAIGN_TOTALS_METRICS: tuple[str, ...] = (

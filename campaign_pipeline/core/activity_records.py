@@ -20,6 +20,7 @@ from campaign_pipeline.core.salesforce_records import (
     TRUNCATION_MARKER,
     enforce_field_limits,
 )
+from campaign_pipeline.core.vocabulary import STATUS_BY_ACTION
 
 # Ledger kinds of the three desired-record frames.
 TASK = "task"
@@ -27,7 +28,7 @@ NOTE = "note"
 ATTACHMENT = "attachment"
 
 # The actions that become Tasks, and the response status each one stands for.
-TASK_STATUS_BY_ACTION: dict[str, str] = {"open": "Opened", "click": "Clicked"}
+TASK_STATUS_BY_ACTION: dict[str, str] = {action: STATUS_BY_ACTION[action] for action in ("open", "click")}
 TASK_STATUS = "Completed"
 TASK_SUBTYPE = "Email"
 # Salesforce caps an Attachment body at 25 MB (decoded bytes); a larger email is refused, never truncated.

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core import vocabulary
 from campaign_pipeline.core.campaign_types import canonical_campaign_type
 
 RAW_EMAIL_EVENT_COLUMNS = [
@@ -35,11 +36,11 @@ CAMPAIGN_RECIPIENT_COLUMNS = [
 ]
 QUARANTINE_COLUMNS = ["campaign_id", "source", "record", "reason"]
 
-ACTIVITY_ACTIONS = frozenset({"open", "click", "bounce"})
-BOUNCE_TYPES = frozenset({"hard", "soft"})
+ACTIVITY_ACTIONS = frozenset(vocabulary.ACTIVITY_ACTIONS)
+BOUNCE_TYPES = frozenset(vocabulary.BOUNCE_TYPES)
+SEND_STATUSES = frozenset(vocabulary.SEND_STATUSES)
 # A bounce Mailchimp reports without a `type`: still a bounce, of a kind Mailchimp did not say.
 UNKNOWN_BOUNCE_TYPE = "unknown"
-SEND_STATUSES = frozenset({"sent", "hard", "soft"})
 
 # Mailchimp ids are short alphanumeric strings; anything else would make an unsafe partition key.
 _CAMPAIGN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]{1,64}$")

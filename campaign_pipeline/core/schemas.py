@@ -9,23 +9,21 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from campaign_pipeline.core import vocabulary
 from campaign_pipeline.core.campaign_types import KNOWN_CAMPAIGN_TYPES
+
+# The shared names (core.vocabulary), re-exported for callers that read them with the schemas.
+from campaign_pipeline.core.vocabulary import EVENT_ACTIONS as EVENT_ACTIONS
+from campaign_pipeline.core.vocabulary import MEMBER_STATUSES as MEMBER_STATUSES
+from campaign_pipeline.core.vocabulary import SEND_STATUSES as SEND_STATUSES
 
 # Every timestamp in the project is an instant: tz-aware, UTC, nanoseconds.
 UtcTimestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 
-EVENT_ACTIONS: tuple[str, ...] = ("open", "click", "bounce", "unsubscribe")
-BOUNCE_TYPES: tuple[str, ...] = ("hard", "soft", "unknown")
-SEND_STATUSES: tuple[str, ...] = ("sent", "hard", "soft")
+# Bounce types a frame may hold: Mailchimp's, and "unknown" for a bounce Mailchimp reported without a type.
+BOUNCE_TYPES: tuple[str, ...] = (*vocabulary.BOUNCE_TYPES, "unknown")
 # Mailchimp's documented campaign types, canonical spelling (core.campaign_types maps the others).
 CAMPAIGN_TYPES: tuple[str, ...] = KNOWN_CAMPAIGN_TYPES
-MEMBER_STATUSES: tuple[str, ...] = (
-    "Clicked",
-    "Opened",
-    "Bounced",
-    "Unsubscribed",
-    "Sent",
-)
 
 SHA1_HEX = r"^[0-9a-f]{40}$"
 MD5_HEX = r"^[0-9a-f]{32}$"

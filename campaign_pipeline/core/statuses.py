@@ -8,13 +8,15 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core.vocabulary import MEMBER_STATUSES, SENT
+
 StatusRuleName = Literal["latest", "highest_rank"]
 STATUS_RULE_NAMES: tuple[str, ...] = get_args(StatusRuleName)
 
 # Index = status code. Event statuses are ordered by tie rank, so at one instant the larger code wins
 # (Clicked first); Sent has the largest code but is only ever chosen when a recipient has no event.
-EVENT_STATUSES: tuple[str, ...] = ("Unsubscribed", "Bounced", "Opened", "Clicked")
-STATUS_BY_CODE: tuple[str, ...] = (*EVENT_STATUSES, "Sent")
+EVENT_STATUSES: tuple[str, ...] = tuple(reversed([status for status in MEMBER_STATUSES if status != SENT]))
+STATUS_BY_CODE: tuple[str, ...] = (*EVENT_STATUSES, SENT)
 SENT_CODE = len(EVENT_STATUSES)
 
 # The columns a rule reads: per member, the instant of the last event of each kind (NaT when none).

@@ -13,17 +13,14 @@ from campaign_pipeline.mailchimp.assets import (
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.schedules import SCHEDULE_NAME, build_mailchimp_resync_schedule
 from campaign_pipeline.mailchimp.sensors import DEFAULT_LOOKBACK_DAYS, SENSOR_NAME, RunTarget, build_mailchimp_sensor
+from campaign_pipeline.modes import mode_spec
 from campaign_pipeline.profile import SyncProfile
-
-# Modes that attach the sent email (HTML) to the Lead/Contact.
-MODES_NEEDING_CONTENT = frozenset({"notes"})
-# campaign_totals needs no per-member frames, but the report still reconciles against events.
 
 
 def mailchimp_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
     """The Mailchimp assets the profile's mode uses (campaign_content only when notes attach the HTML)."""
     assets = [raw_email_events, campaign_recipients, mailchimp_campaign_report]
-    if profile.mode in MODES_NEEDING_CONTENT:
+    if mode_spec(profile).needs_content:
         assets.append(campaign_content)
     return assets
 

@@ -8,13 +8,15 @@ import io
 import dagster as dg
 import pandas as pd
 
+from campaign_pipeline.core.vocabulary import MEMBER_STATUSES
+
 FUNNEL_STEPS = (
     ("Sent", "emails_sent"),
     ("Delivered", "delivered"),
     ("Opened", "unique_opens"),
     ("Clicked", "unique_subscriber_clicks"),
 )
-STATUS_ORDER = ("Clicked", "Opened", "Bounced", "Unsubscribed", "Sent")
+STATUS_ORDER = MEMBER_STATUSES
 STATUS_COLOURS = ("#2e7d32", "#66bb6a", "#e53935", "#fb8c00", "#90a4ae")
 
 

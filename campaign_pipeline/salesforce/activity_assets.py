@@ -1,11 +1,10 @@
 """Desired-record assets of modes activity, campaign_and_activity and notes: sf_tasks, sf_notes, sf_attachments.
 
-``salesforce.defs.salesforce_assets`` adds them per mode (``ACTIVITY_DESIRED_INPUTS``), so
-``salesforce_sync`` writes them through the same ledger, diff, batching and error handling as Campaigns.
+Their frames are built by the mode table (``campaign_pipeline.modes``), which also says which mode has which of
+them; ``salesforce_sync`` writes them through the same ledger, diff, batching and error handling as Campaigns.
 """
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -16,25 +15,15 @@ from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.core.activity_records import (
     ATTACHMENT,
     ATTACHMENT_MAX_BYTES,
-    TASK_SUBTYPE,
     attachment_bytes,
-    desired_attachments,
-    desired_notes,
-    desired_tasks,
 )
 from campaign_pipeline.core.diff import RESULT_ERROR, RESULT_OK, RESULT_PENDING, diff_against_ledger
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import campaign_asset
+from campaign_pipeline.modes import attachments_enabled, build_desired_frame, mode_spec, task_kind
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.assets import DesiredInput
 from campaign_pipeline.salesforce.engine import (
-    ATTACHMENT_KIND,
-    NOTE_KIND,
-    TASK_KIND,
-    TASK_ON_CAMPAIGN_KIND,
-    DesiredRecords,
     RecordKind,
-    with_external_id,
 )
 from campaign_pipeline.salesforce.ledger import RESULT_COLUMNS, SyncLedger, ledger_scope
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource
@@ -42,39 +31,8 @@ from campaign_pipeline.salesforce.soql import chunk_for_in_list
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
-MODES_WITH_TASKS = frozenset({"activity", "campaign_and_activity"})
-MODES_WITH_NOTES = frozenset({"notes"})
 # Every Task description ends with this line; it finds the Task of a key after a crash when no external ID exists.
 _EVENT_LINE = re.compile(r"^Mailchimp event: (\S+)\s*$", re.MULTILINE)
-
-
-def one_task_per_url(profile: SyncProfile) -> bool:
-    return profile.activity.one_task_per_url
-
-
-def task_subtype(profile: SyncProfile) -> str | None:
-    """Task.TaskSubtype to set: the profile's, Email when unset, none when set empty (orgs without the field)."""
-    subtype = profile.activity.task_subtype
-    if subtype is None:
-        return TASK_SUBTYPE
-    return subtype or None
-
-
-def attachments_enabled(profile: SyncProfile) -> bool:
-    return profile.activity.attach_sent_email
-
-
-def task_kind(profile: SyncProfile) -> RecordKind:
-    base = TASK_ON_CAMPAIGN_KIND if profile.mode == "campaign_and_activity" else TASK_KIND
-    return with_external_id(base, profile.field_mapping.task_key_field)
-
-
-def note_kind(profile: SyncProfile) -> RecordKind:
-    return NOTE_KIND
-
-
-def attachment_kind(profile: SyncProfile) -> RecordKind:
-    return ATTACHMENT_KIND
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> dg.MarkdownMetadataValue:
@@ -142,60 +100,11 @@ def recover_pending_tasks(client: SalesforceClient, ledger: SyncLedger, tasks: p
     return int(found_mask.sum())
 
 
-def profile_tasks(
-    profile: SyncProfile,
-    raw_email_events: pd.DataFrame,
-    member_statuses: pd.DataFrame,
-    matches: pd.DataFrame,
-    campaign_report: pd.DataFrame,
-) -> pd.DataFrame:
-    """desired_tasks with the profile's field mapping, Task options and field-limit policy."""
-    mapping = profile.field_mapping
-    return desired_tasks(
-        raw_email_events,
-        member_statuses,
-        matches,
-        campaign_report,
-        status_field=mapping.task_status_field,
-        url_field=mapping.task_url_field,
-        key_field=mapping.task_key_field,
-        one_task_per_url=one_task_per_url(profile),
-        link_campaign=profile.mode == "campaign_and_activity",
-        task_subtype=task_subtype(profile),
-        field_limit_policy=profile.sync.field_limit_policy,
-    )
-
-
-def profile_notes(
-    profile: SyncProfile,
-    member_statuses: pd.DataFrame,
-    raw_email_events: pd.DataFrame,
-    matches: pd.DataFrame,
-    campaign_report: pd.DataFrame,
-) -> pd.DataFrame:
-    """desired_notes with the profile's field-limit policy."""
-    return desired_notes(
-        member_statuses, raw_email_events, matches, campaign_report, field_limit_policy=profile.sync.field_limit_policy
-    )
-
-
-def profile_attachments(
-    profile: SyncProfile,
-    campaign_content: pd.DataFrame,
-    member_statuses: pd.DataFrame,
-    matches: pd.DataFrame,
-    campaign_report: pd.DataFrame,
-) -> pd.DataFrame:
-    """desired_attachments, or no rows when the profile turns attachments off."""
-    desired = desired_attachments(campaign_content, member_statuses, matches, campaign_report)
-    return desired if attachments_enabled(profile) else desired.iloc[0:0]
-
-
 def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
     url_target = (
         f"Task.{profile.field_mapping.task_url_field}" if profile.field_mapping.task_url_field else "Description"
     )
-    per_url = one_task_per_url(profile)
+    per_url = profile.activity.one_task_per_url
 
     @campaign_asset(
         name="sf_tasks",
@@ -212,7 +121,7 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
             "ActivityDate the event's date, TaskSubtype Email, the event's time in Description and the clicked URL "
             f"in {url_target}. "
             + ("Each clicked URL is one Task (repeat clicks counted in it). " if per_url else "")
-            + ("Each Task points at the Campaign (WhatId). " if profile.mode == "campaign_and_activity" else "")
+            + ("Each Task points at the Campaign (WhatId). " if mode_spec(profile).tasks_on_campaign else "")
             + "Keyed by the Mailchimp event identity, so a re-run, an overlapping fetch or a crash never duplicates "
             "a Task."
         ),
@@ -225,8 +134,15 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        desired = profile_tasks(
-            profile, raw_email_events, member_statuses, salesforce_matches, mailchimp_campaign_report
+        desired = build_desired_frame(
+            profile,
+            "sf_tasks",
+            {
+                "raw_email_events": raw_email_events,
+                "member_statuses": member_statuses,
+                "salesforce_matches": salesforce_matches,
+                "mailchimp_campaign_report": mailchimp_campaign_report,
+            },
         )
         kind = task_kind(profile)
         ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
@@ -281,8 +197,15 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        desired = profile_notes(
-            profile, member_statuses, raw_email_events, salesforce_matches, mailchimp_campaign_report
+        desired = build_desired_frame(
+            profile,
+            "sf_notes",
+            {
+                "member_statuses": member_statuses,
+                "raw_email_events": raw_email_events,
+                "salesforce_matches": salesforce_matches,
+                "mailchimp_campaign_report": mailchimp_campaign_report,
+            },
         )
         metadata = _common_metadata(desired)
         metadata.update(
@@ -321,8 +244,15 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        desired = profile_attachments(
-            profile, campaign_content, member_statuses, salesforce_matches, mailchimp_campaign_report
+        desired = build_desired_frame(
+            profile,
+            "sf_attachments",
+            {
+                "campaign_content": campaign_content,
+                "member_statuses": member_statuses,
+                "salesforce_matches": salesforce_matches,
+                "mailchimp_campaign_report": mailchimp_campaign_report,
+            },
         )
         if not attachments_enabled(profile):
             context.log.info("Attachments are turned off in the sync profile: no sent email is attached")
@@ -347,41 +277,3 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         return dg.Output(desired, metadata=metadata)
 
     return sf_attachments
-
-
-# What each mode adds to the push, after the Campaign records (salesforce.defs.salesforce_assets reads this).
-# The attachment asset honours the profile's on/off switch itself (it then yields no rows and says so).
-ACTIVITY_DESIRED_INPUTS: dict[str, list[tuple[DesiredInput, Callable[[SyncProfile], dg.AssetsDefinition]]]] = {
-    "activity": [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)],
-    "campaign_and_activity": [(DesiredInput("sf_tasks", task_kind), build_sf_tasks)],
-    "notes": [
-        (DesiredInput("sf_notes", note_kind), build_sf_notes),
-        (DesiredInput("sf_attachments", attachment_kind), build_sf_attachments),
-    ],
-}
-
-
-def activity_mode_records(
-    profile: SyncProfile,
-    *,
-    raw_email_events: pd.DataFrame,
-    member_statuses: pd.DataFrame,
-    matches: pd.DataFrame,
-    campaign_report: pd.DataFrame,
-    campaign_content: pd.DataFrame | None = None,
-) -> list[DesiredRecords]:
-    """Desired Tasks (modes activity, campaign_and_activity) or Notes and Attachments (mode notes), with their kinds.
-
-    Mode campaign_and_activity also needs the Campaign records first (``modes.campaign_mode_records``).
-    """
-    if profile.mode in MODES_WITH_TASKS:
-        tasks = profile_tasks(profile, raw_email_events, member_statuses, matches, campaign_report)
-        return [DesiredRecords(task_kind(profile), tasks)]
-    if profile.mode in MODES_WITH_NOTES:
-        notes = profile_notes(profile, member_statuses, raw_email_events, matches, campaign_report)
-        desired = [DesiredRecords(note_kind(profile), notes)]
-        if attachments_enabled(profile) and campaign_content is not None:
-            attachments = profile_attachments(profile, campaign_content, member_statuses, matches, campaign_report)
-            desired.append(DesiredRecords(attachment_kind(profile), attachments))
-        return desired
-    return []

@@ -1,39 +1,25 @@
-"""Per-campaign Salesforce assets: matches, unmatched members, desired records and the push (salesforce_sync).
+"""Per-campaign Salesforce assets: matches, unmatched members, Campaign desired records and the push (salesforce_sync).
 
-Modes activity / notes add their desired-record assets (``sf_tasks``, ``sf_notes``, ``sf_attachments``) to the
-push by passing ``DesiredInput``s to ``build_salesforce_sync`` (see ``campaign_pipeline.salesforce.defs``).
+Which desired-record assets a mode has, and what the push writes from them in which order, is the mode table's
+(``campaign_pipeline.modes``); the assets here build their frames through it.
 """
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
-from campaign_pipeline.core.salesforce_records import (
-    APPROXIMATE_SEND_NOTE,
-    desired_campaign_member_statuses,
-    desired_campaign_members,
-    desired_campaigns,
-    desired_leads,
-)
+from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, desired_leads
 from campaign_pipeline.mailchimp.partitions import (
     CAMPAIGN_BACKFILL_POLICY,
     CAMPAIGN_PARTITION_METADATA,
     campaign_asset,
     mailchimp_campaigns,
 )
+from campaign_pipeline.modes import build_desired_frame, mode_spec, push_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import (
-    CAMPAIGN_MEMBER_STATUS_KIND,
-    LEAD_KIND,
-    DesiredRecords,
-    RecordKind,
-    SyncReport,
-    sync_desired_records,
-)
+from campaign_pipeline.salesforce.engine import LEAD_KIND, DesiredRecords, SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
@@ -41,14 +27,6 @@ from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
 SALESFORCE_POOL = "salesforce"
-
-
-@dataclass(frozen=True)
-class DesiredInput:
-    """An upstream desired-record asset for the push, and the record kind its frame holds."""
-
-    asset_name: str
-    kind: Callable[[SyncProfile], RecordKind]
 
 
 def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
@@ -171,12 +149,10 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
     def sf_campaign(
         context: dg.AssetExecutionContext, campaign_totals: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
-        desired = desired_campaigns(
-            campaign_totals,
-            mailchimp_campaign_report,
-            totals_mapping=profile.field_mapping.campaign,
-            key_field=profile.field_mapping.campaign_key_field,
-            field_limit_policy=profile.sync.field_limit_policy,
+        desired = build_desired_frame(
+            profile,
+            "sf_campaign",
+            {"campaign_totals": campaign_totals, "mailchimp_campaign_report": mailchimp_campaign_report},
         )
         approximate = int((~desired["sent_at_is_exact"]).sum())
         metadata: dict[str, Any] = {
@@ -208,12 +184,10 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
     def sf_campaign_members(
         context: dg.AssetExecutionContext, member_statuses: pd.DataFrame, salesforce_matches: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
-        desired = desired_campaign_members(
-            member_statuses,
-            salesforce_matches,
-            member_mapping=profile.field_mapping.campaign_member,
-            key_field=profile.field_mapping.campaign_member_key_field,
-            field_limit_policy=profile.sync.field_limit_policy,
+        desired = build_desired_frame(
+            profile,
+            "sf_campaign_members",
+            {"member_statuses": member_statuses, "salesforce_matches": salesforce_matches},
         )
         breakdown = desired["Status"].value_counts().to_dict() if len(desired) else {}
         approximate = int((~desired["sent_at_is_exact"]).sum())
@@ -266,12 +240,9 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
     return metadata
 
 
-def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[DesiredInput]) -> dg.AssetsDefinition:
-    """The push: every desired-record input, in order (parents first), through the sync engine.
-
-    ``sf_campaign`` also brings the CampaignMemberStatus values its members need, right after the Campaigns.
-    """
-    names = [desired_input.asset_name for desired_input in desired_inputs]
+def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
+    """The push: the mode's desired-record assets, written in the mode table's order (parents first)."""
+    names = list(mode_spec(profile).desired_assets)
 
     @campaign_asset(
         name="salesforce_sync",
@@ -295,15 +266,7 @@ def build_salesforce_sync(profile: SyncProfile, desired_inputs: Sequence[Desired
         ),
     )
     def salesforce_sync(context: dg.AssetExecutionContext, salesforce: SalesforceResource, **frames: pd.DataFrame):
-        desired: list[DesiredRecords] = []
-        for desired_input in desired_inputs:
-            frame = frames[desired_input.asset_name]
-            kind = desired_input.kind(profile)
-            desired.append(DesiredRecords(kind, frame))
-            if desired_input.asset_name == "sf_campaign" and profile.mode != "campaign_totals":
-                desired.append(
-                    DesiredRecords(CAMPAIGN_MEMBER_STATUS_KIND, desired_campaign_member_statuses(frame["campaign_id"]))
-                )
+        desired = push_records(profile, frames)
         ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,

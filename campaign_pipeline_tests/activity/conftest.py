@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from campaign_pipeline.modes import campaign_mode_records
+from campaign_pipeline.modes import desired_records, mode_spec
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.activity_assets import activity_mode_records, recover_pending_tasks
+from campaign_pipeline.salesforce.activity_assets import recover_pending_tasks
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -75,20 +75,23 @@ class ActivityOrg:
         client = self.last_client = self.client()
         members = statuses(recipient_frame, event_frame)
         matches, _ = match_campaign_members(client, members)
-        desired = []
-        if profile.mode == "campaign_and_activity":
-            totals = _totals(members)
-            desired += campaign_mode_records(
-                profile, campaign_totals=totals, campaign_report=report_frame, member_statuses=members, matches=matches
-            )
-        desired += activity_mode_records(
-            profile,
-            raw_email_events=event_frame,
-            member_statuses=members,
-            matches=matches,
-            campaign_report=report_frame,
-            campaign_content=content_frame,
-        )
+        frames = {
+            "raw_email_events": event_frame,
+            "member_statuses": members,
+            "salesforce_matches": matches,
+            "mailchimp_campaign_report": report_frame,
+        }
+        if "sf_campaign" in mode_spec(profile).desired_assets:
+            frames["campaign_totals"] = _totals(members)
+        if mode_spec(profile).needs_content:
+            if content_frame is None:
+                # A test without the sent email syncs Notes only, as a profile with attachments turned off does.
+                profile = profile.model_copy(
+                    update={"activity": profile.activity.model_copy(update={"attach_sent_email": False})}
+                )
+                content_frame = pd.DataFrame({"campaign_id": pd.Series(dtype=object), "html": pd.Series(dtype=object)})
+            frames["campaign_content"] = content_frame
+        desired = desired_records(profile, frames)
         for item in desired:
             if item.kind.name == "task":
                 recover_pending_tasks(client, ledger, item.frame, item.kind)

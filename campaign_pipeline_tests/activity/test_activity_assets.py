@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from campaign_pipeline import modes
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce import activity_assets
 from campaign_pipeline.salesforce.defs import salesforce_assets
@@ -73,11 +74,11 @@ def test_activity_asset_specs() -> None:
 
 
 def test_campaign_and_activity_tasks_take_whatid_from_the_campaign_ledger() -> None:
-    both = activity_assets.task_kind(SyncProfile(mode="campaign_and_activity"))
-    alone = activity_assets.task_kind(SyncProfile(mode="activity"))
+    both = modes.task_kind(SyncProfile(mode="campaign_and_activity"))
+    alone = modes.task_kind(SyncProfile(mode="activity"))
     assert (both.parent_field, both.parent_kind) == ("WhatId", "campaign")
     assert alone.parent_field is None
-    keyed = activity_assets.task_kind(
+    keyed = modes.task_kind(
         SyncProfile.model_validate({"mode": "activity", "field_mapping": {"task_key_field": "Mailchimp_Event_Id__c"}})
     )
     assert keyed.external_id_field == "Mailchimp_Event_Id__c"
@@ -131,29 +132,17 @@ def test_sf_notes_metadata(dagster_instance, pg_url) -> None:
 
 def test_profile_activity_settings_reach_the_records() -> None:
     default = SyncProfile(mode="notes")
-    assert activity_assets.attachments_enabled(default) and not activity_assets.one_task_per_url(default)
-    assert activity_assets.task_subtype(default) == "Email"
+    assert modes.attachments_enabled(default) and not default.activity.one_task_per_url
+    assert modes.task_subtype(default) == "Email"
     no_subtype = SyncProfile.model_validate({"mode": "activity", "activity": {"task_subtype": ""}})
-    assert activity_assets.task_subtype(no_subtype) is None
+    assert modes.task_subtype(no_subtype) is None
     profile = SyncProfile.model_validate(
         {"mode": "notes", "activity": {"attach_sent_email": False, "one_task_per_url": True}}
     )
-    assert not activity_assets.attachments_enabled(profile) and activity_assets.one_task_per_url(profile)
-    inputs = _inputs()
-    kinds = activity_assets.activity_mode_records(
-        profile,
-        raw_email_events=inputs["raw_email_events"],
-        member_statuses=inputs["member_statuses"],
-        matches=inputs["salesforce_matches"],
-        campaign_report=inputs["mailchimp_campaign_report"],
-        campaign_content=content("<p>x</p>"),
-    )
-    assert [item.kind.name for item in kinds] == ["note"]
-    off = activity_assets.profile_attachments(
-        profile,
-        content("<p>x</p>"),
-        inputs["member_statuses"],
-        inputs["salesforce_matches"],
-        inputs["mailchimp_campaign_report"],
-    )
+    assert not modes.attachments_enabled(profile) and profile.activity.one_task_per_url
+    inputs = {**_inputs(), "campaign_content": content("<p>x</p>")}
+    kinds = modes.desired_records(profile, inputs)
+    # The push still names the Attachment kind; with attachments off its frame has no rows.
+    assert [(item.kind.name, len(item.frame)) for item in kinds] == [("note", 2), ("attachment", 0)]
+    off = modes.build_desired_frame(profile, "sf_attachments", inputs)
     assert off.empty and "Body" in off.columns

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES
+from campaign_pipeline.modes import desired_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.activity_assets import activity_mode_records
 from campaign_pipeline.salesforce.engine import sobject_collections, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -263,8 +263,14 @@ def test_engine_lookup_after_a_crash_adopts_tasks_without_filtering_on_descripti
     client = activity_org.client()
     members = statuses(recipients(*AUDIENCE), raw)
     matches, _ = match_campaign_members(client, members)
-    desired = activity_mode_records(
-        profile, raw_email_events=raw, member_statuses=members, matches=matches, campaign_report=report()
+    desired = desired_records(
+        profile,
+        {
+            "raw_email_events": raw,
+            "member_statuses": members,
+            "salesforce_matches": matches,
+            "mailchimp_campaign_report": report(),
+        },
     )
     rerun = sync_desired_records(client, activity_org.ledger, desired, profile.sync)
     assert not rerun.kind_errors, rerun.kind_errors

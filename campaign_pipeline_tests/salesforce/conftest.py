@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from campaign_pipeline.modes import campaign_mode_records
+from campaign_pipeline.modes import desired_records
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -48,18 +48,20 @@ class Org:
         )
 
     def desired(self, statuses: pd.DataFrame, profile: SyncProfile = PROFILE, *, report_frame=None, client=None):
-        """The desired records of a campaign-mode sync (matching through `client`)."""
+        """The desired records of a campaign-mode sync (matching through `client`), built as the assets build them."""
         client = client or self.client()
         campaign_ids = statuses["campaign_id"].unique().tolist()
         if report_frame is None:
             report_frame = pd.concat([campaign_report(c) for c in campaign_ids])
         matches, _ = match_campaign_members(client, statuses)
-        return campaign_mode_records(
+        return desired_records(
             profile,
-            campaign_totals=campaign_totals(statuses),
-            campaign_report=report_frame,
-            member_statuses=statuses,
-            matches=matches,
+            {
+                "campaign_totals": campaign_totals(statuses),
+                "mailchimp_campaign_report": report_frame,
+                "member_statuses": statuses,
+                "salesforce_matches": matches,
+            },
         )
 
     def sync(

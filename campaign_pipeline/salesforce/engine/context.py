@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from campaign_pipeline.core.salesforce_records import salesforce_field_columns
-from campaign_pipeline.profile import SyncSettings
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
 from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.resource import SalesforceCallFailed, SalesforceClient
+
+if TYPE_CHECKING:  # the profile imports the mode table, which imports record kinds from here
+    from campaign_pipeline.profile import SyncSettings
 
 logger = logging.getLogger("campaign_pipeline.salesforce.engine")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from campaign_pipeline.core import diff as diffing
 from campaign_pipeline.core.salesforce_records import enforce_field_limits
-from campaign_pipeline.profile import SyncSettings
 from campaign_pipeline.salesforce.engine.bulk import send_bulk
 from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, OrgFields, SyncContext, logger
 from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
@@ -17,6 +17,9 @@ from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome,
 from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.resource import SalesforceCallFailed, SalesforceClient, SalesforceStopped
+
+if TYPE_CHECKING:  # the profile imports the mode table, which imports record kinds from here
+    from campaign_pipeline.profile import SyncSettings
 
 
 def sync_desired_records(
