@@ -31,7 +31,6 @@ from campaign_pipeline.core.events import email_hashes, event_ids
 from campaign_pipeline.core.metrics import member_statuses
 from campaign_pipeline.modes import desired_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.activity_assets import recover_pending_tasks
 from campaign_pipeline.salesforce.engine import COLLECTION_SIZE, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -141,9 +140,6 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
                     },
                 )
                 desired_at = time.perf_counter()
-                for item in desired:
-                    if item.kind.name == "task":
-                        recover_pending_tasks(first_client, ledger, item.frame, item.kind)
                 first = sync_desired_records(first_client, ledger, desired, profile.sync)
                 seconds = time.perf_counter() - timed_from
                 second = sync_desired_records(client(), ledger, desired, profile.sync)

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
-from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE, desired_leads
+from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import (
     CAMPAIGN_BACKFILL_POLICY,
     CAMPAIGN_PARTITION_METADATA,
@@ -19,10 +19,11 @@ from campaign_pipeline.mailchimp.partitions import (
 )
 from campaign_pipeline.modes import build_desired_frame, mode_spec, push_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import LEAD_KIND, DesiredRecords, SyncReport, sync_desired_records
+from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
+from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
 from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
-from campaign_pipeline.salesforce.matching import MATCH_COLUMNS, match_campaign_members
-from campaign_pipeline.salesforce.resource import SalesforceClient, SalesforceResource, SalesforceStopped
+from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
 from campaign_pipeline.storage.database import get_engine
 
 SALESFORCE_GROUP = "salesforce"
@@ -48,7 +49,8 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 kinds={"salesforce"},
                 description=(
                     "Campaign members no Contact or unconverted Lead matches, with the reason. With "
-                    "matching.create_leads_for_unmatched they become Leads and move to salesforce_matches."
+                    "matching.create_leads_for_unmatched, salesforce_sync creates them as Leads and writes their "
+                    "records; the next run matches them as ordinary Leads."
                 ),
             ),
         },
@@ -73,16 +75,9 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 raise dg.Failure(
                     description=f"matching stopped before it finished: {stop}", allow_retries=False
                 ) from stop
-            created_leads = 0
-            if profile.matching.create_leads_for_unmatched and len(unmatched) and not profile.sync.preview_only:
-                matches, unmatched, created_leads = create_leads_for_unmatched(
-                    client,
-                    SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys)),
-                    profile,
-                    matches,
-                    unmatched,
-                )
             calls = dict(client.stats.calls)
+        # Matching only reads: the push creates these Leads (salesforce.leads).
+        would_become_leads = len(unmatched) if profile.matching.create_leads_for_unmatched else 0
         several = int((matches["candidate_count"] > 1).sum())
         common: dict[str, Any] = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
         yield dg.Output(
@@ -94,7 +89,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 "contacts": int((matches["salesforce_object"] == "Contact").sum()),
                 "leads": int((matches["salesforce_object"] == "Lead").sum()),
                 "several_candidates": several,
-                "leads_created": created_leads,
+                "would_become_leads": would_become_leads,
                 "preview": preview_table(matches),
             },
         )
@@ -105,33 +100,6 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         )
 
     return salesforce_matches
-
-
-def create_leads_for_unmatched(
-    client: SalesforceClient,
-    ledger: SyncLedger,
-    profile: SyncProfile,
-    matches: pd.DataFrame,
-    unmatched: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Create a Lead per unmatched address (once, through the ledger) and match those members to them.
-
-    Returns (matches, still unmatched, Leads created this run).
-    """
-    leads = desired_leads(
-        unmatched, company=profile.matching.lead_company_default, lead_source=profile.matching.lead_source
-    )
-    report = sync_desired_records(client, ledger, [DesiredRecords(LEAD_KIND, leads)], profile.sync)
-    known = ledger.load(LEAD_KIND.name).dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
-    lead_ids = ("lead|" + unmatched["email_id"]).map(known)
-    now_matched = unmatched[lead_ids.notna()].assign(
-        salesforce_id=lead_ids[lead_ids.notna()],
-        salesforce_object="Lead",
-        candidate_count=1,
-        match_note="Lead created for an unmatched member",
-    )
-    matches = pd.concat([matches, now_matched[list(MATCH_COLUMNS)]], ignore_index=True)
-    return matches, unmatched[lead_ids.isna()].reset_index(drop=True), report.total("created")
 
 
 def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
@@ -241,15 +209,20 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
 
 
 def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
-    """The push: the mode's desired-record assets, written in the mode table's order (parents first)."""
+    """The push: the mode's desired-record assets, written in the mode table's order (parents first).
+
+    With matching.create_leads_for_unmatched it also reads ``lead_inputs``: it creates the Leads first, then
+    writes their members' records with the rest (``salesforce.leads``). Every Salesforce write is made here.
+    """
     names = list(mode_spec(profile).desired_assets)
+    extra_inputs = lead_inputs(profile)
 
     @campaign_asset(
         name="salesforce_sync",
         group_name=SALESFORCE_GROUP,
         pool=SALESFORCE_POOL,
         kinds={"salesforce"},
-        ins={name: dg.AssetIn() for name in names},
+        ins={name: dg.AssetIn() for name in [*names, *extra_inputs]},
         check_specs=[
             dg.AssetCheckSpec(
                 "no_failed_records",
@@ -266,14 +239,23 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         ),
     )
     def salesforce_sync(context: dg.AssetExecutionContext, salesforce: SalesforceResource, **frames: pd.DataFrame):
-        desired = push_records(profile, frames)
         ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
+        desired_frames = {name: frames[name] for name in names}
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,
             limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
             log=context.log,
         ) as client:
+            lead_report = None
+            if extra_inputs:
+                lead_report, new_matches = create_leads_for_unmatched(
+                    client, ledger, profile, frames["unmatched_members"]
+                )
+                desired_frames = with_new_leads(profile, desired_frames, frames, new_matches)
+            desired = push_records(profile, desired_frames)
             report = sync_desired_records(client, ledger, desired, profile.sync)
+            if lead_report is not None:
+                report = lead_report.followed_by(report)
         if report.stopped:
             context.log.warning(f"Salesforce sync stopped cleanly: {report.stopped}")
         metadata = report_metadata(report)

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from campaign_pipeline.modes import desired_records, mode_spec
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.activity_assets import recover_pending_tasks
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
@@ -70,7 +69,7 @@ class ActivityOrg:
         *,
         ledger: SyncLedger | None = None,
     ) -> SyncReport:
-        """What salesforce_sync does for the mode, with sf_tasks' recovery of an interrupted run first."""
+        """What the sf_* assets and salesforce_sync do for the mode: desired records, then one engine run."""
         ledger = ledger or self.ledger
         client = self.last_client = self.client()
         members = statuses(recipient_frame, event_frame)
@@ -92,9 +91,6 @@ class ActivityOrg:
                 content_frame = pd.DataFrame({"campaign_id": pd.Series(dtype=object), "html": pd.Series(dtype=object)})
             frames["campaign_content"] = content_frame
         desired = desired_records(profile, frames)
-        for item in desired:
-            if item.kind.name == "task":
-                recover_pending_tasks(client, ledger, item.frame, item.kind)
         return sync_desired_records(client, ledger, desired, profile.sync)
 
     def records(self, sobject: str) -> list[dict]:

@@ -107,7 +107,6 @@ def test_sf_tasks_output_and_metadata(dagster_instance, pg_url) -> None:
     assert len(output.value) == 2
     assert output.metadata["tasks"].value == 2
     assert output.metadata["by_response"].value == {"Opened": 1, "Clicked": 1}
-    assert output.metadata["adopted_after_interrupted_run"].value == 0
 
 
 def test_sf_attachments_metadata_reports_bytes_and_refusals(dagster_instance, pg_url) -> None:

@@ -116,6 +116,46 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
     assert meta["would_create"] == 1 and "create" in meta["changes"]
 
 
+@pytest.mark.slow
+def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
+    sandbox_resource, dagster_instance, monkeypatch
+) -> None:
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+
+    known = SandboxAccount(seed=sandbox_resource.sandbox_seed).audience_emails()[:3]
+    newcomers = ["newcomer@example.org", "Second.New@example.org"]
+    statuses = member_statuses(CAMPAIGN, dict.fromkeys([*known, *newcomers], "Opened"))
+    profile = SyncProfile.model_validate({"matching": {"create_leads_for_unmatched": True}})
+    push = next(a for a in salesforce_assets(profile) if dg.AssetKey("salesforce_sync") in a.keys)
+    # The push reads unmatched_members (and member_statuses, to build the new Leads' members) only with the option.
+    assert {key.to_user_string() for key in push.dependency_keys} == {
+        "sf_campaign",
+        "sf_campaign_members",
+        "unmatched_members",
+        "member_statuses",
+    }
+    assets = [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *salesforce_assets(profile)]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
+
+    first = _materialize(assets, sandbox_resource, dagster_instance)
+    assert first.success
+    matching = _metadata(first, "salesforce_matches")
+    unmatched = first.output_for_node("salesforce_matches", "unmatched_members")
+    assert matching["would_become_leads"] == len(unmatched) >= 2
+    assert {"newcomer@example.org", "Second.New@example.org"} <= set(unmatched["email_address"])
+    pushed = _metadata(first, "salesforce_sync")
+    per_kind = pushed["per_kind"]
+    assert per_kind["lead"]["created"] == len(unmatched) and pushed["failed"] == 0
+    # Every member, old match or new Lead, is a CampaignMember after the one run.
+    assert per_kind["campaign_member"]["created"] == len(statuses)
+
+    second = _materialize(assets, sandbox_resource, dagster_instance)
+    assert _metadata(second, "salesforce_matches")["would_become_leads"] == 0
+    again = _metadata(second, "salesforce_sync")
+    assert again["write_calls"] == 0 and again["failed"] == 0
+
+
 def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(monkeypatch) -> None:
     for name in ("USERNAME", "PASSWORD", "SECURITY_TOKEN", "INSTANCE_URL", "SESSION_ID", "CONSUMER_KEY", "DOMAIN"):
         monkeypatch.delenv(f"SALESFORCE_{name}", raising=False)

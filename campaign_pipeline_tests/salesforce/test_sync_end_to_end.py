@@ -321,7 +321,7 @@ def test_matching_contact_over_lead_skips_converted_and_picks_oldest(sandbox_org
 
 
 def test_unmatched_members_become_leads_once_when_the_profile_says_so(sandbox_org) -> None:
-    from campaign_pipeline.salesforce.assets import create_leads_for_unmatched
+    from campaign_pipeline.salesforce.leads import create_leads_for_unmatched
     from campaign_pipeline.salesforce.matching import match_campaign_members
 
     profile = SyncProfile.model_validate(
@@ -333,14 +333,13 @@ def test_unmatched_members_become_leads_once_when_the_profile_says_so(sandbox_or
     assert sorted(unmatched["email_address"]) == ["Second.New@example.org", "newcomer@example.org"]
     leads_before = len(sandbox_org.org.records("Lead"))
 
-    matches, still_unmatched, created = create_leads_for_unmatched(
-        client, sandbox_org.ledger, profile, matches, unmatched
-    )
-    assert created == 2 and still_unmatched.empty
+    report, new_matches = create_leads_for_unmatched(client, sandbox_org.ledger, profile, unmatched)
+    assert report.total("created") == 2 and sorted(new_matches["email_id"]) == sorted(unmatched["email_id"])
+    assert set(new_matches["salesforce_object"]) == {"Lead"}
     new_leads = sandbox_org.org.records("Lead")[leads_before:]
     assert sorted(lead["Email"] for lead in new_leads) == ["Second.New@example.org", "newcomer@example.org"]
     assert {lead["Company"] for lead in new_leads} == {"Acme"}
-    assert set(matches["salesforce_id"]) >= {lead["Id"] for lead in new_leads}
+    assert set(new_matches["salesforce_id"]) == {lead["Id"] for lead in new_leads}
 
     # The next run matches them as ordinary Leads; nothing is created twice.
     again, unmatched_again = match_campaign_members(client, statuses)

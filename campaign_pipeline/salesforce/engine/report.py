@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,19 @@ class SyncReport:
 
     def total(self, attribute: str) -> int:
         return sum(getattr(outcome, attribute) for outcome in self.outcomes.values())
+
+    def followed_by(self, later: SyncReport) -> SyncReport:
+        """This run's report and a later one on the same client, as one (call counts are the client's, cumulative)."""
+        frames = [frame for frame in (self.failures, later.failures) if len(frame)]
+        changes = [frame for frame in (self.changes, later.changes) if len(frame)]
+        return replace(
+            later,
+            outcomes={**self.outcomes, **later.outcomes},
+            failures=pd.concat(frames, ignore_index=True) if frames else later.failures,
+            changes=pd.concat(changes, ignore_index=True) if changes else later.changes,
+            stopped=self.stopped or later.stopped,
+            kind_errors={**self.kind_errors, **later.kind_errors},
+        )
 
     @property
     def write_calls(self) -> int:

@@ -1,0 +1,42 @@
+"""The pipeline's own stores as Dagster resources, injected into assets: the sync ledger and the landing store.
+
+Asset frames are the IO manager's (``storage.io_manager.PostgresPandasIOManager``); these two are the tables
+assets read and write themselves. Each resource opens the store on the configured Postgres (``database_url``,
+default: the project's database, embedded or ``CAMPAIGN_PIPELINE_DATABASE_URL``), so a test or a second
+deployment points an asset at its own schema by binding another resource, never by patching a class.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from campaign_pipeline.mailchimp.landing import LandingStore
+from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
+
+SYNC_LEDGER_KEY = "sync_ledger"
+LANDING_STORE_KEY = "landing_store"
+
+
+class SyncLedgerResource(dg.ConfigurableResource):
+    """The sync ledger (record kind + key -> Salesforce Id, content hash, last result) in ``schema_name``."""
+
+    database_url: str | None = None
+    schema_name: str = PIPELINE_SCHEMA
+
+    def open(self) -> SyncLedger:
+        return SyncLedger(get_engine(self.database_url), schema=self.schema_name)
+
+
+class LandingStoreResource(dg.ConfigurableResource):
+    """Landed Mailchimp events, recipients, fetch cursors and quarantined records."""
+
+    database_url: str | None = None
+
+    def open(self) -> LandingStore:
+        return LandingStore(get_engine(self.database_url))
+
+
+def store_resources() -> dict[str, dg.ConfigurableResource]:
+    """The stores under their resource keys, on the project's database."""
+    return {SYNC_LEDGER_KEY: SyncLedgerResource(), LANDING_STORE_KEY: LandingStoreResource()}
