@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from campaign_pipeline.core.campaign_types import campaign_type_label, canonical_campaign_type, is_automation_type
-from campaign_pipeline.core.vocabulary import MEMBER_STATUSES, RESPONDED_STATUSES
+from campaign_pipeline.core.vocabulary import MEMBER_STATUS_DISPLAY_ORDER, RESPONDED_STATUSES
 
 META_COLUMNS: tuple[str, ...] = (
     "sync_key",
@@ -48,7 +48,7 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
 
 # CampaignMemberStatus labels created on every Campaign, with whether they count as a response.
 MEMBER_STATUS_LABELS: tuple[tuple[str, bool], ...] = tuple(
-    (status, status in RESPONDED_STATUSES) for status in MEMBER_STATUSES
+    (status, status in RESPONDED_STATUSES) for status in MEMBER_STATUS_DISPLAY_ORDER
 )
 APPROXIMATE_SEND_NOTE = (
     "Send time is approximate: automation emails give no per-recipient send time (sent_at_is_exact = false)."

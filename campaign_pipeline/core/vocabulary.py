@@ -12,6 +12,9 @@ SEND_STATUSES: tuple[str, ...] = ("sent", *BOUNCE_TYPES)
 # Member statuses in rank order, highest first: at one instant Clicked wins; Sent is a member with no event.
 MEMBER_STATUSES: tuple[str, ...] = ("Clicked", "Opened", "Bounced", "Unsubscribed", "Sent")
 SENT = "Sent"
+# The same statuses in the order people read them (CampaignMemberStatus values on a Campaign): the send, the
+# responses, then the negatives.
+MEMBER_STATUS_DISPLAY_ORDER: tuple[str, ...] = ("Sent", "Opened", "Clicked", "Bounced", "Unsubscribed")
 # The status each action stands for.
 STATUS_BY_ACTION: dict[str, str] = {
     "click": "Clicked",
