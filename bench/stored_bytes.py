@@ -31,6 +31,7 @@ from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage import database
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
+from campaign_pipeline.stores import store_resources
 
 SIZES_SQL = """
 SELECT c.relname AS table_name,
@@ -62,7 +63,12 @@ def run(recipients: int) -> dict[str, Any]:
             [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets(SyncProfile())],
             partition_key=campaign_id,
             instance=instance,
-            resources={"mailchimp": mailchimp, "io_manager": PostgresPandasIOManager(), **metrics_resources()},
+            resources={
+                "mailchimp": mailchimp,
+                "io_manager": PostgresPandasIOManager(),
+                **metrics_resources(),
+                **store_resources(),
+            },
         )
     if not result.success:
         raise SystemExit("the materialisation failed")

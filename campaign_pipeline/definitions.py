@@ -106,12 +106,14 @@ def shared_resources(filter_bots: bool = False) -> dict[str, Any]:
 def _resources_for(environment: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     from campaign_pipeline.deployment import choose_deployment
     from campaign_pipeline.metrics.assets import metrics_resources
+    from campaign_pipeline.stores import store_resources
 
     # Live or sandbox is decided here, once, by campaign_pipeline.deployment's rule.
     return {
         "io_manager": PostgresPandasIOManager(),
         **metrics_resources(),
         "salesforce": choose_deployment().salesforce,
+        **store_resources(),
     }
 
 

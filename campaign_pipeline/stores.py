@@ -24,8 +24,9 @@ class SyncLedgerResource(dg.ConfigurableResource):
     database_url: str | None = None
     schema_name: str = PIPELINE_SCHEMA
 
-    def open(self) -> SyncLedger:
-        return SyncLedger(get_engine(self.database_url), schema=self.schema_name)
+    def open(self, scope: str = "") -> SyncLedger:
+        """The ledger rows of one sync profile (``scope``: its name, empty for the classic single profile)."""
+        return SyncLedger(get_engine(self.database_url), schema=self.schema_name, scope=scope)
 
 
 class LandingStoreResource(dg.ConfigurableResource):

@@ -15,6 +15,7 @@ from campaign_pipeline.salesforce.resource import LiveSalesforceResource, Salesf
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxMailchimpResource, SandboxSalesforceResource
+from campaign_pipeline.stores import store_resources
 
 CREDENTIAL_VARIABLES = (
     "MAILCHIMP_API_KEY",
@@ -89,7 +90,7 @@ def test_run_config_for_page_size_keeps_the_live_key_and_base_url(tmp_path, monk
             [mailchimp_campaign_report],
             instance=dagster_instance,
             partition_key=campaign_id,
-            resources={"mailchimp": defs.resources["mailchimp"], "io_manager": dg.mem_io_manager},
+            resources={"mailchimp": defs.resources["mailchimp"], "io_manager": dg.mem_io_manager, **store_resources()},
             run_config={"resources": {"mailchimp": {"config": {"page_size": 7, "filter_bots": True}}}},
         )
         served = [path for _, path, _, _ in live_stand_in.request_log]
@@ -116,7 +117,7 @@ def test_run_config_for_timeouts_keeps_the_salesforce_login(monkeypatch):
     deployment = choose_deployment()
     result = dg.materialize(
         [probe],
-        resources={"salesforce": deployment.salesforce, "mailchimp": deployment.mailchimp},
+        resources={"salesforce": deployment.salesforce, "mailchimp": deployment.mailchimp, **store_resources()},
         run_config={"resources": {"salesforce": {"config": {"timeout_seconds": 5.0}}}},
     )
     assert result.success

@@ -20,13 +20,13 @@ from campaign_pipeline.mailchimp.landing import (
     LANDED_EVENTS_TABLE,
     PIPELINE_SCHEMA,
     RECIPIENTS_TABLE,
-    LandingStore,
     fetch_and_land_events,
     fetch_and_land_recipients,
 )
 from campaign_pipeline.mailchimp.landing_io import LandingIOManager
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.mailchimp.resource import MailchimpResource, checked_campaign_id
+from campaign_pipeline.stores import LandingStoreResource
 
 MAILCHIMP_GROUP = "mailchimp"
 MAILCHIMP_POOL = "mailchimp"
@@ -45,7 +45,7 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
     after_preflight=True,
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    io_manager_def=LandingIOManager(),
+    io_manager_def=LandingIOManager(landing_store=LandingStoreResource()),
     metadata={"dagster/column_schema": RawEmailEventsType.metadata["schema"]},
     kinds={"mailchimp", "postgres"},
     description=(
@@ -57,8 +57,10 @@ def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionCon
         "assets read their campaign's rows from it (no second copy)."
     ),
 )
-def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpResource) -> dg.MaterializeResult:
-    store = LandingStore()
+def raw_email_events(
+    context: dg.AssetExecutionContext, mailchimp: MailchimpResource, landing_store: LandingStoreResource
+) -> dg.MaterializeResult:
+    store = landing_store.open()
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     totals = {
         "new_events": 0,
@@ -124,7 +126,7 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
 @campaign_asset(
     group_name=MAILCHIMP_GROUP,
     pool=MAILCHIMP_POOL,
-    io_manager_def=LandingIOManager(),
+    io_manager_def=LandingIOManager(landing_store=LandingStoreResource()),
     metadata={"dagster/column_schema": CampaignRecipientsType.metadata["schema"]},
     kinds={"mailchimp", "postgres"},
     description=(
@@ -136,11 +138,14 @@ def raw_email_events(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
     ),
 )
 def campaign_recipients(
-    context: dg.AssetExecutionContext, mailchimp: MailchimpResource, mailchimp_campaign_report: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    mailchimp: MailchimpResource,
+    landing_store: LandingStoreResource,
+    mailchimp_campaign_report: pd.DataFrame,
 ) -> dg.MaterializeResult:
     metadata: dict[str, Any] = _source_metadata(mailchimp, context)
     before = mailchimp.stats.snapshot()
-    store = LandingStore()
+    store = landing_store.open()
     campaign_ids = _campaign_ids(context)
     # The report asset already fetched /reports/{id} this run: its row says whether sent-to can have changed.
     reports = mailchimp_campaign_report.set_index("campaign_id")

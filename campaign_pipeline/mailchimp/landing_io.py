@@ -5,8 +5,9 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.mailchimp.landing import LANDED_EVENTS_TABLE, RECIPIENTS_TABLE, LandingStore
+from campaign_pipeline.mailchimp.landing import LANDED_EVENTS_TABLE, RECIPIENTS_TABLE
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+from campaign_pipeline.stores import LandingStoreResource
 
 # Asset name -> the landing table that is its storage.
 LANDED_ASSETS = {"raw_email_events": LANDED_EVENTS_TABLE, "campaign_recipients": RECIPIENTS_TABLE}
@@ -18,8 +19,10 @@ class LandingIOManager(dg.ConfigurableIOManager):
     The assets land each new event and recipient once (COPY into the landing tables) and return no frame, so
     nothing is copied out and COPYed again into an asset table. A downstream load reads only its partitions'
     rows, and only the columns named by the input's ``columns`` metadata (``dg.AssetIn(metadata={"columns":
-    [...]})``) when given.
+    [...]})``) when given. The landing store is its own resource, the one the landing assets write through.
     """
+
+    landing_store: LandingStoreResource
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is not None:
@@ -34,7 +37,7 @@ class LandingIOManager(dg.ConfigurableIOManager):
             raise KeyError(f"{context.asset_key.to_user_string()} is not stored in the landing tables")
         campaign_ids = list(context.asset_partition_keys) if context.has_asset_partitions else None
         columns = (context.definition_metadata or {}).get("columns")
-        store = LandingStore()
+        store = self.landing_store.open()
         if name == "raw_email_events":
             return store.raw_email_events(campaign_ids, columns)
         return store.campaign_recipients(campaign_ids, columns)

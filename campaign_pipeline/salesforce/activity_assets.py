@@ -20,8 +20,8 @@ from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.modes import attachments_enabled, build_desired_frame, mode_spec
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
-from campaign_pipeline.storage.database import get_engine
+from campaign_pipeline.salesforce.ledger import ledger_scope
+from campaign_pipeline.stores import SyncLedgerResource
 
 SALESFORCE_GROUP = "salesforce"
 
@@ -174,6 +174,7 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         member_statuses: pd.DataFrame,
         salesforce_matches: pd.DataFrame,
         mailchimp_campaign_report: pd.DataFrame,
+        sync_ledger: SyncLedgerResource,
     ) -> dg.Output[pd.DataFrame]:
         desired = build_desired_frame(
             profile,
@@ -190,7 +191,7 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         campaign_ids = sorted(desired["campaign_id"].unique().tolist())
         to_write = diff_against_ledger(
             desired,
-            SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys)).load(ATTACHMENT, campaign_ids),
+            sync_ledger.open(scope=ledger_scope(context.assets_def.keys)).load(ATTACHMENT, campaign_ids),
         )
         writing = to_write[to_write["action"].isin(["create", "update"])]
         for reason in desired["reject_reason"].dropna().unique():

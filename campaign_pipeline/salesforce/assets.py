@@ -21,10 +21,10 @@ from campaign_pipeline.modes import build_desired_frame, mode_spec, push_records
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
-from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
+from campaign_pipeline.salesforce.ledger import ledger_scope
 from campaign_pipeline.salesforce.matching import match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
-from campaign_pipeline.storage.database import get_engine
+from campaign_pipeline.stores import SyncLedgerResource
 
 SALESFORCE_GROUP = "salesforce"
 SALESFORCE_POOL = "salesforce"
@@ -238,8 +238,13 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
             "it writes nothing and shows what would change. Output: the ledger rows of these campaigns."
         ),
     )
-    def salesforce_sync(context: dg.AssetExecutionContext, salesforce: SalesforceResource, **frames: pd.DataFrame):
-        ledger = SyncLedger(get_engine(), scope=ledger_scope(context.assets_def.keys))
+    def salesforce_sync(
+        context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
+        sync_ledger: SyncLedgerResource,
+        **frames: pd.DataFrame,
+    ):
+        ledger = sync_ledger.open(scope=ledger_scope(context.assets_def.keys))
         desired_frames = {name: frames[name] for name in names}
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,

@@ -11,6 +11,7 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce import activity_assets
 from campaign_pipeline.salesforce.defs import salesforce_assets
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
+from campaign_pipeline.stores import store_resources
 
 from .frames import content, events, matches, recipients, report, statuses
 
@@ -97,7 +98,9 @@ def _inputs() -> dict[str, pd.DataFrame]:
 def _run(asset: dg.AssetsDefinition, dagster_instance, **inputs) -> dg.MaterializeResult:
     dagster_instance.add_dynamic_partitions("mailchimp_campaigns", ["c1"])
     context = dg.build_asset_context(
-        partition_key="c1", instance=dagster_instance, resources={"salesforce": SandboxSalesforceResource()}
+        partition_key="c1",
+        instance=dagster_instance,
+        resources={"salesforce": SandboxSalesforceResource(), **store_resources()},
     )
     return asset(context, **inputs)
 

@@ -15,6 +15,7 @@ from campaign_pipeline.salesforce.defs import salesforce_assets
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
+from campaign_pipeline.stores import store_resources
 
 from .frames import content, events, recipients, report, statuses
 
@@ -83,7 +84,7 @@ def test_mode_materializes_through_the_push_and_a_rerun_writes_nothing(mode, kin
             assets,
             partition_key=campaign_id,
             instance=dagster_instance,
-            resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource},
+            resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource, **store_resources()},
         )
 
     first = materialize()

@@ -21,6 +21,7 @@ from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_oracle import malformed_records, truth_events, truth_recipients
 from campaign_pipeline.sandbox.resources import SANDBOX_SOURCE_MESSAGE, SandboxMailchimpResource
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+from campaign_pipeline.stores import store_resources
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def materialize(assets, instance, mailchimp, partition_key=None, tags=None):
     return dg.materialize(
         assets,
         instance=instance,
-        resources={"mailchimp": mailchimp, "io_manager": dg.mem_io_manager},
+        resources={"mailchimp": mailchimp, "io_manager": dg.mem_io_manager, **store_resources()},
         partition_key=partition_key,
         tags=tags,
     )

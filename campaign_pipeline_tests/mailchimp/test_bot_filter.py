@@ -13,6 +13,7 @@ from campaign_pipeline.metrics.assets import METRICS_SETTINGS_KEY, MetricsSettin
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+from campaign_pipeline.stores import store_resources
 from campaign_pipeline_tests.mailchimp.conftest import resource_on
 from campaign_pipeline_tests.mailchimp.test_resource import comparable, fetched_events
 
@@ -65,7 +66,12 @@ def test_filtered_events_show_what_was_left_out_and_still_reconcile(account, san
         ],
         instance=dagster_instance,
         partition_key=campaign_id,
-        resources={"mailchimp": mailchimp, "io_manager": dg.mem_io_manager, METRICS_SETTINGS_KEY: MetricsSettings()},
+        resources={
+            "mailchimp": mailchimp,
+            "io_manager": dg.mem_io_manager,
+            METRICS_SETTINGS_KEY: MetricsSettings(),
+            **store_resources(),
+        },
     )
     [events_materialization] = result.asset_materializations_for_node("raw_email_events")
     metadata = events_materialization.metadata

@@ -16,6 +16,7 @@ from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_model import ResponseRates
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+from campaign_pipeline.stores import store_resources
 from campaign_pipeline_tests.mailchimp.conftest import resource_on
 
 
@@ -84,6 +85,7 @@ def test_each_type_lands_and_reconciles_with_repeated_clicks(typed_account, type
                 "mailchimp": mailchimp,
                 "io_manager": dg.mem_io_manager,
                 METRICS_SETTINGS_KEY: MetricsSettings(),
+                **store_resources(),
             },
         )
         assert result.success, campaign_type

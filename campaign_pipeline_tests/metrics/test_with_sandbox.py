@@ -12,6 +12,7 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
+from campaign_pipeline.stores import store_resources
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,7 @@ def test_sandbox_campaigns_reconcile_with_their_reports(served_account, dagster_
                 "mailchimp": mailchimp,
                 "io_manager": dg.mem_io_manager,
                 METRICS_SETTINGS_KEY: MetricsSettings(),
+                **store_resources(),
             },
         )
         statuses = result.asset_value("member_statuses")

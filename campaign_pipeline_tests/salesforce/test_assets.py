@@ -15,6 +15,7 @@ from campaign_pipeline.salesforce.defs import salesforce_assets
 from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, LiveSalesforceResource
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
+from campaign_pipeline.stores import SYNC_LEDGER_KEY, SyncLedgerResource, store_resources
 
 from .frames import campaign_report, campaign_totals, member_statuses
 
@@ -44,18 +45,29 @@ def sandbox_resource(pg_url) -> SandboxSalesforceResource:
     return SandboxSalesforceResource(sandbox_schema=f"sf_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
 
 
-def _materialize(assets, resource, instance) -> dg.ExecuteInProcessResult:
+@pytest.fixture
+def sync_ledger() -> SyncLedgerResource:
+    """The stand-ins write the default schema: each test's ledger lives in its own, bound as the resource."""
+    return SyncLedgerResource(schema_name=f"ledger_{uuid.uuid4().hex[:8]}")
+
+
+def _materialize(assets, resource, instance, ledger: SyncLedgerResource) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets,
         partition_key=CAMPAIGN,
         instance=instance,
-        resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource},
+        resources={
+            "io_manager": PostgresPandasIOManager(),
+            "salesforce": resource,
+            **store_resources(),
+            SYNC_LEDGER_KEY: ledger,
+        },
     )
 
 
 @pytest.mark.slow
 def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_nothing(
-    sandbox_resource, dagster_instance, monkeypatch
+    sandbox_resource, dagster_instance, sync_ledger
 ) -> None:
     from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
@@ -71,10 +83,8 @@ def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_noth
     )
     assets = [*_stand_ins(statuses, report), *salesforce_assets(profile)]
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
-    # The stand-ins write the ledger's schema into the default one; keep the test's ledger apart.
-    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
 
-    first = _materialize(assets, sandbox_resource, dagster_instance)
+    first = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     assert first.success
     sync_meta = _metadata(first, "salesforce_sync")
     assert sync_meta["salesforce_target"] == SANDBOX_TARGET
@@ -87,14 +97,14 @@ def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_noth
     [check] = first.get_asset_check_evaluations()
     assert check.passed
 
-    second = _materialize(assets, sandbox_resource, dagster_instance)
+    second = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     again = _metadata(second, "salesforce_sync")
     assert again["write_calls"] == 0 and again["unchanged"] == sync_meta["created"] + sync_meta["unchanged"]
 
 
 @pytest.mark.slow
 def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothing(
-    sandbox_resource, dagster_instance, monkeypatch
+    sandbox_resource, dagster_instance, sync_ledger
 ) -> None:
     statuses = member_statuses(CAMPAIGN, {"a@example.com": "Clicked", "b@example.com": "Sent"})
     profile = SyncProfile.model_validate(
@@ -107,9 +117,8 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
     sf_assets = salesforce_assets(profile)
     assert {key.to_user_string() for a in sf_assets for key in a.keys} == {"sf_campaign", "salesforce_sync"}
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
-    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
     result = _materialize(
-        [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *sf_assets], sandbox_resource, dagster_instance
+        [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *sf_assets], sandbox_resource, dagster_instance, sync_ledger
     )
     meta = _metadata(result, "salesforce_sync")
     assert meta["preview_only"] is True and meta["write_calls"] == 0
@@ -118,7 +127,7 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
 
 @pytest.mark.slow
 def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
-    sandbox_resource, dagster_instance, monkeypatch
+    sandbox_resource, dagster_instance, sync_ledger
 ) -> None:
     from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 
@@ -136,9 +145,8 @@ def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
     }
     assets = [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *salesforce_assets(profile)]
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
-    monkeypatch.setattr("campaign_pipeline.salesforce.assets.SyncLedger", _ledger_in(f"ledger_{uuid.uuid4().hex[:8]}"))
 
-    first = _materialize(assets, sandbox_resource, dagster_instance)
+    first = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     assert first.success
     matching = _metadata(first, "salesforce_matches")
     unmatched = first.output_for_node("salesforce_matches", "unmatched_members")
@@ -150,7 +158,7 @@ def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
     # Every member, old match or new Lead, is a CampaignMember after the one run.
     assert per_kind["campaign_member"]["created"] == len(statuses)
 
-    second = _materialize(assets, sandbox_resource, dagster_instance)
+    second = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     assert _metadata(second, "salesforce_matches")["would_become_leads"] == 0
     again = _metadata(second, "salesforce_sync")
     assert again["write_calls"] == 0 and again["failed"] == 0
@@ -175,9 +183,3 @@ def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(mo
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {key: getattr(value, "value", value) for key, value in event.materialization.metadata.items()}
-
-
-def _ledger_in(schema: str):
-    from campaign_pipeline.salesforce.ledger import SyncLedger
-
-    return lambda engine, scope="": SyncLedger(engine, schema=schema, scope=scope)

@@ -21,6 +21,7 @@ from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
+from campaign_pipeline.stores import store_resources
 from campaign_pipeline_tests.activity.frames import content, events, recipients, report, statuses
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_sent_email_through_the_io_manager_in_notes_mode(html_bytes, dagster_ins
         [*_upstream(campaign_id, audience, html), *salesforce_assets(SyncProfile.model_validate({"mode": "notes"}))],
         partition_key=campaign_id,
         instance=dagster_instance,
-        resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource},
+        resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource, **store_resources()},
         raise_on_error=False,
     )
     assert result.success
