@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import dagster as dg
 
+from campaign_pipeline.core.errors import exception_chain
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS, mailchimp_campaigns
 
 # Where the profile comes from lives with the profile, so `campaign-pipeline check` reads it without building these.
@@ -166,18 +167,12 @@ def build_deployment(project_module_dir: Path | None = None) -> dg.Definitions:
     try:
         return dg.load_from_defs_folder(path_within_project=project_module_dir or Path(__file__).resolve().parent)
     except Exception as exc:  # the component tree wraps the merge error in its own
-        if any("different resources with same key 'mailchimp'" in str(e) for e in _causes(exc)):
+        if any("different resources with same key 'mailchimp'" in str(e) for e in exception_chain(exc)):
             raise ProfileError(
                 "the sync profiles under campaign_pipeline/defs/ disagree on mailchimp.filter_bots: landed Mailchimp "
                 "events are shared by every profile of a deployment, so set it the same in all of them"
             ) from exc
         raise
-
-
-def _causes(error: BaseException | None):
-    while error is not None:
-        yield error
-        error = error.__cause__ or error.__context__
 
 
 defs = build_deployment()

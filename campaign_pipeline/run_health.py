@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
+
+from campaign_pipeline.core.errors import exception_chain
 
 logger = logging.getLogger(__name__)
 
@@ -83,22 +85,13 @@ def worker_is_alive(worker: RunWorker) -> bool | None:
         return True  # it exists and belongs to someone else: do not fail a run we cannot see
 
 
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def is_database_outage(exc: BaseException) -> bool:
     """Whether an error (or what caused it) is Postgres being unreachable, rather than a bug or bad data."""
     import psycopg2
     import sqlalchemy.exc
     from dagster_postgres.utils import DagsterPostgresException
 
-    for link in _exception_chain(exc):
+    for link in exception_chain(exc):
         if isinstance(link, DagsterPostgresException | psycopg2.OperationalError | psycopg2.InterfaceError):
             return True
         if isinstance(link, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
@@ -122,7 +115,7 @@ def database_outage_message(exc: BaseException, what: str) -> str:
     else:
         where = f"{DATABASE_URL_ENV}={url}"
         fix = "bring that server back or fix the URL"
-    reason = next((str(link).strip().splitlines()[0] for link in _exception_chain(exc) if str(link).strip()), "")
+    reason = next((str(link).strip().splitlines()[0] for link in exception_chain(exc) if str(link).strip()), "")
     return (
         f"Lost the connection to Postgres at {where} during {what}"
         + (f" ({reason})" if reason else "")

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaign_pipeline.components import CampaignSync
+from campaign_pipeline.core.errors import exception_chain
 from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions, defs, instance_partitions_name
 from campaign_pipeline.profile import ProfileError, default_profile
 from campaign_pipeline.storage import database
@@ -123,7 +124,7 @@ def test_an_invalid_profile_names_the_instance_and_the_setting(tmp_path, monkeyp
     write_project(tmp_path, {"notes": bad})
     with pytest.raises(Exception) as raised:
         load_project(tmp_path, monkeypatch)
-    message = "".join(str(e) for e in _chain(raised.value))
+    message = "".join(str(e) for e in exception_chain(raised.value))
     assert "newsletter_notes" in message and "mode" in message and "'notes'" in message
 
 
@@ -142,12 +143,6 @@ def test_profiles_that_disagree_on_bot_filtering_are_refused(tmp_path, monkeypat
 
     with pytest.raises(ProfileError, match="filter_bots"):
         definitions.build_deployment(tmp_path / package_name(tmp_path))
-
-
-def _chain(error: BaseException | None):
-    while error is not None:
-        yield error
-        error = error.__cause__ or error.__context__
 
 
 @pytest.mark.slow
