@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_campaign_report, raw_email_events
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import MailchimpResource
+from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.metrics.assets import metrics_assets, metrics_resources
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
@@ -58,7 +58,9 @@ def run(recipients: int) -> dict[str, Any]:
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
     with MailchimpSandbox(account) as sandbox:
-        mailchimp = MailchimpResource(api_key=sandbox.api_key, base_url=sandbox.base_url, page_size=1000)
+        mailchimp = LiveMailchimpResource(
+            connection=MailchimpConnection(api_key=sandbox.api_key, base_url=sandbox.base_url), page_size=1000
+        )
         result = dg.materialize(
             [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets(SyncProfile())],
             partition_key=campaign_id,
