@@ -46,7 +46,9 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
     "Lead": {"LastName": 80, "Company": 255, "Email": 80, "LeadSource": 255},
 }
 
-# CampaignMemberStatus labels created on every Campaign, with whether they count as a response.
+# CampaignMemberStatus labels every Campaign needs, with whether they count as a response, in the order they
+# appear in the Campaign's status picklist. The sync engine numbers new ones (SortOrder) after the Campaign's
+# existing statuses in this order; Sent, which Salesforce makes itself on a new Campaign, is adopted, not created.
 MEMBER_STATUS_LABELS: tuple[tuple[str, bool], ...] = tuple(
     (status, status in RESPONDED_STATUSES) for status in MEMBER_STATUS_DISPLAY_ORDER
 )
@@ -197,7 +199,11 @@ def desired_campaigns(
 def desired_campaign_member_statuses(
     campaign_ids: pd.Series | list[str],
 ) -> pd.DataFrame:
-    """The CampaignMemberStatus labels every synced Campaign needs before members can carry them."""
+    """The CampaignMemberStatus labels every synced Campaign needs before members can carry them.
+
+    Rows are per Campaign in picklist order (``MEMBER_STATUS_DISPLAY_ORDER``); the frame holds no SortOrder, since the
+    right numbers depend on the statuses the Campaign already has in the org: the engine assigns them on create.
+    """
     ids = pd.Series(pd.unique(pd.Series(campaign_ids, dtype=object)), dtype=object)
     labels = pd.DataFrame(MEMBER_STATUS_LABELS, columns=["Label", "HasResponded"])
     grid = pd.DataFrame({"campaign_id": ids}).merge(labels, how="cross")

@@ -18,7 +18,8 @@ For every kind the engine:
 3. looks up records whose earlier create has an unknown outcome (ledger ``pending``) instead of creating twice
    (``lookups``): IN-list queries on the kind's lookup fields, chunked under the URI limit
    (``salesforce.soql``), then an exact match in Python (also on ``match_in_python`` fields, long text a live
-   org cannot filter on);
+   org cannot filter on); a kind with a ``sequence_field`` (CampaignMemberStatus.SortOrder, unique per Campaign)
+   numbers its remaining creates after the parent's existing records (``lookups.number_new_records``);
 4. sends through sObject Collections (``sobject_collections``: 200 records and at most
    ``COLLECTION_MAX_BODY_BYTES`` a call; a bigger record alone through the sObject resource) below
    ``settings.bulk_threshold`` records and Bulk API 2.0 ingest jobs (``bulk``) at or above it (never for kinds

@@ -46,8 +46,9 @@ class OrgFields:
             entry["name"] for entry in describe["fields"] if entry.get("createable") and not entry.get("updateable")
         }
         wanted = salesforce_field_columns(frame)
-        if kind.parent_field and kind.parent_field not in wanted:
-            wanted.append(kind.parent_field)
+        for extra in (kind.parent_field, kind.sequence_field):
+            if extra and extra not in wanted:
+                wanted.append(extra)
         for name in wanted:
             entry = fields.get(name.lower())
             if entry is None:

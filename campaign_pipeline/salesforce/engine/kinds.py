@@ -29,6 +29,10 @@ class RecordKind:
     # Fields that identify a record too but cannot go in a SOQL WHERE (long text areas such as Task.Description:
     # a live org answers INVALID_FIELD "can not be filtered"): selected by the lookup and compared in Python.
     match_in_python: tuple[str, ...] = ()
+    # A number the org requires unique among a parent's records (CampaignMemberStatus.SortOrder): creates take the
+    # next numbers after the parent's existing records, in the frame's order; it is never part of the desired
+    # frame (so never hashed) and never rewritten (list it in create_only_fields too).
+    sequence_field: str | None = None
     # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
     # they always go through sObject Collections, whatever the volume.
     bulk_allowed: bool = True
@@ -53,9 +57,10 @@ CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
     "CampaignMemberStatus",
     parent_field="CampaignId",
     parent_kind=CAMPAIGN,
-    create_only_fields=("CampaignId", "Label"),
+    create_only_fields=("CampaignId", "Label", "SortOrder"),
     lookup_fields=("CampaignId", "Label"),
     lookup_before_create=True,
+    sequence_field="SortOrder",
 )
 CAMPAIGN_MEMBER_KIND = RecordKind(
     CAMPAIGN_MEMBER,

@@ -116,3 +116,30 @@ def lookup_existing(client: SalesforceClient, kind: RecordKind, rows: pd.DataFra
         if name not in found.columns:
             found[name] = pd.NA
     return found
+
+
+def number_new_records(ctx: SyncContext, kind: RecordKind, creates: pd.DataFrame) -> pd.DataFrame:
+    """``creates`` with the kind's sequence field set: per parent, the numbers after its records in the org.
+
+    Salesforce requires CampaignMemberStatus.SortOrder unique per Campaign, and the Campaign may hold statuses
+    already (Sent and Responded, which it makes itself, or ones a user added): one query per chunk of parents
+    reads their highest number, and the new records follow it in frame order. Called after ``adopt_existing``, so
+    a record an earlier run made (whose answer was lost) is adopted, never numbered and created twice.
+    """
+    field, parent_field = kind.sequence_field, kind.parent_field
+    assert field and parent_field, f"{kind.name}: a sequence field needs a parent field"
+    creates = creates.copy()
+    parents = creates[parent_field].astype(str)
+    template = f"SELECT {parent_field}, {field} FROM {kind.sobject} WHERE {parent_field} IN {{}}"
+    highest: dict[str, int] = {}
+    for [chunk] in in_list_chunks(pd.DataFrame({parent_field: parents}), template):
+        for record in ctx.client.query_all(format_soql(template, chunk)):
+            number = record.get(field)
+            if number is not None:
+                parent = str(record[parent_field])
+                highest[parent] = max(highest.get(parent, 0), int(number))
+    # Salesforce Ids compare by their 15-character form (lookups answer 18), so the map is keyed on both.
+    by_prefix = {parent[:15]: value for parent, value in highest.items()}
+    start = parents.map(lambda parent: by_prefix.get(parent[:15], 0))
+    creates[field] = (start + parents.groupby(parents, sort=False).cumcount() + 1).astype("int64")
+    return creates

@@ -12,7 +12,7 @@ from campaign_pipeline.core.salesforce_records import enforce_field_limits
 from campaign_pipeline.salesforce.engine.bulk import send_bulk
 from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, OrgFields, SyncContext, logger
 from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
-from campaign_pipeline.salesforce.engine.lookups import adopt_existing
+from campaign_pipeline.salesforce.engine.lookups import adopt_existing, number_new_records
 from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome, SyncReport
 from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -102,6 +102,8 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
         todo = adopt_existing(ctx, kind, todo, lookup, outcome)
 
     creates = todo[todo["action"] == "create"]
+    if kind.sequence_field and len(creates):
+        creates = number_new_records(ctx, kind, creates)
     updates = todo[todo["action"] == "update"]
     use_bulk = kind.bulk_allowed and len(creates) + len(updates) >= settings.bulk_threshold
     outcome.api = "bulk" if use_bulk else "collections"
