@@ -42,6 +42,8 @@ class SalesforceCounts:
     unchanged: int = 0
     failed: int = 0
     api_calls: int = 0
+    # Opt-out sync: people this run marked HasOptedOutOfEmail = true (0 when the profile leaves it off).
+    opted_out: int = 0
 
 
 @dataclass
@@ -119,7 +121,7 @@ def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         if materialization.asset_key.to_user_string() == "salesforce_sync":
             meta: dict[str, Any] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-            for counter in ("created", "updated", "unchanged", "failed", "api_calls"):
+            for counter in ("created", "updated", "unchanged", "failed", "api_calls", "opted_out"):
                 setattr(summary.salesforce, counter, int(meta.get(counter, 0) or 0))
     return summary
 
@@ -249,12 +251,15 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
         summaries.append(summary)
         status = "ok" if result.success else "FAILED (see the run in `dagster dev`)"
         progress(f"[{index}/{len(keys)}] campaign {key}: {status}")
-    return {
+    report: dict[str, Any] = {
         "mode": profile.mode,
         "campaigns": [asdict(s) for s in summaries],
         "salesforce_writes": sum(s.salesforce.created + s.salesforce.updated for s in summaries),
         "failed_runs": sum(not s.success for s in summaries),
     }
+    if profile.matching.sync_opt_out:
+        report["opted_out"] = sum(s.salesforce.opted_out for s in summaries)
+    return report
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -277,6 +282,8 @@ def format_summary(report: dict[str, Any]) -> str:
             "(never after the member's first activity) and time to open is left empty"
         )
     lines.append(f"Salesforce records written this run: {report['salesforce_writes']}")
+    if "opted_out" in report:
+        lines.append(f"Leads/Contacts marked HasOptedOutOfEmail (unsubscribed in Mailchimp): {report['opted_out']}")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from campaign_pipeline.core.activity_records import (
     desired_notes,
     desired_tasks,
 )
+from campaign_pipeline.core.opt_out_records import desired_opt_outs, opt_outs_of
 from campaign_pipeline.core.salesforce_records import (
     desired_campaign_member_statuses,
     desired_campaign_members,
@@ -34,6 +35,8 @@ from campaign_pipeline.salesforce.engine.kinds import (
     CAMPAIGN_KIND,
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
+    CONTACT_OPT_OUT_KIND,
+    LEAD_OPT_OUT_KIND,
     NOTE_KIND,
     TASK_KIND,
     TASK_ON_CAMPAIGN_KIND,
@@ -194,6 +197,10 @@ def _sf_attachments(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
     return desired if attachments_enabled(profile) else desired.iloc[0:0]
 
 
+def _sf_opt_outs(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    return desired_opt_outs(frames["member_statuses"], frames["salesforce_matches"])
+
+
 _PEOPLE_INPUTS = ("member_statuses", "salesforce_matches")
 DESIRED_ASSETS: dict[str, DesiredAsset] = {
     asset.name: asset
@@ -209,6 +216,7 @@ DESIRED_ASSETS: dict[str, DesiredAsset] = {
         DesiredAsset(
             "sf_attachments", ("campaign_content", *_PEOPLE_INPUTS, "mailchimp_campaign_report"), _sf_attachments
         ),
+        DesiredAsset("sf_opt_outs", _PEOPLE_INPUTS, _sf_opt_outs),
     )
 }
 
@@ -222,6 +230,12 @@ _CAMPAIGN = RecordStep("sf_campaign", campaign_kind)
 _MEMBER_STATUSES = RecordStep("sf_campaign", campaign_member_status_kind, _statuses_of_campaigns)
 _MEMBERS = RecordStep("sf_campaign_members", campaign_member_kind)
 _TASKS = RecordStep("sf_tasks", task_kind)
+
+# Opt-out sync (profile: matching.sync_opt_out), after the mode's own records, in any mode that matches people.
+_OPT_OUTS = (
+    RecordStep("sf_opt_outs", lambda profile: CONTACT_OPT_OUT_KIND, lambda frame: opt_outs_of(frame, "Contact")),
+    RecordStep("sf_opt_outs", lambda profile: LEAD_OPT_OUT_KIND, lambda frame: opt_outs_of(frame, "Lead")),
+)
 
 MODES: dict[str, ModeSpec] = {
     spec.name: spec
@@ -273,6 +287,20 @@ def mode_spec(profile_or_mode: SyncProfile | str) -> ModeSpec:
     return MODES[name]
 
 
+def record_steps(profile: SyncProfile) -> tuple[RecordStep, ...]:
+    """What the profile's push writes, in order: its mode's records, then the options the profile turns on."""
+    spec = mode_spec(profile)
+    steps = spec.records
+    if spec.matches_people and profile.matching.sync_opt_out:
+        steps += _OPT_OUTS
+    return steps
+
+
+def desired_asset_names(profile: SyncProfile) -> tuple[str, ...]:
+    """The desired-record assets the profile's push reads, in push order (its Definitions have exactly these)."""
+    return tuple(dict.fromkeys(step.asset for step in record_steps(profile)))
+
+
 def build_desired_frame(profile: SyncProfile, asset_name: str, frames: Frames) -> pd.DataFrame:
     """The frame of one desired-record asset from its upstream frames (what the ``sf_*`` asset outputs)."""
     asset = DESIRED_ASSETS[asset_name]
@@ -285,7 +313,7 @@ def build_desired_frame(profile: SyncProfile, asset_name: str, frames: Frames) -
 def push_records(profile: SyncProfile, desired_frames: Frames) -> list[DesiredRecords]:
     """What the push writes, in order, from the mode's desired-record frames (keyed by asset name)."""
     records = []
-    for step in mode_spec(profile).records:
+    for step in record_steps(profile):
         frame = desired_frames[step.asset]
         records.append(DesiredRecords(step.kind(profile), step.derive(frame) if step.derive else frame))
     return records
@@ -293,6 +321,5 @@ def push_records(profile: SyncProfile, desired_frames: Frames) -> list[DesiredRe
 
 def desired_records(profile: SyncProfile, frames: Frames) -> list[DesiredRecords]:
     """Everything the mode writes, from the upstream frames: the ``sf_*`` assets, then the push, in one call."""
-    spec = mode_spec(profile)
-    desired_frames = {name: build_desired_frame(profile, name, frames) for name in spec.desired_assets}
+    desired_frames = {name: build_desired_frame(profile, name, frames) for name in desired_asset_names(profile)}
     return push_records(profile, desired_frames)

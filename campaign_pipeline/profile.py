@@ -114,6 +114,13 @@ class MatchingPolicy(BaseModel):
         max_length=255,
         description="Lead.LeadSource of created Leads.",
     )
+    sync_opt_out: bool = Field(
+        default=False,
+        description=(
+            "Opt-out sync: set HasOptedOutOfEmail = true on the matched Contact/Lead of each member who unsubscribed "
+            "from a synced campaign. Never set back to false."
+        ),
+    )
 
 
 def _check_field_name(field_name: str) -> str:
@@ -274,6 +281,11 @@ class SyncProfile(BaseModel):
             raise ValueError(
                 "field_mapping.campaign_member is set but mode campaign_totals writes no CampaignMembers; "
                 "remove it or use mode campaign"
+            )
+        if self.mode == "campaign_totals" and self.matching.sync_opt_out:
+            raise ValueError(
+                "matching.sync_opt_out is set but mode campaign_totals matches no Leads/Contacts to mark; "
+                "remove it or use a mode that matches people (campaign, activity, campaign_and_activity, notes)"
             )
         return self
 

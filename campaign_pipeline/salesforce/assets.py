@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import (
     CAMPAIGN_BACKFILL_POLICY,
@@ -17,7 +18,7 @@ from campaign_pipeline.mailchimp.partitions import (
     campaign_asset,
     mailchimp_campaigns,
 )
-from campaign_pipeline.modes import build_desired_frame, mode_spec, push_records
+from campaign_pipeline.modes import build_desired_frame, desired_asset_names, push_records
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
@@ -205,6 +206,10 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
         "stopped": report.stopped or "",
         "kind_errors": dg.MetadataValue.json(report.kind_errors),
     }
+    opt_outs = [report.outcomes[name] for name in (CONTACT_OPT_OUT, LEAD_OPT_OUT) if name in report.outcomes]
+    if opt_outs:
+        # Opt-out sync: people marked HasOptedOutOfEmail = true by this run (the CLI summary shows it too).
+        metadata["opted_out"] = sum(outcome.updated for outcome in opt_outs)
     return metadata
 
 
@@ -214,7 +219,7 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
     With matching.create_leads_for_unmatched it also reads ``lead_inputs``: it creates the Leads first, then
     writes their members' records with the rest (``salesforce.leads``). Every Salesforce write is made here.
     """
-    names = list(mode_spec(profile).desired_assets)
+    names = list(desired_asset_names(profile))
     extra_inputs = lead_inputs(profile)
 
     @campaign_asset(

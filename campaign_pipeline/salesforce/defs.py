@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from campaign_pipeline.modes import DESIRED_ASSETS, mode_spec
+from campaign_pipeline.modes import DESIRED_ASSETS, desired_asset_names, mode_spec
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.activity_assets import build_sf_attachments, build_sf_notes, build_sf_tasks
 from campaign_pipeline.salesforce.assets import (
@@ -19,6 +19,7 @@ from campaign_pipeline.salesforce.assets import (
     build_sf_campaign,
     build_sf_campaign_members,
 )
+from campaign_pipeline.salesforce.opt_out_assets import build_sf_opt_outs
 
 AssetBuilder = Callable[[SyncProfile], dg.AssetsDefinition]
 
@@ -29,6 +30,7 @@ DESIRED_ASSET_BUILDERS: dict[str, AssetBuilder] = {
     "sf_tasks": build_sf_tasks,
     "sf_notes": build_sf_notes,
     "sf_attachments": build_sf_attachments,
+    "sf_opt_outs": build_sf_opt_outs,
 }
 assert set(DESIRED_ASSET_BUILDERS) == set(DESIRED_ASSETS), "every desired asset of the mode table needs a builder"
 
@@ -39,7 +41,7 @@ def salesforce_assets(profile: SyncProfile) -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
     if spec.matches_people:
         assets.append(build_salesforce_matches(profile))
-    assets += [DESIRED_ASSET_BUILDERS[name](profile) for name in spec.desired_assets]
+    assets += [DESIRED_ASSET_BUILDERS[name](profile) for name in desired_asset_names(profile)]
     if spec.records:
         assets.append(build_salesforce_sync(profile))
     return assets

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from campaign_pipeline.core.salesforce_records import desired_leads
-from campaign_pipeline.modes import DESIRED_ASSETS, Frames, build_desired_frame, mode_spec
+from campaign_pipeline.modes import DESIRED_ASSETS, Frames, build_desired_frame, desired_asset_names, mode_spec
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import LEAD_KIND, DesiredRecords, SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -32,7 +32,7 @@ def lead_inputs(profile: SyncProfile) -> tuple[str, ...]:
         return ()
     upstream = [
         name
-        for asset in mode_spec(profile).desired_assets
+        for asset in desired_asset_names(profile)
         if "salesforce_matches" in DESIRED_ASSETS[asset].inputs
         for name in DESIRED_ASSETS[asset].inputs
         if name != "salesforce_matches"

@@ -28,6 +28,9 @@ For every kind the engine:
 5. records per-record failures with Salesforce's code and message (``report.Bookkeeping``), retries lock errors
    within the run and leaves every other failure for the next run, never stopping the other records.
 
+Kinds with ``updates_existing`` (opt-out sync) name an existing record by the frame's ``Id`` column: what the ledger
+lacks is sent as an update, never a create, so there is nothing to look up and a lost answer is simply re-sent.
+
 An exhausted API-call budget, the org's quota nearing its end or REQUEST_LIMIT_EXCEEDED stop the run cleanly:
 the report says so and everything written so far is in the ledger.
 """
@@ -39,7 +42,9 @@ from campaign_pipeline.salesforce.engine.kinds import (
     CAMPAIGN_KIND,
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
+    CONTACT_OPT_OUT_KIND,
     LEAD_KIND,
+    LEAD_OPT_OUT_KIND,
     NOTE_KIND,
     TASK_KIND,
     TASK_ON_CAMPAIGN_KIND,
@@ -57,9 +62,11 @@ __all__ = [
     "CAMPAIGN_KIND",
     "CAMPAIGN_MEMBER_KIND",
     "CAMPAIGN_MEMBER_STATUS_KIND",
+    "CONTACT_OPT_OUT_KIND",
     "COLLECTION_SIZE",
     "FAILURE_COLUMNS",
     "LEAD_KIND",
+    "LEAD_OPT_OUT_KIND",
     "NOTE_KIND",
     "TASK_KIND",
     "TASK_ON_CAMPAIGN_KIND",

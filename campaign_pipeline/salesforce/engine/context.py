@@ -46,6 +46,10 @@ class OrgFields:
             entry["name"] for entry in describe["fields"] if entry.get("createable") and not entry.get("updateable")
         }
         wanted = salesforce_field_columns(frame)
+        if kind.updates_existing:
+            if "Id" not in wanted:
+                raise ValueError(f"{kind.name} records update existing {kind.sobject} records: the frame needs Id")
+            wanted.remove("Id")  # names the record to update; never written
         for extra in (kind.parent_field, kind.sequence_field):
             if extra and extra not in wanted:
                 wanted.append(extra)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
+from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
 
 
@@ -33,6 +34,9 @@ class RecordKind:
     # next numbers after the parent's existing records, in the frame's order; it is never part of the desired
     # frame (so never hashed) and never rewritten (list it in create_only_fields too).
     sequence_field: str | None = None
+    # Records the org already has (a matched person): the frame's Id column names the record, which is only ever
+    # updated, never created or looked up. An update is idempotent, so a lost answer is simply sent again.
+    updates_existing: bool = False
     # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
     # they always go through sObject Collections, whatever the volume.
     bulk_allowed: bool = True
@@ -95,6 +99,10 @@ ATTACHMENT_KIND = RecordKind(
     lookup_fields=("ParentId", "Name"),
     bulk_allowed=False,
 )
+
+# Opt-out sync: HasOptedOutOfEmail = true on the matched person (core.opt_out_records), one kind per sObject.
+CONTACT_OPT_OUT_KIND = RecordKind(CONTACT_OPT_OUT, "Contact", updates_existing=True)
+LEAD_OPT_OUT_KIND = RecordKind(LEAD_OPT_OUT, "Lead", updates_existing=True)
 
 
 def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordKind:

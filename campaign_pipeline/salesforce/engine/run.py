@@ -69,6 +69,10 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
     campaign_ids = sorted(frame["campaign_id"].dropna().unique().tolist())
     frame = _fill_parent_ids(ctx.ledger, kind, frame, campaign_ids)
     diffed = diffing.diff_against_ledger(frame, ctx.ledger.load(kind.name, campaign_ids))
+    if kind.updates_existing:
+        # The record exists already (the frame names it): what the ledger lacks is sent as an update.
+        diffed["salesforce_id"] = diffed["Id"].astype(object)
+        diffed.loc[diffed["action"] == "create", "action"] = "update"
     parentless = diffed["action"].isin(["create", "update"]) & _missing_parent(kind, diffed)
     counts = diffing.summarise_actions(diffed)
     outcome.unchanged = counts["unchanged"]
