@@ -14,6 +14,7 @@ from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxMailchimpResource
+from campaign_pipeline.stores import store_resources
 
 JOB = dg.define_asset_job("mailchimp_campaign_job", selection=dg.AssetSelection.assets(*MAILCHIMP_ASSETS))
 SEED, MEMBERS = 21, 400
@@ -147,7 +148,7 @@ def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
         jobs=[JOB],
         sensors=sensors,
         schedules=schedules,
-        resources={"mailchimp": SandboxMailchimpResource()},
+        resources={"mailchimp": SandboxMailchimpResource(), **store_resources()},
     )
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_sensor_def("mailchimp_new_sends_sensor").job_name == "mailchimp_campaign_job"
