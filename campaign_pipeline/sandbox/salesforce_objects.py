@@ -151,6 +151,13 @@ def _bool(name: str, default: bool = False, **kwargs: Any) -> FieldSpec:
 
 
 PERSON_TYPES = ("Contact", "Lead")
+CONTENT_DOCUMENT_PREFIX = "069"
+# A file or note version sent as JSON: Salesforce takes at most 37.5 MB of base64 in a non-multipart request,
+# which is 28.125 MB decoded (multipart uploads, which the pipeline does not use, go to 2 GB).
+CONTENT_MAX_BYTES = 37_500_000 * 3 // 4
+# ContentDocumentLink.ShareType: Viewer, Collaborator, Inferred (from the linked record); Visibility values.
+SHARE_TYPES = ("V", "C", "I")
+VISIBILITIES = ("AllUsers", "InternalUsers", "SharedUsers")
 ANY_PARENT = ("Account", "Contact", "Lead", "Campaign", "CampaignMember", "Task")
 
 OBJECTS: dict[str, ObjectSpec] = {
@@ -299,6 +306,69 @@ OBJECTS: dict[str, ObjectSpec] = {
                 _text("ContentType", 120),
                 _text("Description", 500, type="textarea"),
                 _bool("IsPrivate"),
+            ),
+        ),
+        # Salesforce Files and Enhanced Notes (rules and side effects: salesforce_content_rules). A ContentNote
+        # is a ContentDocument of type SNOTE: both carry the 069 prefix, and 069 Ids resolve to ContentDocument.
+        ObjectSpec(
+            "ContentNote",
+            CONTENT_DOCUMENT_PREFIX,
+            _system_fields()
+            + (
+                _text("Title", 255, required=True),
+                FieldSpec("Content", "base64", length=CONTENT_MAX_BYTES),
+                _text("TextPreview", 300, createable=False, updateable=False, system=True),
+                _num("ContentSize", "int", createable=False, updateable=False),
+                _text("FileType", 20, createable=False, updateable=False, system=True),
+                _text("FileExtension", 40, createable=False, updateable=False, system=True),
+                _ref("LatestPublishedVersionId", "ContentVersion", createable=False, updateable=False),
+                _ref("OwnerId", "User", createable=False, updateable=False),
+            ),
+        ),
+        ObjectSpec(
+            "ContentDocument",
+            CONTENT_DOCUMENT_PREFIX,
+            _system_fields()
+            + (
+                _text("Title", 255, createable=False),
+                _ref("LatestPublishedVersionId", "ContentVersion", createable=False, updateable=False),
+                _num("ContentSize", "int", createable=False, updateable=False),
+                _text("FileType", 20, createable=False, updateable=False, system=True),
+                _text("FileExtension", 40, createable=False, updateable=False, system=True),
+                _ref("OwnerId", "User", createable=False, updateable=False),
+            ),
+        ),
+        ObjectSpec(
+            "ContentVersion",
+            "068",
+            _system_fields()
+            + (
+                _text("Title", 255),
+                _text("PathOnClient", 500, updateable=False),
+                # Only a new version changes a file: VersionData is set on create, never updated.
+                FieldSpec("VersionData", "base64", length=CONTENT_MAX_BYTES, updateable=False),
+                _ref("ContentDocumentId", "ContentDocument", updateable=False),
+                _ref("FirstPublishLocationId", *ANY_PARENT, "User", updateable=False),
+                _text("ReasonForChange", 1000),
+                _text("Description", 1000, type="textarea"),
+                _bool("IsLatest", createable=False, updateable=False),
+                _text("VersionNumber", 20, createable=False, updateable=False, system=True),
+                _text("Checksum", 50, createable=False, updateable=False, system=True),
+                _num("ContentSize", "int", createable=False, updateable=False),
+                _text("FileType", 20, createable=False, updateable=False, system=True),
+                _text("FileExtension", 40, createable=False, updateable=False, system=True),
+                _ref("OwnerId", "User", createable=False, updateable=False),
+            ),
+        ),
+        ObjectSpec(
+            "ContentDocumentLink",
+            "06A",
+            (
+                FieldSpec("Id", "id", "Record ID", 18, createable=False, updateable=False, nillable=False, system=True),
+                _ref("ContentDocumentId", "ContentDocument", required=True, updateable=False),
+                _ref("LinkedEntityId", *ANY_PARENT, "User", required=True, updateable=False),
+                _text("ShareType", 40, type="picklist", required=True, restricted_values=SHARE_TYPES),
+                _text("Visibility", 40, type="picklist", default="AllUsers", restricted_values=VISIBILITIES),
             ),
         ),
     )

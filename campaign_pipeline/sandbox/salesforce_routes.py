@@ -155,7 +155,7 @@ class SalesforceRoutes:
             return ApiResponse(200, spec.describe())
         if len(rest) == 1:
             record_id = normalize_id(rest[0])
-            if record_id is None or object_of_id(record_id) != spec.name:
+            if record_id is None or record_id[:3] != spec.key_prefix:
                 return error_response(
                     404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {rest[0]}"
                 )

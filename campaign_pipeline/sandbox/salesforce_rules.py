@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from campaign_pipeline.sandbox.salesforce_campaign_rules import CampaignRules
+from campaign_pipeline.sandbox.salesforce_content_rules import CONTENT_OBJECTS, ContentRules
 from campaign_pipeline.sandbox.salesforce_objects import (
     FieldSpec,
     ObjectSpec,
@@ -43,7 +44,7 @@ def roll_back(results: list[WriteResult]) -> None:
             )
 
 
-class RecordWriter(CampaignRules):
+class RecordWriter(CampaignRules, ContentRules):
     """One write request's validation and persistence, set-based over all its rows."""
 
     def __init__(
@@ -97,6 +98,8 @@ class RecordWriter(CampaignRules):
             self._campaign_member_rules(results, finals, targets)
         elif self.spec.name == "CampaignMemberStatus":
             self._member_status_rules(results, finals, targets)
+        elif self.spec.name in CONTENT_OBJECTS:
+            self._content_rules(results, finals, targets)
         self._check_external_ids(results, finals, targets)
         if all_or_none and any(r.errors for r in results):
             roll_back(results)
@@ -109,8 +112,13 @@ class RecordWriter(CampaignRules):
             for r, f, t in zip(results, finals, targets, strict=True)
             if not r.errors and f is not None and t is not None
         ]
+        content = self.spec.name in CONTENT_OBJECTS
+        if content:
+            self._content_before_write(new_records, changed)
         self.store._insert(self.cursor, self.spec, new_records)
         self.store._update(self.cursor, self.spec, changed)
+        if content:
+            self._content_after_write(new_records, changed, {t["Id"]: t for t in targets if t is not None})
         for result, final, target in zip(results, finals, targets, strict=True):
             if not result.errors and final is not None:
                 result.id = final["Id"]
@@ -166,7 +174,8 @@ class RecordWriter(CampaignRules):
 
     def _id_error(self, raw: Any) -> SfError | None:
         normalized = normalize_id(raw) if isinstance(raw, str) else None
-        if normalized is None or object_of_id(normalized) != self.spec.name:
+        # By key prefix: a ContentNote's Id is its ContentDocument's (069), which object_of_id names.
+        if normalized is None or normalized[:3] != self.spec.key_prefix:
             return SfError("MALFORMED_ID", f"{self.spec.name} ID: id value of incorrect type: {raw}", ("Id",))
         return None
 
@@ -318,7 +327,15 @@ class RecordWriter(CampaignRules):
                 )
                 return None
             if value_length(field_spec, value) > field_spec.length:
-                if field_spec.type == "base64":
+                if field_spec.type == "base64" and self.spec.name in CONTENT_OBJECTS:
+                    result.errors.append(
+                        SfError(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            f"{field_spec.name}: a JSON (non-multipart) request carries at most 37.5 MB of base64 data",
+                            (name,),
+                        )
+                    )
+                elif field_spec.type == "base64":
                     result.errors.append(
                         SfError(
                             "MAXIMUM_SIZE_OF_ATTACHMENT", "Attachment body exceeds the maximum size of 25 MB", (name,)

@@ -450,7 +450,29 @@ class _Parser:
 
 def parse_soql(text: str) -> SoqlQuery:
     """Parse a SOQL statement of the supported subset or raise SoqlError with Salesforce's error code."""
-    return _Parser(text).parse()
+    query = _Parser(text).parse()
+    if query.sobject.name == "ContentDocumentLink" and not _filters_on_an_id(query.where):
+        # Salesforce answers this for any ContentDocumentLink query without such a filter (no Query All Files).
+        raise SoqlError(
+            "MALFORMED_QUERY",
+            "Implementation restriction: ContentDocumentLink requires a filter by a single Id on ContentDocumentId "
+            "or LinkedEntityId using the equals operator or multiple Id's using the IN operator.",
+        )
+    return query
+
+
+def _filters_on_an_id(condition: Condition | None) -> bool:
+    """Whether a WHERE (top-level AND terms) pins Id, ContentDocumentId or LinkedEntityId with = or IN."""
+    if condition is None:
+        return False
+    terms = condition.items if isinstance(condition, BoolOp) and condition.operator == "AND" else (condition,)
+    for term in terms:
+        pinned = (isinstance(term, Comparison) and term.operator == "=") or (
+            isinstance(term, InList) and not term.negated
+        )
+        if pinned and term.field.name in ("Id", "ContentDocumentId", "LinkedEntityId"):  # type: ignore[union-attr]
+            return True
+    return False
 
 
 # --- compiling to SQL over the records table --------------------------------------------------

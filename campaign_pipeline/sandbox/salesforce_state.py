@@ -95,6 +95,8 @@ def record_keys(spec: ObjectSpec, fields: dict[str, Any]) -> tuple[str | None, s
         member_key = f"{fields.get('CampaignId')}|{fields.get('ContactId') or fields.get('LeadId')}"
     elif spec.name == "CampaignMemberStatus":
         member_key = f"{fields.get('CampaignId')}|{str(fields.get('Label') or '').lower()}"
+    elif spec.name == "ContentDocumentLink":
+        member_key = f"{fields.get('ContentDocumentId')}|{fields.get('LinkedEntityId')}"
     return ext_key, member_key
 
 
