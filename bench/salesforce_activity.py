@@ -5,9 +5,12 @@
 Prints one JSON object with the engine bench's keys — members, write_calls, min_write_calls, read_calls,
 noop_write_calls (write calls of a second run with no new activity), seconds (the first sync: matching, desired
 records and writing, as in the engine bench) — plus records, records_by_kind, api, created, failed, match_seconds,
-desired_seconds, build_seconds (synthetic data and the org's people) and peak_rss_mb. ``min_write_calls`` is the fewest calls the records could
-take: one Bulk API 2.0 job (create, upload, close) per kind at or above the bulk threshold, else one sObject
-Collections call per 200 records (always so for Attachments, which Bulk API 2.0 cannot load). ``bench.salesforce_sync
+desired_seconds, build_seconds (synthetic data and the org's people) and peak_rss_mb; mode notes adds file_bytes
+(decoded bytes of note content and files the first run wrote: the org's file storage it takes) and
+noop_file_bytes. ``min_write_calls`` is the fewest calls the records could take: one Bulk API 2.0 job (create,
+upload, close) per kind at or above the bulk threshold, else one sObject Collections call per 200 records (always
+so for kinds with blob fields — ContentNote, ContentVersion, Attachment — which Bulk API 2.0 cannot load).
+``--notes-format`` picks Enhanced Notes and Files (default) or classic Notes and Attachments. ``bench.salesforce_sync
 --mode activity|notes`` runs this bench, forwarding --members, --bulk-threshold and --seed.
 """
 
@@ -98,9 +101,21 @@ def min_write_calls(records: int, bulk_threshold: int, bulk_allowed: bool = True
     return 3 if bulk_allowed and records >= bulk_threshold else math.ceil(records / COLLECTION_SIZE)
 
 
-def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: int, seed: int) -> dict[str, object]:
+def run(
+    mode: str,
+    members: int,
+    opens: float,
+    clicks: float,
+    bulk_threshold: int,
+    seed: int,
+    notes_format: str = "enhanced",
+) -> dict[str, object]:
     profile = SyncProfile.model_validate(
-        {"mode": mode, "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000}}
+        {
+            "mode": mode,
+            "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000},
+            "activity": {"notes_format": notes_format},
+        }
     )
     with tempfile.TemporaryDirectory(prefix="activity_bench_") as scratch:
         engine, server = bench_database(Path(scratch))
@@ -144,6 +159,15 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
                 seconds = time.perf_counter() - timed_from
                 second = sync_desired_records(client(), ledger, desired, profile.sync)
                 records = sum(len(item.frame) for item in desired)
+                files = (
+                    {
+                        "notes_format": notes_format,
+                        "file_bytes": first.total("file_bytes"),
+                        "noop_file_bytes": second.total("file_bytes"),
+                    }
+                    if mode == "notes"
+                    else {}
+                )
                 return {
                     "mode": mode,
                     "members": members,
@@ -164,6 +188,7 @@ def run(mode: str, members: int, opens: float, clicks: float, bulk_threshold: in
                     "desired_seconds": round(desired_at - matched_at, 2),
                     "build_seconds": round(timed_from - started, 2),
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                    **files,
                 }
         finally:
             with engine.begin() as conn:
@@ -182,12 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clicks-per-member", type=float, default=0.8, help="Mean clicks per member (Poisson).")
     parser.add_argument("--bulk-threshold", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--notes-format", choices=("enhanced", "classic"), default="enhanced", help="Mode notes.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = run(args.mode, args.members, args.opens_per_member, args.clicks_per_member, args.bulk_threshold, args.seed)
+    result = run(
+        args.mode,
+        args.members,
+        args.opens_per_member,
+        args.clicks_per_member,
+        args.bulk_threshold,
+        args.seed,
+        args.notes_format,
+    )
     print(json.dumps(result))
     return 0 if not result["failed"] and result["noop_write_calls"] == 0 else 1
 

@@ -25,6 +25,11 @@ from campaign_pipeline.core.activity_records import (
     desired_tasks,
 )
 from campaign_pipeline.core.opt_out_records import desired_opt_outs, opt_outs_of
+from campaign_pipeline.core.content_records import (
+    desired_content_notes,
+    desired_email_files,
+    desired_note_links,
+)
 from campaign_pipeline.core.salesforce_records import (
     desired_campaign_member_statuses,
     desired_campaign_members,
@@ -37,6 +42,9 @@ from campaign_pipeline.salesforce.engine.kinds import (
     CAMPAIGN_MEMBER_STATUS_KIND,
     CONTACT_OPT_OUT_KIND,
     LEAD_OPT_OUT_KIND,
+    CONTENT_NOTE_KIND,
+    CONTENT_NOTE_LINK_KIND,
+    EMAIL_FILE_KIND,
     NOTE_KIND,
     TASK_KIND,
     TASK_ON_CAMPAIGN_KIND,
@@ -70,12 +78,14 @@ class RecordStep:
     """One record kind the push writes: the desired asset its frame comes from, and the kind per profile.
 
     ``derive`` turns the asset's frame into this step's records when they are not the frame itself (the
-    CampaignMemberStatus values of the Campaigns).
+    CampaignMemberStatus values of the Campaigns). ``applies`` leaves the step out for profiles it does not
+    concern (the links of Enhanced Notes, under classic notes).
     """
 
     asset: str
     kind: Callable[[SyncProfile], RecordKind]
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    applies: Callable[[SyncProfile], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,11 +128,17 @@ def task_kind(profile: SyncProfile) -> RecordKind:
 
 
 def note_kind(profile: SyncProfile) -> RecordKind:
-    return NOTE_KIND
+    """Enhanced Notes (ContentNote) by default, classic Notes when the profile says so."""
+    return CONTENT_NOTE_KIND if enhanced_notes(profile) else NOTE_KIND
+
+
+def note_link_kind(profile: SyncProfile) -> RecordKind:
+    return CONTENT_NOTE_LINK_KIND
 
 
 def attachment_kind(profile: SyncProfile) -> RecordKind:
-    return ATTACHMENT_KIND
+    """The sent email as a File (ContentVersion) with Enhanced Notes, else as a classic Attachment."""
+    return EMAIL_FILE_KIND if enhanced_notes(profile) else ATTACHMENT_KIND
 
 
 # -- profile options the builders read -----------------------------------------------------------------------------
@@ -136,6 +152,11 @@ def task_subtype(profile: SyncProfile) -> str | None:
 
 def attachments_enabled(profile: SyncProfile) -> bool:
     return profile.activity.attach_sent_email
+
+
+def enhanced_notes(profile: SyncProfile) -> bool:
+    """Mode notes writes Enhanced Notes and Files (Lightning Experience), not classic Notes and Attachments."""
+    return profile.activity.notes_format == "enhanced"
 
 
 # -- desired-record frames -------------------------------------------------------------------------------------------
@@ -177,7 +198,8 @@ def _sf_tasks(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
 
 
 def _sf_notes(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
-    return desired_notes(
+    build = desired_content_notes if enhanced_notes(profile) else desired_notes
+    return build(
         frames["member_statuses"],
         frames["raw_email_events"],
         frames["salesforce_matches"],
@@ -187,8 +209,9 @@ def _sf_notes(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
 
 
 def _sf_attachments(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
-    """The sent email on each person, or no rows when the profile turns attachments off."""
-    desired = desired_attachments(
+    """The sent email on each person (a File or an Attachment), or no rows when the profile turns it off."""
+    build = desired_email_files if enhanced_notes(profile) else desired_attachments
+    desired = build(
         frames["campaign_content"],
         frames["member_statuses"],
         frames["salesforce_matches"],
@@ -264,10 +287,16 @@ MODES: dict[str, ModeSpec] = {
         ),
         ModeSpec(
             "notes",
-            "a Note per campaign on each matched Lead/Contact, and the sent email attached",
+            "a note per campaign on each matched Lead/Contact, and the sent email as a file: Enhanced Notes "
+            "and Files (ContentNote linked by ContentDocumentLink, ContentVersion), or classic Note and Attachment",
             needs_content=True,
             matches_people=True,
-            records=(RecordStep("sf_notes", note_kind), RecordStep("sf_attachments", attachment_kind)),
+            records=(
+                RecordStep("sf_notes", note_kind),
+                # The note must exist before its link: the link takes the note's Id (ContentDocumentId).
+                RecordStep("sf_notes", note_link_kind, desired_note_links, applies=enhanced_notes),
+                RecordStep("sf_attachments", attachment_kind),
+            ),
         ),
         ModeSpec(
             "campaign_totals",
@@ -290,7 +319,7 @@ def mode_spec(profile_or_mode: SyncProfile | str) -> ModeSpec:
 def record_steps(profile: SyncProfile) -> tuple[RecordStep, ...]:
     """What the profile's push writes, in order: its mode's records, then the options the profile turns on."""
     spec = mode_spec(profile)
-    steps = spec.records
+    steps = tuple(step for step in spec.records if step.applies is None or step.applies(profile))
     if spec.matches_people and profile.matching.sync_opt_out:
         steps += _OPT_OUTS
     return steps

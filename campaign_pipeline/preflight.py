@@ -29,6 +29,8 @@ WRITTEN_OBJECTS: dict[str, tuple[str, ...]] = {
     "notes": ("Note", "Attachment"),
     "campaign_totals": ("Campaign",),
 }
+# Mode notes with notes_format enhanced (the default): Enhanced Notes, their links and Files.
+ENHANCED_NOTES_OBJECTS = ("ContentNote", "ContentDocumentLink", "ContentVersion")
 MATCHED_OBJECTS = ("Contact", "Lead")
 MODES_WITH_MEMBER_STATUSES = frozenset({"campaign", "campaign_and_activity"})
 MODES_WITH_TASKS = frozenset({"activity", "campaign_and_activity"})
@@ -63,10 +65,17 @@ class MappedField:
     setting: str
 
 
+def written_objects(profile: SyncProfile) -> tuple[str, ...]:
+    """The sObjects the profile's mode writes (mode notes: Enhanced Notes and Files unless classic is chosen)."""
+    if profile.mode == "notes" and profile.activity.notes_format == "enhanced":
+        return ENHANCED_NOTES_OBJECTS
+    return WRITTEN_OBJECTS[profile.mode]
+
+
 def mapped_fields(profile: SyncProfile) -> list[MappedField]:
     """Every field the profile maps, for the objects its mode writes."""
     mapping = profile.field_mapping
-    written = set(WRITTEN_OBJECTS[profile.mode])
+    written = set(written_objects(profile))
     fields: list[MappedField] = []
     if "Campaign" in written:
         fields += [MappedField("Campaign", f, f"field_mapping.campaign.{m}") for m, f in mapping.campaign.items()]
@@ -168,7 +177,7 @@ def _salesforce_checks(profile: SyncProfile, salesforce: Any) -> Iterator[CheckR
 def _object_checks(profile: SyncProfile, client: Any) -> Iterator[CheckResult]:
     describes: dict[str, dict] = {}
     problems: list[str] = []
-    needed = [(name, "write") for name in WRITTEN_OBJECTS[profile.mode]]
+    needed = [(name, "write") for name in written_objects(profile)]
     if profile.mode != "campaign_totals":
         needed += [(name, "read") for name in MATCHED_OBJECTS]
     if profile.matching.create_leads_for_unmatched:

@@ -253,6 +253,15 @@ class ActivitySettings(BaseModel):
     attach_sent_email: bool = Field(
         default=True, description="Mode notes: attach the sent email (HTML) to the Lead/Contact."
     )
+    notes_format: Literal["enhanced", "classic"] = Field(
+        default="enhanced",
+        description=(
+            "Mode notes: 'enhanced' writes Enhanced Notes (ContentNote, linked to the Lead/Contact with "
+            "ContentDocumentLink) and the sent email as a File (ContentVersion), which Lightning Experience shows "
+            "and edits; 'classic' writes Note and Attachment records (read-only in Lightning's Notes & "
+            "Attachments list)."
+        ),
+    )
 
 
 class SyncProfile(BaseModel):

@@ -346,6 +346,17 @@ def desired_notes(
     bounce and unsubscribe, one section per address when a person was reached at several. Keyed campaign + person,
     so changed activity updates the Note in place.
     """
+    texts = note_texts(member_statuses, raw_email_events, matches, campaign_report)
+    return enforce_field_limits(texts, "Note", policy=field_limit_policy)
+
+
+def note_texts(
+    member_statuses: pd.DataFrame,
+    raw_email_events: pd.DataFrame,
+    matches: pd.DataFrame,
+    campaign_report: pd.DataFrame,
+) -> pd.DataFrame:
+    """The Notes of ``desired_notes`` before field limits: ``ParentId``, ``Title`` and the whole ``Body`` text."""
     people = _matched_people(member_statuses, matches)
     summaries = member_response_summaries(member_statuses, raw_email_events)
     people["section"] = summaries.reindex(pd.MultiIndex.from_frame(people[["campaign_id", "email_id"]])).to_numpy()
@@ -372,7 +383,7 @@ def desired_notes(
             "truncated_fields": np.where(per_person["campaign_id"].map(titles["cut"]).fillna(False), "Title", ""),
         }
     )
-    return enforce_field_limits(_finish(desired), "Note", policy=field_limit_policy)
+    return _finish(desired)
 
 
 def html_sizes(campaign_content: pd.DataFrame) -> pd.Series:
@@ -389,6 +400,7 @@ def desired_attachments(
     campaign_report: pd.DataFrame,
     *,
     max_bytes: int = ATTACHMENT_MAX_BYTES,
+    holder: str = "Salesforce Attachments hold",
 ) -> pd.DataFrame:
     """The campaign's sent email (HTML) attached to each matched Lead/Contact, keyed campaign + person.
 
@@ -427,7 +439,7 @@ def desired_attachments(
         + campaign_id
         + " is "
         + size.astype(str)
-        + f" bytes; Salesforce Attachments hold at most {max_bytes} bytes, so it is not attached (never truncated)",
+        + f" bytes; {holder} at most {max_bytes} bytes, so it is not attached (never truncated)",
     )
     sent = _stamp(people["sent_at"]).fillna("an unknown date")
     desired = pd.DataFrame(

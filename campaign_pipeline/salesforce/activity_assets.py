@@ -10,15 +10,18 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
-from campaign_pipeline.core.activity_records import (
-    ATTACHMENT,
-    ATTACHMENT_MAX_BYTES,
-    attachment_bytes,
-)
+from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES, attachment_bytes
+from campaign_pipeline.core.content_records import FILE_MAX_BYTES, file_bytes
 from campaign_pipeline.core.diff import diff_against_ledger
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import campaign_asset
-from campaign_pipeline.modes import attachments_enabled, build_desired_frame, mode_spec
+from campaign_pipeline.modes import (
+    attachment_kind,
+    attachments_enabled,
+    build_desired_frame,
+    enhanced_notes,
+    mode_spec,
+)
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.ledger import ledger_scope
 from campaign_pipeline.stores import SyncLedgerResource
@@ -116,7 +119,12 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
             "mailchimp_campaign_report": dg.AssetIn(),
         },
         description=(
-            "The Note each matched Lead/Contact should carry for the campaign: Title (80 characters) names the "
+            "The Enhanced Note (ContentNote, linked to the person by a ContentDocumentLink) each matched "
+            "Lead/Contact should carry for the campaign: Title names the campaign, Content (HTML, base64) says what "
+            "was sent when, opens, clicks with their URLs, bounce and unsubscribe. Keyed by campaign + person, so "
+            "new activity updates the note in place."
+            if enhanced_notes(profile)
+            else "The Note each matched Lead/Contact should carry for the campaign: Title (80 characters) names the "
             "campaign, Body (32,000) says what was sent when, opens, clicks with their URLs, bounce and "
             "unsubscribe. Keyed by campaign + person, so new activity updates the Note in place."
         ),
@@ -139,13 +147,14 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
             },
         )
         metadata = _common_metadata(desired)
-        metadata.update(
-            {
-                "notes": len(desired),
-                "body_characters": int(desired["Body"].str.len().sum()) if len(desired) else 0,
-                "preview": _table(desired, ["sync_key", "ParentId", "Title"]),
-            }
-        )
+        metadata["notes"] = len(desired)
+        if "Body" in desired.columns:
+            metadata["body_characters"] = int(desired["Body"].str.len().sum()) if len(desired) else 0
+            metadata["preview"] = _table(desired, ["sync_key", "ParentId", "Title"])
+        else:
+            # Enhanced Notes are files: their content counts against the org's file storage.
+            metadata["file_bytes"] = file_bytes(desired)
+            metadata["preview"] = _table(desired, ["sync_key", "Title"])
         return dg.Output(desired, metadata=metadata)
 
     return sf_notes
@@ -163,7 +172,12 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
             "mailchimp_campaign_report": dg.AssetIn(),
         },
         description=(
-            "The campaign's sent email (HTML) attached to each matched Lead/Contact for compliance records "
+            "The campaign's sent email (HTML) as a File (ContentVersion, published to each matched Lead/Contact; "
+            "a changed email becomes the file's next version) for compliance records. Emails over "
+            f"{FILE_MAX_BYTES} bytes are refused with the reason, never truncated. Files use the org's file "
+            "storage: metadata shows the bytes this run will write."
+            if enhanced_notes(profile)
+            else "The campaign's sent email (HTML) attached to each matched Lead/Contact for compliance records "
             f"(text/html). Emails over {ATTACHMENT_MAX_BYTES} bytes (25 MB) are refused with the reason, never "
             "truncated. Attachments use the org's file storage: metadata shows the bytes this run will write."
         ),
@@ -191,21 +205,34 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         campaign_ids = sorted(desired["campaign_id"].unique().tolist())
         to_write = diff_against_ledger(
             desired,
-            sync_ledger.open(scope=ledger_scope(context.assets_def.keys)).load(ATTACHMENT, campaign_ids),
+            sync_ledger.open(scope=ledger_scope(context.assets_def.keys)).load(
+                attachment_kind(profile).name, campaign_ids
+            ),
         )
         writing = to_write[to_write["action"].isin(["create", "update"])]
         for reason in desired["reject_reason"].dropna().unique():
             context.log.warning(reason)
         metadata = _common_metadata(desired)
-        metadata.update(
-            {
-                "attachments": len(desired),
-                "attachment_bytes": attachment_bytes(desired),
-                "attachment_bytes_to_write": attachment_bytes(writing),
-                "attachments_to_write": len(writing),
-                "preview": _table(desired, ["sync_key", "ParentId", "Name", "reject_reason"]),
-            }
-        )
+        if enhanced_notes(profile):
+            metadata.update(
+                {
+                    "files": len(desired),
+                    "file_bytes": file_bytes(desired),
+                    "file_bytes_to_write": file_bytes(writing),
+                    "files_to_write": len(writing),
+                    "preview": _table(desired, ["sync_key", "FirstPublishLocationId", "PathOnClient", "reject_reason"]),
+                }
+            )
+        else:
+            metadata.update(
+                {
+                    "attachments": len(desired),
+                    "attachment_bytes": attachment_bytes(desired),
+                    "attachment_bytes_to_write": attachment_bytes(writing),
+                    "attachments_to_write": len(writing),
+                    "preview": _table(desired, ["sync_key", "ParentId", "Name", "reject_reason"]),
+                }
+            )
         return dg.Output(desired, metadata=metadata)
 
     return sf_attachments

@@ -173,6 +173,10 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
     return sf_campaign_members
 
 
+# Objects whose records take the org's file storage (their blob fields), reported as file_bytes.
+FILE_SOBJECTS = frozenset({"Attachment", "ContentNote", "ContentVersion"})
+
+
 def report_metadata(report: SyncReport) -> dict[str, Any]:
     """What a sync run did, for the UI: counts, API calls, target, stop reason, failures and changes."""
     per_kind = {
@@ -184,6 +188,7 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
             "failed": o.failed,
             "api": o.api,
             **({"to_create": o.to_create, "to_update": o.to_update} if report.preview_only else {}),
+            **({"file_bytes": o.file_bytes} if o.sobject in FILE_SOBJECTS else {}),
         }
         for name, o in report.outcomes.items()
     }
@@ -210,6 +215,9 @@ def report_metadata(report: SyncReport) -> dict[str, Any]:
     if opt_outs:
         # Opt-out sync: people marked HasOptedOutOfEmail = true by this run (the CLI summary shows it too).
         metadata["opted_out"] = sum(outcome.updated for outcome in opt_outs)
+    if any(o.sobject in FILE_SOBJECTS for o in report.outcomes.values()):
+        # What this run added to the org's file storage (notes and files count against it, not data storage).
+        metadata["file_bytes"] = report.total("file_bytes")
     return metadata
 
 

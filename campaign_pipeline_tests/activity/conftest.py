@@ -68,10 +68,11 @@ class ActivityOrg:
         content_frame: pd.DataFrame | None = None,
         *,
         ledger: SyncLedger | None = None,
+        client: SalesforceClient | None = None,
     ) -> SyncReport:
         """What the sf_* assets and salesforce_sync do for the mode: desired records, then one engine run."""
         ledger = ledger or self.ledger
-        client = self.last_client = self.client()
+        client = self.last_client = client or self.client()
         members = statuses(recipient_frame, event_frame)
         matches, _ = match_campaign_members(client, members)
         frames = {

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline import modes
+from campaign_pipeline.core.content_records import file_bytes
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce import activity_assets
 from campaign_pipeline.salesforce.defs import salesforce_assets
@@ -15,6 +16,7 @@ from campaign_pipeline.stores import store_resources
 
 from .frames import content, events, matches, recipients, report, statuses
 
+CLASSIC_NOTES = SyncProfile.model_validate({"mode": "notes", "activity": {"notes_format": "classic"}})
 PEOPLE = {"ann@x.com": ("0035g0000000001AAA", "Contact"), "bob@x.com": ("00Q5g0000000002AAA", "Lead")}
 
 
@@ -116,7 +118,7 @@ def test_sf_attachments_metadata_reports_bytes_and_refusals(dagster_instance, pg
     inputs = _inputs()
     inputs.pop("raw_email_events")
     html = "<p>hello</p>"
-    built = activity_assets.build_sf_attachments(SyncProfile(mode="notes"))
+    built = activity_assets.build_sf_attachments(CLASSIC_NOTES)
     output = _run(built, dagster_instance, campaign_content=content(html), **inputs)
     assert output.metadata["attachment_bytes"].value == 2 * len(html)
     assert output.metadata["attachment_bytes_to_write"].value == 2 * len(html)
@@ -127,9 +129,24 @@ def test_sf_attachments_metadata_reports_bytes_and_refusals(dagster_instance, pg
 
 
 def test_sf_notes_metadata(dagster_instance, pg_url) -> None:
-    output = _run(activity_assets.build_sf_notes(SyncProfile(mode="notes")), dagster_instance, **_inputs())
+    output = _run(activity_assets.build_sf_notes(CLASSIC_NOTES), dagster_instance, **_inputs())
     assert output.metadata["notes"].value == 2
     assert output.metadata["body_characters"].value == int(output.value["Body"].str.len().sum())
+
+
+def test_enhanced_notes_and_files_metadata_report_file_bytes(dagster_instance, pg_url) -> None:
+    profile = SyncProfile(mode="notes")
+    notes = _run(activity_assets.build_sf_notes(profile), dagster_instance, **_inputs())
+    assert notes.metadata["notes"].value == 2
+    assert notes.metadata["file_bytes"].value == file_bytes(notes.value) > 0
+    inputs = _inputs()
+    inputs.pop("raw_email_events")
+    html = "<p>hello</p>"
+    files = _run(
+        activity_assets.build_sf_attachments(profile), dagster_instance, campaign_content=content(html), **inputs
+    )
+    assert files.metadata["files"].value == 2
+    assert files.metadata["file_bytes"].value == files.metadata["file_bytes_to_write"].value == 2 * len(html)
 
 
 def test_profile_activity_settings_reach_the_records() -> None:
@@ -145,6 +162,14 @@ def test_profile_activity_settings_reach_the_records() -> None:
     inputs = {**_inputs(), "campaign_content": content("<p>x</p>")}
     kinds = modes.desired_records(profile, inputs)
     # The push still names the Attachment kind; with attachments off its frame has no rows.
+    assert [(item.kind.name, len(item.frame)) for item in kinds] == [
+        ("content_note", 2),
+        ("content_note_link", 2),
+        ("email_file", 0),
+    ]
+    classic = profile.model_copy(update={"activity": profile.activity.model_copy(update={"notes_format": "classic"})})
+    kinds = modes.desired_records(classic, inputs)
     assert [(item.kind.name, len(item.frame)) for item in kinds] == [("note", 2), ("attachment", 0)]
     off = modes.build_desired_frame(profile, "sf_attachments", inputs)
-    assert off.empty and "Body" in off.columns
+    assert off.empty and "VersionData" in off.columns
+    assert "Body" in modes.build_desired_frame(classic, "sf_attachments", inputs).columns

@@ -61,14 +61,22 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 @pytest.mark.parametrize(
     ("mode", "kinds"),
-    [("activity", {"task"}), ("campaign_and_activity", {"campaign", "task"}), ("notes", {"note", "attachment"})],
+    [
+        ("activity", {"task"}),
+        ("campaign_and_activity", {"campaign", "task"}),
+        ("notes", {"content_note", "content_note_link", "email_file"}),
+        ("notes_classic", {"note", "attachment"}),
+    ],
 )
 def test_mode_materializes_through_the_push_and_a_rerun_writes_nothing(mode, kinds, dagster_instance, pg_url) -> None:
     resource = SandboxSalesforceResource(sandbox_schema=f"activity_assets_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0)
     # A fresh campaign id keeps this test's rows apart in the shared ledger and frame tables.
     campaign_id = uuid.uuid4().hex[:10]
     audience = SandboxAccount(seed=resource.sandbox_seed).audience_emails()[:30]
-    profile = SyncProfile.model_validate({"mode": mode})
+    if mode == "notes_classic":
+        profile = SyncProfile.model_validate({"mode": "notes", "activity": {"notes_format": "classic"}})
+    else:
+        profile = SyncProfile.model_validate({"mode": mode})
     assets = [
         *[
             a
@@ -100,7 +108,17 @@ def test_mode_materializes_through_the_push_and_a_rerun_writes_nothing(mode, kin
         assert pushed["per_kind"]["note"]["created"] == matched
         attachments = _metadata(first, "sf_attachments")
         assert attachments["attachment_bytes_to_write"] == matched * len("<html><p>Hello</p></html>")
+    if "content_note" in kinds:
+        assert pushed["per_kind"]["content_note"]["created"] == matched
+        assert pushed["per_kind"]["content_note_link"]["created"] == matched
+        assert pushed["per_kind"]["email_file"]["created"] == matched
+        files = _metadata(first, "sf_attachments")
+        assert files["file_bytes_to_write"] == matched * len("<html><p>Hello</p></html>")
+        assert pushed["file_bytes"] == files["file_bytes_to_write"] + _metadata(first, "sf_notes")["file_bytes"]
     second = materialize()
     assert _metadata(second, "salesforce_sync")["write_calls"] == 0
     if "attachment" in kinds:
         assert _metadata(second, "sf_attachments")["attachment_bytes_to_write"] == 0
+    if "email_file" in kinds:
+        assert _metadata(second, "sf_attachments")["file_bytes_to_write"] == 0
+        assert _metadata(second, "salesforce_sync")["file_bytes"] == 0

@@ -33,7 +33,9 @@ def _events() -> pd.DataFrame:
 
 
 def _profile(mode: str, **mapping) -> SyncProfile:
-    return SyncProfile.model_validate({"mode": mode, "field_mapping": mapping})
+    # Mode notes here is the classic choice (Note and Attachment); test_enhanced_notes covers the default.
+    activity = {"notes_format": "classic"} if mode == "notes" else {}
+    return SyncProfile.model_validate({"mode": mode, "field_mapping": mapping, "activity": activity})
 
 
 def _tasks_by_key(org, key_field: str | None = None) -> dict[str, dict]:
@@ -312,7 +314,9 @@ def test_attachments_never_go_by_bulk_and_collections_calls_are_cut_by_payload_s
     # Bulk API 2.0 cannot carry Attachment.Body: above the bulk threshold Notes go by Bulk, Attachments still by
     # sObject Collections, cut by body size; an Attachment bigger than a whole call goes alone (POST /sobjects).
     monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
-    profile = SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": 2}})
+    profile = SyncProfile.model_validate(
+        {"mode": "notes", "sync": {"bulk_threshold": 2}, "activity": {"notes_format": "classic"}}
+    )
     both = pd.concat([recipients(*AUDIENCE, campaign_id="c1"), recipients(*AUDIENCE[:2], campaign_id="c2")])
     raw = pd.concat([_events(), events(("ann@example.com", "open", "2026-03-02 18:00"), campaign_id="c2")])
     small = "<p>" + "s" * 10_000 + "</p>"  # ~13 KB in base64: two fit in one call

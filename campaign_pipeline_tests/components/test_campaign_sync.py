@@ -181,8 +181,10 @@ def test_two_instances_sync_one_audience_end_to_end_with_their_own_partitions_an
             assert count > 0
         assert set(kinds) == {"newsletter_members", "newsletter_notes"}
         assert {"campaign", "campaign_member"} <= kinds["newsletter_members"]
-        assert "note" not in kinds["newsletter_members"]
-        assert "note" in kinds["newsletter_notes"] and "campaign_member" not in kinds["newsletter_notes"]
+        assert "content_note" not in kinds["newsletter_members"]
+        # Mode notes writes Enhanced Notes and Files by default.
+        assert {"content_note", "content_note_link", "email_file"} <= kinds["newsletter_notes"]
+        assert "campaign_member" not in kinds["newsletter_notes"]
     finally:
         for name in ("newsletter_members", "newsletter_notes"):
             dagster_instance.delete_dynamic_partition(instance_partitions_name(name), campaign_id)

@@ -72,7 +72,10 @@ def test_sent_email_through_the_io_manager_in_notes_mode(html_bytes, dagster_ins
     assert len(html.encode()) == html_bytes
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
     result = dg.materialize(
-        [*_upstream(campaign_id, audience, html), *salesforce_assets(SyncProfile.model_validate({"mode": "notes"}))],
+        [
+            *_upstream(campaign_id, audience, html),
+            *salesforce_assets(SyncProfile.model_validate({"mode": "notes", "activity": {"notes_format": "classic"}})),
+        ],
         partition_key=campaign_id,
         instance=dagster_instance,
         resources={"io_manager": PostgresPandasIOManager(), "salesforce": resource, **store_resources()},

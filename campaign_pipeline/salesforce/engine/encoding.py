@@ -110,3 +110,15 @@ def same_value(desired: Any, existing: Any) -> bool:
 
 def none_if_na(value: Any) -> Any:
     return None if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)) else value
+
+
+def blob_bytes(rows: pd.DataFrame, field_types: dict[str, str]) -> int:
+    """Decoded bytes of the base64 (blob) field values in ``rows``: the file storage they take."""
+    total = 0
+    for name in salesforce_field_columns(rows):
+        if field_types.get(name) != "base64":
+            continue
+        encoded = rows[name][rows[name].notna()].astype(str)
+        if len(encoded):
+            total += int((encoded.str.len() * 3 // 4 - encoded.str[-2:].str.count("=")).sum())
+    return total

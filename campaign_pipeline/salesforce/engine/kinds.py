@@ -8,6 +8,7 @@ import pandas as pd
 
 from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
 from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
+from campaign_pipeline.core.content_records import CONTENT_NOTE, CONTENT_NOTE_LINK, EMAIL_FILE
 from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
 
 
@@ -40,6 +41,13 @@ class RecordKind:
     # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
     # they always go through sObject Collections, whatever the volume.
     bulk_allowed: bool = True
+    # A lookup never adopts a record the ledger holds for another key: for kinds whose lookup fields do not tell
+    # two keys' records apart (every ContentNote of a campaign has its title), an orphan left by a lost answer is
+    # then adopted by exactly one key.
+    lookup_skips_owned: bool = False
+    # Files (ContentVersion): the ledger holds the ContentDocument's Id; a changed record is the document's next
+    # version (a create naming ContentDocumentId), never an update; see ``file_versions``.
+    versioned: bool = False
 
     @property
     def identity_fields(self) -> tuple[str, ...]:
@@ -103,6 +111,29 @@ ATTACHMENT_KIND = RecordKind(
 # Opt-out sync: HasOptedOutOfEmail = true on the matched person (core.opt_out_records), one kind per sObject.
 CONTACT_OPT_OUT_KIND = RecordKind(CONTACT_OPT_OUT, "Contact", updates_existing=True)
 LEAD_OPT_OUT_KIND = RecordKind(LEAD_OPT_OUT, "Lead", updates_existing=True)
+
+# Enhanced Notes and Files (mode notes, notes_format enhanced; core.content_records). Blob fields: no Bulk API.
+CONTENT_NOTE_KIND = RecordKind(
+    CONTENT_NOTE, "ContentNote", lookup_fields=("Title",), lookup_skips_owned=True, bulk_allowed=False
+)
+# The note's link to its person: ContentDocumentId is the note's Id from the ledger (parent_key = the note's key).
+CONTENT_NOTE_LINK_KIND = RecordKind(
+    CONTENT_NOTE_LINK,
+    "ContentDocumentLink",
+    parent_field="ContentDocumentId",
+    parent_kind=CONTENT_NOTE,
+    create_only_fields=("ContentDocumentId", "LinkedEntityId"),
+    lookup_fields=("ContentDocumentId", "LinkedEntityId"),
+)
+# The email File: found again by its first version's person and title (the title carries the campaign id).
+EMAIL_FILE_KIND = RecordKind(
+    EMAIL_FILE,
+    "ContentVersion",
+    create_only_fields=("FirstPublishLocationId",),
+    lookup_fields=("FirstPublishLocationId", "Title"),
+    bulk_allowed=False,
+    versioned=True,
+)
 
 
 def with_external_id(kind: RecordKind, external_id_field: str | None) -> RecordKind:

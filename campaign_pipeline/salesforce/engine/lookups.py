@@ -40,6 +40,9 @@ def adopt_existing(
     found = found.assign(_identity=record_identity(kind, found)).sort_values("Id")
     options_by_identity = dict(tuple(found.groupby("_identity", sort=False)))
     adopted_ids: set[str] = set()
+    if kind.lookup_skips_owned:
+        owned = ctx.ledger.load(kind.name, sorted(todo["campaign_id"].dropna().unique().tolist()))
+        adopted_ids |= set(owned["salesforce_id"].dropna())
     unchanged_keys = []
     for index, identity in record_identity(kind, candidates).items():
         options = options_by_identity.get(identity)

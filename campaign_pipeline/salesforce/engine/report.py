@@ -28,6 +28,8 @@ class KindOutcome:
     to_create: int = 0
     to_update: int = 0
     api: str = "none"
+    # Decoded bytes of file data (blob fields) written: what the run adds to the org's file storage.
+    file_bytes: int = 0
 
 
 @dataclass

@@ -11,6 +11,7 @@ from campaign_pipeline.core import diff as diffing
 from campaign_pipeline.core.salesforce_records import enforce_field_limits
 from campaign_pipeline.salesforce.engine.bulk import send_bulk
 from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, OrgFields, SyncContext, logger
+from campaign_pipeline.salesforce.engine.file_versions import sync_file_versions
 from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
 from campaign_pipeline.salesforce.engine.lookups import adopt_existing, number_new_records
 from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome, SyncReport
@@ -97,6 +98,9 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
     if todo.empty:
         return
 
+    if kind.versioned:
+        sync_file_versions(ctx, kind, todo, outcome)
+        return
     # Records whose earlier create has an unknown outcome, or that the org may have made itself.
     lookup = (todo["action"] == "create") & (todo["needs_lookup"] | kind.lookup_before_create)
     if kind.external_id_field:

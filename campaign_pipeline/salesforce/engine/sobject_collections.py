@@ -11,7 +11,7 @@ import pandas as pd
 from simple_salesforce.exceptions import SalesforceResourceNotFound
 
 from campaign_pipeline.salesforce.engine.context import SyncContext, logger
-from campaign_pipeline.salesforce.engine.encoding import payloads
+from campaign_pipeline.salesforce.engine.encoding import blob_bytes, payloads
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
 from campaign_pipeline.salesforce.engine.lookups import adopt_existing
 from campaign_pipeline.salesforce.engine.report import KindOutcome
@@ -151,6 +151,7 @@ def _apply_results(
     )
     ids = pd.Series(new_ids, index=rows.index, dtype=object).where(ok, rows["salesforce_id"])
     ctx.book.record(kind, rows[ok], ids[ok], "ok", None, None)
+    outcome.file_bytes += blob_bytes(rows[ok], ctx.fields.types_of(kind))
     if action == "create" or kind.external_id_field:
         created_flags = [bool(result.get("created", action == "create")) for result in results]
         outcome.created += int(sum(flag for flag, good in zip(created_flags, ok, strict=True) if good))
