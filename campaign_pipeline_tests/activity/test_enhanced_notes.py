@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.engine import sobject_collections
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.sandbox.resources import sandbox_session
 
@@ -217,3 +218,24 @@ def test_a_lost_note_create_next_to_synced_notes_adopts_the_orphan_never_another
     assert_one_of_each_per_person(activity_org)
     assert _notes_by_person(activity_org)[eve]["Id"] in orphan
     assert "eve@nowhere.test" in _decoded(activity_org, _notes_by_person(activity_org)[eve], "Content")
+
+
+def test_files_are_cut_by_payload_size_and_a_big_one_and_its_next_version_go_alone(activity_org, monkeypatch) -> None:
+    # Files never go by Bulk (VersionData is a blob): Collections calls are cut by body size, and a File bigger
+    # than a whole call goes alone through the sObject resource, its first version and its next one alike.
+    monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    profile = SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": 2}})
+    big = "<p>" + "b" * 40_000 + "</p>"  # ~53 KB in base64: more than a whole call
+    run = activity_org.sync(profile, recipients(*AUDIENCE), _events(), report(), content(big))
+    assert run.failures.empty and not run.kind_errors, (run.failures, run.kind_errors)
+    assert run.outcomes["email_file"].api == "collections" and run.outcomes["content_note_link"].api == "bulk"
+    writes = [(method, path.split("/v", 1)[1].split("/", 1)[1]) for method, path, _ in activity_org.org.call_log]
+    assert writes.count(("POST", "sobjects/ContentVersion")) == 4
+    bigger = big.replace("</p>", "!</p>")
+    activity_org.org.call_log.clear()
+    revised = activity_org.sync(profile, recipients(*AUDIENCE), _events(), report(), content(bigger))
+    assert revised.outcomes["email_file"].updated == 4
+    writes = [(method, path.split("/v", 1)[1].split("/", 1)[1]) for method, path, _ in activity_org.org.call_log]
+    assert writes.count(("POST", "sobjects/ContentVersion")) == 4
+    assert {_decoded(activity_org, f, "VersionData") for f in _files_by_person(activity_org).values()} == {bigger}
+    assert_one_of_each_per_person(activity_org)

@@ -25,6 +25,8 @@ For every kind the engine:
    ``settings.bulk_threshold`` records and Bulk API 2.0 ingest jobs (``bulk``) at or above it (never for kinds
    with ``bulk_allowed=False``: Attachments), recording intent before and outcomes after every batch; values
    go on the wire through ``encoding``;
+   Kinds with ``versioned=True`` (Files: ContentVersion) take ``file_versions`` instead: the ledger holds the
+   document's Id and a changed record is the document's next version, never an update in place;
 5. records per-record failures with Salesforce's code and message (``report.Bookkeeping``), retries lock errors
    within the run and leaves every other failure for the next run, never stopping the other records.
 
@@ -43,6 +45,9 @@ from campaign_pipeline.salesforce.engine.kinds import (
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
     CONTACT_OPT_OUT_KIND,
+    CONTENT_NOTE_KIND,
+    CONTENT_NOTE_LINK_KIND,
+    EMAIL_FILE_KIND,
     LEAD_KIND,
     LEAD_OPT_OUT_KIND,
     NOTE_KIND,
@@ -64,6 +69,9 @@ __all__ = [
     "CAMPAIGN_MEMBER_STATUS_KIND",
     "CONTACT_OPT_OUT_KIND",
     "COLLECTION_SIZE",
+    "CONTENT_NOTE_KIND",
+    "CONTENT_NOTE_LINK_KIND",
+    "EMAIL_FILE_KIND",
     "FAILURE_COLUMNS",
     "LEAD_KIND",
     "LEAD_OPT_OUT_KIND",

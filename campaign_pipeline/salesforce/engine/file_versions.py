@@ -23,6 +23,7 @@ import pandas as pd
 from simple_salesforce.format import format_soql
 
 from campaign_pipeline.core.diff import RESULT_PENDING
+from campaign_pipeline.salesforce.engine import sobject_collections
 from campaign_pipeline.salesforce.engine.context import SyncContext
 from campaign_pipeline.salesforce.engine.encoding import blob_bytes, payloads
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
@@ -30,7 +31,6 @@ from campaign_pipeline.salesforce.engine.lookups import lookup_existing, record_
 from campaign_pipeline.salesforce.engine.report import KindOutcome
 from campaign_pipeline.salesforce.engine.sobject_collections import (
     _COLLECTION_RECORD_OVERHEAD,
-    COLLECTION_MAX_BODY_BYTES,
     _collection_call,
     _single_record_call,
     collection_batches,
@@ -116,13 +116,15 @@ def _send_versions(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, actio
             record[DOCUMENT_FIELD] = document
     sizes = [len(json.dumps(record)) + _COLLECTION_RECORD_OVERHEAD for record in records]
     positions = list(range(len(rows)))
+    # Read at call time: one JSON request carries at most 37.5 MB of base64 (see sobject_collections).
+    max_bytes = sobject_collections.COLLECTION_MAX_BODY_BYTES
     for attempt in range(client.max_retries + 1):
         retry: list[int] = []
-        for chunk in collection_batches(positions, sizes, COLLECTION_MAX_BODY_BYTES):
+        for chunk in collection_batches(positions, sizes, max_bytes):
             chunk_rows = rows.iloc[chunk]
             # Both kinds of POST make a version: never repeat one blindly; a lookup settles an unanswered one.
             ctx.ledger.record_pending(kind.name, chunk_rows)
-            if len(chunk) == 1 and sizes[chunk[0]] > COLLECTION_MAX_BODY_BYTES:
+            if len(chunk) == 1 and sizes[chunk[0]] > max_bytes:
                 answer = _single_record_call(ctx, kind, "create", records[chunk[0]])
             else:
                 answer = _collection_call(ctx, kind, "create", [records[i] for i in chunk])
