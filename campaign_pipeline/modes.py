@@ -24,12 +24,12 @@ from campaign_pipeline.core.activity_records import (
     desired_notes,
     desired_tasks,
 )
-from campaign_pipeline.core.opt_out_records import desired_opt_outs, opt_outs_of
 from campaign_pipeline.core.content_records import (
     desired_content_notes,
     desired_email_files,
     desired_note_links,
 )
+from campaign_pipeline.core.opt_out_records import desired_opt_outs, opt_outs_of
 from campaign_pipeline.core.salesforce_records import (
     desired_campaign_member_statuses,
     desired_campaign_members,
@@ -41,10 +41,10 @@ from campaign_pipeline.salesforce.engine.kinds import (
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
     CONTACT_OPT_OUT_KIND,
-    LEAD_OPT_OUT_KIND,
     CONTENT_NOTE_KIND,
     CONTENT_NOTE_LINK_KIND,
     EMAIL_FILE_KIND,
+    LEAD_OPT_OUT_KIND,
     NOTE_KIND,
     TASK_KIND,
     TASK_ON_CAMPAIGN_KIND,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
-from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.content_records import CONTENT_NOTE, CONTENT_NOTE_LINK, EMAIL_FILE
+from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
 
 
