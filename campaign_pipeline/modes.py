@@ -24,6 +24,7 @@ from campaign_pipeline.core.activity_records import (
     desired_notes,
     desired_tasks,
 )
+from campaign_pipeline.core.campaign_hierarchy import campaign_parent_keys, desired_parent_campaigns
 from campaign_pipeline.core.content_records import (
     desired_content_notes,
     desired_email_files,
@@ -37,6 +38,7 @@ from campaign_pipeline.core.salesforce_records import (
 )
 from campaign_pipeline.salesforce.engine.kinds import (
     ATTACHMENT_KIND,
+    CAMPAIGN_IN_HIERARCHY_KIND,
     CAMPAIGN_KIND,
     CAMPAIGN_MEMBER_KIND,
     CAMPAIGN_MEMBER_STATUS_KIND,
@@ -46,6 +48,7 @@ from campaign_pipeline.salesforce.engine.kinds import (
     EMAIL_FILE_KIND,
     LEAD_OPT_OUT_KIND,
     NOTE_KIND,
+    PARENT_CAMPAIGN_KIND,
     TASK_KIND,
     TASK_ON_CAMPAIGN_KIND,
     DesiredRecords,
@@ -108,8 +111,15 @@ class ModeSpec:
 
 # -- record kinds per profile ------------------------------------------------------------------------------------
 def campaign_kind(profile: SyncProfile) -> RecordKind:
-    """Campaign records, upserted by the profile's Campaign external-ID field when it has one."""
-    return with_external_id(CAMPAIGN_KIND, profile.field_mapping.campaign_key_field)
+    """Campaign records (under their parent when the profile has a hierarchy), upserted by the profile's Campaign
+    external-ID field when it has one."""
+    base = CAMPAIGN_IN_HIERARCHY_KIND if profile.campaign_hierarchy.enabled else CAMPAIGN_KIND
+    return with_external_id(base, profile.field_mapping.campaign_key_field)
+
+
+def parent_campaign_kind(profile: SyncProfile) -> RecordKind:
+    """Parent Campaigns, keyed like Campaigns (the external-ID field then holds the parent's key)."""
+    return with_external_id(PARENT_CAMPAIGN_KIND, profile.field_mapping.campaign_key_field)
 
 
 def campaign_member_kind(profile: SyncProfile) -> RecordKind:
@@ -161,10 +171,30 @@ def enhanced_notes(profile: SyncProfile) -> bool:
 
 # -- desired-record frames -------------------------------------------------------------------------------------------
 def _sf_campaign(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
-    return desired_campaigns(
+    report = frames["mailchimp_campaign_report"]
+    desired = desired_campaigns(
         frames["campaign_totals"],
-        frames["mailchimp_campaign_report"],
+        report,
         totals_mapping=profile.field_mapping.campaign,
+        key_field=profile.field_mapping.campaign_key_field,
+        field_limit_policy=profile.sync.field_limit_policy,
+    )
+    hierarchy = profile.campaign_hierarchy
+    if hierarchy.enabled:
+        parents = campaign_parent_keys(
+            report, automation_parents=hierarchy.automation_parents, regular_parent_name=hierarchy.regular_parent
+        )
+        by_campaign = dict(zip(report["campaign_id"], parents, strict=True))
+        desired["parent_key"] = desired["campaign_id"].map(by_campaign).astype(object)
+    return desired
+
+
+def _sf_parent_campaigns(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
+    hierarchy = profile.campaign_hierarchy
+    return desired_parent_campaigns(
+        frames["mailchimp_campaign_report"],
+        automation_parents=hierarchy.automation_parents,
+        regular_parent_name=hierarchy.regular_parent,
         key_field=profile.field_mapping.campaign_key_field,
         field_limit_policy=profile.sync.field_limit_policy,
     )
@@ -240,6 +270,7 @@ DESIRED_ASSETS: dict[str, DesiredAsset] = {
             "sf_attachments", ("campaign_content", *_PEOPLE_INPUTS, "mailchimp_campaign_report"), _sf_attachments
         ),
         DesiredAsset("sf_opt_outs", _PEOPLE_INPUTS, _sf_opt_outs),
+        DesiredAsset("sf_parent_campaigns", ("mailchimp_campaign_report",), _sf_parent_campaigns),
     )
 }
 
@@ -254,6 +285,8 @@ _MEMBER_STATUSES = RecordStep("sf_campaign", campaign_member_status_kind, _statu
 _MEMBERS = RecordStep("sf_campaign_members", campaign_member_kind)
 _TASKS = RecordStep("sf_tasks", task_kind)
 
+# Campaign hierarchy (profile: campaign_hierarchy): parents before the Campaigns under them.
+_PARENT_CAMPAIGNS = RecordStep("sf_parent_campaigns", parent_campaign_kind)
 # Opt-out sync (profile: matching.sync_opt_out), after the mode's own records, in any mode that matches people.
 _OPT_OUTS = (
     RecordStep("sf_opt_outs", lambda profile: CONTACT_OPT_OUT_KIND, lambda frame: opt_outs_of(frame, "Contact")),
@@ -320,6 +353,8 @@ def record_steps(profile: SyncProfile) -> tuple[RecordStep, ...]:
     """What the profile's push writes, in order: its mode's records, then the options the profile turns on."""
     spec = mode_spec(profile)
     steps = tuple(step for step in spec.records if step.applies is None or step.applies(profile))
+    if _CAMPAIGN in steps and profile.campaign_hierarchy.enabled:
+        steps = (_PARENT_CAMPAIGNS, *steps)
     if spec.matches_people and profile.matching.sync_opt_out:
         steps += _OPT_OUTS
     return steps

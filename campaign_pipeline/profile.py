@@ -264,6 +264,30 @@ class ActivitySettings(BaseModel):
     )
 
 
+class CampaignHierarchy(BaseModel):
+    """Modes that write Campaigns: parent Campaigns (ParentId), so Salesforce's hierarchy roll-ups add up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    automation_parents: bool = Field(
+        default=True,
+        description="Put the emails of each Mailchimp automation workflow under one parent Campaign named after it.",
+    )
+    regular_parent: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description=(
+            "Put every other campaign (regular, plain-text, A/B split, multivariate, RSS sends) under one parent "
+            "Campaign of this name; None = no parent for them."
+        ),
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.automation_parents or bool(self.regular_parent)
+
+
 class SyncProfile(BaseModel):
     """Step 1 mode, step 2 audience, step 3 matching, step 4 field mapping, then sync settings."""
 
@@ -278,6 +302,7 @@ class SyncProfile(BaseModel):
     )
     field_mapping: FieldMapping = FieldMapping()
     activity: ActivitySettings = ActivitySettings()
+    campaign_hierarchy: CampaignHierarchy = CampaignHierarchy()
     sync: SyncSettings = SyncSettings()
 
     @property

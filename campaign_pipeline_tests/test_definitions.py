@@ -18,12 +18,20 @@ MAILCHIMP_AND_METRICS = {
 }
 # What each mode adds on the Salesforce side; the graph shows nothing the mode does not use.
 SALESFORCE_BY_MODE = {
-    "campaign": {"salesforce_matches", "unmatched_members", "sf_campaign", "sf_campaign_members", "salesforce_sync"},
-    "campaign_totals": {"sf_campaign", "salesforce_sync"},
+    "campaign": {
+        "salesforce_matches",
+        "unmatched_members",
+        "sf_parent_campaigns",
+        "sf_campaign",
+        "sf_campaign_members",
+        "salesforce_sync",
+    },
+    "campaign_totals": {"sf_parent_campaigns", "sf_campaign", "salesforce_sync"},
     "activity": {"salesforce_matches", "unmatched_members", "sf_tasks", "salesforce_sync"},
     "campaign_and_activity": {
         "salesforce_matches",
         "unmatched_members",
+        "sf_parent_campaigns",
         "sf_campaign",
         "sf_campaign_members",
         "sf_tasks",
@@ -50,7 +58,11 @@ COMMON_EDGES = {
     "campaign_recipients": {"mailchimp_campaign_report"},
 }
 PEOPLE_EDGES = {"salesforce_matches": {"member_statuses"}, "unmatched_members": {"member_statuses"}}
-CAMPAIGN_EDGES = {"sf_campaign": {"campaign_totals", "mailchimp_campaign_report"}}
+# The campaign hierarchy (automation workflows' parent Campaigns) is on by default wherever Campaigns are written.
+CAMPAIGN_EDGES = {
+    "sf_campaign": {"campaign_totals", "mailchimp_campaign_report"},
+    "sf_parent_campaigns": {"mailchimp_campaign_report"},
+}
 MEMBER_EDGES = {"sf_campaign_members": {"member_statuses", "salesforce_matches"}}
 TASK_EDGES = {"sf_tasks": {"mailchimp_campaign_report", "member_statuses", "raw_email_events", "salesforce_matches"}}
 EDGES_BY_MODE = {
@@ -58,16 +70,16 @@ EDGES_BY_MODE = {
         **PEOPLE_EDGES,
         **CAMPAIGN_EDGES,
         **MEMBER_EDGES,
-        "salesforce_sync": {"sf_campaign", "sf_campaign_members"},
+        "salesforce_sync": {"sf_parent_campaigns", "sf_campaign", "sf_campaign_members"},
     },
-    "campaign_totals": {**CAMPAIGN_EDGES, "salesforce_sync": {"sf_campaign"}},
+    "campaign_totals": {**CAMPAIGN_EDGES, "salesforce_sync": {"sf_parent_campaigns", "sf_campaign"}},
     "activity": {**PEOPLE_EDGES, **TASK_EDGES, "salesforce_sync": {"sf_tasks"}},
     "campaign_and_activity": {
         **PEOPLE_EDGES,
         **CAMPAIGN_EDGES,
         **MEMBER_EDGES,
         **TASK_EDGES,
-        "salesforce_sync": {"sf_campaign", "sf_campaign_members", "sf_tasks"},
+        "salesforce_sync": {"sf_parent_campaigns", "sf_campaign", "sf_campaign_members", "sf_tasks"},
     },
     "notes": {
         **PEOPLE_EDGES,

@@ -58,6 +58,7 @@ class CampaignSync(dg.Component, dg.Resolvable, dg.Model):
     matching: dict[str, Any] | None = None
     field_mapping: dict[str, Any] | None = None
     activity: dict[str, Any] | None = None
+    campaign_hierarchy: dict[str, Any] | None = None
     sync: dict[str, Any] | None = None
 
     @model_validator(mode="after")

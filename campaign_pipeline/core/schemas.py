@@ -134,6 +134,13 @@ class MailchimpCampaignReport(pa.DataFrameModel):
     unique_subscriber_clicks: Series[np.int64] = pa.Field(ge=0, description="Members who clicked at least once.")
     open_rate: Series[float] = pa.Field(ge=0, le=1, description="Mailchimp's open rate, a fraction 0..1.")
     click_rate: Series[float] = pa.Field(ge=0, le=1, description="Mailchimp's click rate, a fraction 0..1.")
+    automation_id: Optional[Series[str]] = pa.Field(  # noqa: UP045 - Optional: "may be absent"
+        nullable=True,
+        description="Automation emails: the id of their Mailchimp automation workflow (from /automations); else NA.",
+    )
+    automation_title: Optional[Series[str]] = pa.Field(  # noqa: UP045
+        nullable=True, description="Automation emails: their workflow's title; else NA."
+    )
 
     class Config:
         name = "MailchimpCampaignReport"

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
-from campaign_pipeline.core.campaign_types import campaign_type_label, is_known_campaign_type
+from campaign_pipeline.core.campaign_types import campaign_type_label, is_automation_type, is_known_campaign_type
 from campaign_pipeline.core.events import (
     bot_opens_filtered,
     parse_campaign_report,
@@ -208,6 +208,7 @@ def mailchimp_campaign_report(
         ],
         ignore_index=True,
     )
+    reports = with_automation_workflows(reports, mailchimp)
     calls = mailchimp.stats.since(before)
     first = reports.iloc[0]
     metadata.update(
@@ -230,6 +231,25 @@ def mailchimp_campaign_report(
                 "landed and synced like a regular campaign"
             )
     return dg.Output(reports, metadata=metadata)
+
+
+def with_automation_workflows(reports: pd.DataFrame, mailchimp: MailchimpResource) -> pd.DataFrame:
+    """The reports with their automation workflow (id, title) for automation emails: the campaign hierarchy's key.
+
+    Only a batch holding automation emails asks Mailchimp (/automations and each workflow's emails).
+    """
+    reports = reports.copy()
+    reports["automation_id"] = pd.Series(pd.NA, index=reports.index, dtype=object)
+    reports["automation_title"] = pd.Series(pd.NA, index=reports.index, dtype=object)
+    automation = reports["campaign_type"].map(is_automation_type).astype(bool)
+    if automation.any():
+        workflows = mailchimp.automation_workflows()
+        for index in reports.index[automation]:
+            workflow = workflows.get(str(reports.at[index, "campaign_id"]))
+            if workflow is not None:
+                reports.at[index, "automation_id"], title = workflow
+                reports.at[index, "automation_title"] = pd.NA if title is None else title
+    return reports
 
 
 @campaign_asset(

@@ -377,6 +377,27 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
                 found[campaign.id] = campaign
         return sorted(found.values(), key=lambda campaign: (campaign.send_time, campaign.id))
 
+    def automation_workflows(self) -> dict[str, tuple[str, str | None]]:
+        """Automation email id -> (its workflow's id, the workflow's title), from /automations and their emails.
+
+        Reports and campaign records carry no workflow id; the automation emails Mailchimp lists per workflow do
+        (``workflow_id``), which is what groups an automation's emails under one parent Campaign.
+        """
+        found: dict[str, tuple[str, str | None]] = {}
+        for automation in self._get_all("/automations", "automations"):
+            automation_id = automation.get("id") if isinstance(automation, dict) else None
+            if not isinstance(automation_id, str) or not is_valid_campaign_id(automation_id):
+                continue
+            title = (automation.get("settings") or {}).get("title")
+            emails = self._get(f"/automations/{automation_id}/emails")
+            self._stats.add(pages=1)
+            for email in _items(emails, "emails", f"/automations/{automation_id}/emails"):
+                email_id = email.get("id") if isinstance(email, dict) else None
+                if is_valid_campaign_id(email_id):
+                    workflow = email.get("workflow_id") or automation_id
+                    found[str(email_id)] = (str(workflow), title if isinstance(title, str) and title else None)
+        return found
+
     def fetch_email_activity(self, campaign_id: str, since: pd.Timestamp | None = None) -> list[Any]:
         """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
         query: dict[str, Any] = {

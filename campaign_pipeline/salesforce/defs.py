@@ -19,6 +19,7 @@ from campaign_pipeline.salesforce.assets import (
     build_sf_campaign,
     build_sf_campaign_members,
 )
+from campaign_pipeline.salesforce.hierarchy_assets import build_sf_parent_campaigns
 from campaign_pipeline.salesforce.opt_out_assets import build_sf_opt_outs
 
 AssetBuilder = Callable[[SyncProfile], dg.AssetsDefinition]
@@ -31,6 +32,7 @@ DESIRED_ASSET_BUILDERS: dict[str, AssetBuilder] = {
     "sf_notes": build_sf_notes,
     "sf_attachments": build_sf_attachments,
     "sf_opt_outs": build_sf_opt_outs,
+    "sf_parent_campaigns": build_sf_parent_campaigns,
 }
 assert set(DESIRED_ASSET_BUILDERS) == set(DESIRED_ASSETS), "every desired asset of the mode table needs a builder"
 

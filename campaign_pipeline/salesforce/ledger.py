@@ -116,6 +116,19 @@ class SyncLedger:
             frame = pd.DataFrame({column: pd.Series(dtype=object) for column in frame.columns})
         return frame[[*LEDGER_COLUMNS, "error_code", "error_message", "attempted_at", "campaign_id"]]
 
+    def load_keys(self, object_kind: str, sync_keys: list[str]) -> pd.DataFrame:
+        """Ledger rows of a kind by sync key (parents shared by several campaigns, such as a parent Campaign)."""
+        query = (
+            f"SELECT sync_key, salesforce_id, content_hash, last_result FROM {self._qualified} "
+            "WHERE scope = :scope AND object_kind = :kind AND sync_key = ANY(:keys)"
+        )
+        params = {"scope": self.scope, "kind": object_kind, "keys": list(sync_keys)}
+        with self.engine.connect() as conn:
+            frame = pd.read_sql_query(sa.text(query), conn, params=params)
+        if frame.empty:
+            frame = pd.DataFrame({column: pd.Series(dtype=object) for column in LEDGER_COLUMNS})
+        return frame[list(LEDGER_COLUMNS)]
+
     def record_pending(self, object_kind: str, pending: pd.DataFrame) -> None:
         """Write intent before sending creates: the outcome of these keys is unknown until recorded."""
         rows = pending[["sync_key", "campaign_id", "content_hash"]].copy()

@@ -13,6 +13,9 @@ from campaign_pipeline.sandbox.salesforce_state import SfError, WriteResult, rec
 if TYPE_CHECKING:
     from campaign_pipeline.sandbox.salesforce_writes import WritingStore
 
+# Salesforce: "A campaign hierarchy can support up to five levels."
+MAX_HIERARCHY_LEVELS = 5
+
 
 class CampaignRules:
     """Mixed into the record writer: the rules Salesforce applies to CampaignMember and CampaignMemberStatus."""
@@ -152,6 +155,51 @@ class CampaignRules:
                         ("HasResponded",),
                     )
                 )
+
+    def _campaign_hierarchy_rules(self, results: list[WriteResult], finals: list[dict[str, Any] | None]) -> None:
+        """Refuse a ParentId that makes a Campaign its own ancestor, or a hierarchy deeper than five levels.
+
+        Salesforce keeps the campaign hierarchy a tree of at most five levels; the parent chain is walked with
+        this request's values in place of the stored ones (a request may move several Campaigns at once).
+        """
+        live = [(r, f) for r, f in zip(results, finals, strict=True) if not r.errors and f is not None]
+        if not any(f.get("ParentId") for _, f in live):
+            return
+        # New records have no Id yet: nothing stored can point at them, so they can only be a chain's start.
+        parents = {f["Id"]: f.get("ParentId") for _, f in live if f.get("Id")}
+
+        def parent_of(campaign_id: str) -> str | None:
+            if campaign_id not in parents:
+                self.cursor.execute(
+                    f"SELECT fields->>'ParentId' FROM {self.store.records_table} WHERE id = %s", (campaign_id,)
+                )
+                row = self.cursor.fetchone()
+                parents[campaign_id] = row[0] if row else None
+            return parents[campaign_id]
+
+        for result, final in live:
+            levels, cursor_id = 1, final.get("ParentId")
+            while cursor_id and levels <= MAX_HIERARCHY_LEVELS:
+                if cursor_id == final.get("Id"):
+                    result.errors.append(
+                        SfError(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            "Parent Campaign: a campaign can't be its own parent or the parent of its ancestors",
+                            ("ParentId",),
+                        )
+                    )
+                    break
+                levels += 1
+                cursor_id = parent_of(cursor_id)
+            else:
+                if levels > MAX_HIERARCHY_LEVELS:
+                    result.errors.append(
+                        SfError(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            f"Parent Campaign: a campaign hierarchy can have at most {MAX_HIERARCHY_LEVELS} levels",
+                            ("ParentId",),
+                        )
+                    )
 
     def _single_default(self, defaults: list[dict[str, Any]]) -> None:
         """Keep one default status per Campaign: the newest one set wins, as in Salesforce."""

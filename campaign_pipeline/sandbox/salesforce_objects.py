@@ -208,6 +208,8 @@ OBJECTS: dict[str, ObjectSpec] = {
             _system_fields()
             + (
                 _text("Name", 80, required=True),
+                # The campaign hierarchy (up to five levels; no cycles: salesforce_campaign_rules).
+                _ref("ParentId", "Campaign"),
                 _text("Status", 255, type="picklist", default="Planned"),
                 _text("Type", 255, type="picklist"),
                 _bool("IsActive"),

@@ -100,6 +100,8 @@ class RecordWriter(CampaignRules, ContentRules):
             self._member_status_rules(results, finals, targets)
         elif self.spec.name in CONTENT_OBJECTS:
             self._content_rules(results, finals, targets)
+        elif self.spec.name == "Campaign":
+            self._campaign_hierarchy_rules(results, finals)
         self._check_external_ids(results, finals, targets)
         if all_or_none and any(r.errors for r in results):
             roll_back(results)

@@ -211,3 +211,34 @@ def test_labels_salesforce_created_cannot_be_created_again(sf):
         with pytest.raises(SalesforceMalformedRequest) as refused:
             sf.CampaignMemberStatus.create({"CampaignId": campaign_id, "Label": label, "SortOrder": 9})
         assert _error(refused.value)["errorCode"] == "DUPLICATE_VALUE" and _error(refused.value)["fields"] == ["Label"]
+
+
+# --- Campaign hierarchy -----------------------------------------------------------------------------------
+
+
+def test_a_campaign_hierarchy_takes_known_parents_and_no_cycles(sf):
+    top = sf.Campaign.create({"Name": "Programme"})["id"]
+    child = sf.Campaign.create({"Name": "Welcome series", "ParentId": top})["id"]
+    assert sf.Campaign.get(child)["ParentId"] == top
+    with pytest.raises(SalesforceMalformedRequest) as unknown:
+        sf.Campaign.create({"Name": "Orphan", "ParentId": top[:5] + "0" * 10})
+    assert _error(unknown.value)["errorCode"] in ("INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID")
+    with pytest.raises(SalesforceMalformedRequest) as contact_parent:
+        sf.Campaign.create({"Name": "Odd", "ParentId": sf.Contact.create({"LastName": "P"})["id"]})
+    assert _error(contact_parent.value)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    for parent, campaign in ((child, top), (top, top)):
+        with pytest.raises(SalesforceMalformedRequest) as cycle:
+            sf.Campaign.update(campaign, {"ParentId": parent})
+        assert _error(cycle.value)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+        assert _error(cycle.value)["fields"] == ["ParentId"]
+    assert sf.Campaign.get(top)["ParentId"] is None
+
+
+def test_a_campaign_hierarchy_has_at_most_five_levels(sf):
+    parent = None
+    for level in range(5):
+        parent = sf.Campaign.create({"Name": f"Level {level + 1}", **({"ParentId": parent} if parent else {})})["id"]
+    with pytest.raises(SalesforceMalformedRequest) as too_deep:
+        sf.Campaign.create({"Name": "Level 6", "ParentId": parent})
+    assert _error(too_deep.value)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    assert "at most 5 levels" in _error(too_deep.value)["message"]

@@ -47,8 +47,17 @@ def payloads(
     values = {name: rows[name].to_numpy(dtype=object) for name in fields}
     records = []
     ids = rows["salesforce_id"].to_numpy(dtype=object)
+    # A record without a parent key has no parent of ours: its parent field is left as the org has it (a Campaign
+    # outside the hierarchy keeps the ParentId a user gave it), never sent as null.
+    parentless = (
+        rows["parent_key"].isna().to_numpy()
+        if kind.parent_field in fields and "parent_key" in rows
+        else np.zeros(len(rows), dtype=bool)
+    )
     for position in range(len(rows)):
         record = {name: wire_value(values[name][position], field_types.get(name, "")) for name in fields}
+        if parentless[position]:
+            del record[str(kind.parent_field)]
         if action == "create":
             # A create leaves a null field unset rather than sending null for it.
             record = {name: value for name, value in record.items() if value is not None}
@@ -75,8 +84,12 @@ def bulk_csv(records: list[dict], *, for_update: bool) -> tuple[pd.DataFrame, li
     columns = list(dict.fromkeys(name for record in records for name in record))
     if for_update:
         columns = ["Id", *[name for name in columns if name != "Id"]]
+    # A field a record leaves out stays as it is (an empty cell); a null it carries is #N/A on update.
     cells = pd.DataFrame(
-        {name: [_csv_value(record.get(name), for_update=for_update) for record in records] for name in columns}
+        {
+            name: [_csv_value(record[name], for_update=for_update) if name in record else "" for record in records]
+            for name in columns
+        }
     )
     buffer = io.StringIO()
     cells.to_csv(buffer, index=False, lineterminator="\n")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
+from campaign_pipeline.core.campaign_hierarchy import PARENT_CAMPAIGN
 from campaign_pipeline.core.content_records import CONTENT_NOTE, CONTENT_NOTE_LINK, EMAIL_FILE
 from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
@@ -38,6 +39,9 @@ class RecordKind:
     # Records the org already has (a matched person): the frame's Id column names the record, which is only ever
     # updated, never created or looked up. An update is idempotent, so a lost answer is simply sent again.
     updates_existing: bool = False
+    # Records several Mailchimp campaigns share (a parent Campaign): the ledger is read by their keys, not by the
+    # campaigns of the run, since the campaign a row was last written for may be another partition's.
+    shared_across_campaigns: bool = False
     # False for objects Bulk API 2.0 cannot load (its CSV has no way to carry blob fields such as Attachment.Body):
     # they always go through sObject Collections, whatever the volume.
     bulk_allowed: bool = True
@@ -64,6 +68,13 @@ class DesiredRecords:
 
 
 CAMPAIGN_KIND = RecordKind(CAMPAIGN, "Campaign", lookup_fields=("Name",), lookup_key_marker_field="Description")
+# Campaign hierarchy: parent Campaigns (core.campaign_hierarchy), looked up before every create (by Name, adopted
+# only when the Description names their key), and the Campaigns under them (ParentId from the parent's ledger row;
+# a Campaign without a parent key leaves its ParentId as the org has it).
+PARENT_CAMPAIGN_KIND = replace(
+    CAMPAIGN_KIND, name=PARENT_CAMPAIGN, lookup_before_create=True, shared_across_campaigns=True
+)
+CAMPAIGN_IN_HIERARCHY_KIND = replace(CAMPAIGN_KIND, parent_field="ParentId", parent_kind=PARENT_CAMPAIGN)
 CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
     CAMPAIGN_MEMBER_STATUS,
     "CampaignMemberStatus",

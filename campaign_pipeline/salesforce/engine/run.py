@@ -68,8 +68,12 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
         frame, kind.sobject, policy=settings.field_limit_policy, extra_limits=ctx.fields.text_limits(kind, frame)
     )
     campaign_ids = sorted(frame["campaign_id"].dropna().unique().tolist())
-    frame = _fill_parent_ids(ctx.ledger, kind, frame, campaign_ids)
-    diffed = diffing.diff_against_ledger(frame, ctx.ledger.load(kind.name, campaign_ids))
+    frame = _fill_parent_ids(ctx.ledger, kind, frame)
+    if kind.shared_across_campaigns:
+        known = ctx.ledger.load_keys(kind.name, frame["sync_key"].astype(str).tolist())
+    else:
+        known = ctx.ledger.load(kind.name, campaign_ids)
+    diffed = diffing.diff_against_ledger(frame, known)
     if kind.updates_existing:
         # The record exists already (the frame names it): what the ledger lacks is sent as an update.
         diffed["salesforce_id"] = diffed["Id"].astype(object)
@@ -122,12 +126,11 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
         send(ctx, kind, updates, "update", outcome)
 
 
-def _fill_parent_ids(
-    ledger: SyncLedger, kind: RecordKind, frame: pd.DataFrame, campaign_ids: list[str]
-) -> pd.DataFrame:
+def _fill_parent_ids(ledger: SyncLedger, kind: RecordKind, frame: pd.DataFrame) -> pd.DataFrame:
     if not kind.parent_field or not kind.parent_kind:
         return frame
-    parents = ledger.load(kind.parent_kind, campaign_ids)
+    # By the parents' keys: a parent may be shared by campaigns of other partitions (a parent Campaign).
+    parents = ledger.load_keys(kind.parent_kind, sorted(frame["parent_key"].dropna().astype(str).unique()))
     parent_ids = parents.dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
     frame = frame.copy()
     frame[kind.parent_field] = frame["parent_key"].map(parent_ids).astype(object)

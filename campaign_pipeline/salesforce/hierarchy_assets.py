@@ -1,0 +1,45 @@
+"""The desired-record asset of the campaign hierarchy (profile: campaign_hierarchy): sf_parent_campaigns."""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.mailchimp.partitions import campaign_asset
+from campaign_pipeline.modes import build_desired_frame
+from campaign_pipeline.profile import SyncProfile
+
+SALESFORCE_GROUP = "salesforce"
+
+
+def build_sf_parent_campaigns(profile: SyncProfile) -> dg.AssetsDefinition:
+    hierarchy = profile.campaign_hierarchy
+    parts = []
+    if hierarchy.automation_parents:
+        parts.append("each Mailchimp automation workflow (its emails become child Campaigns)")
+    if hierarchy.regular_parent:
+        parts.append(f"'{hierarchy.regular_parent}' for every other campaign")
+
+    @campaign_asset(
+        name="sf_parent_campaigns",
+        group_name=SALESFORCE_GROUP,
+        kinds={"salesforce", "pandas"},
+        ins={"mailchimp_campaign_report": dg.AssetIn()},
+        description=(
+            f"The parent Campaigns of the campaign hierarchy: one for {' and one named '.join(parts)}. "
+            "salesforce_sync sets each Campaign's ParentId to its parent, so Salesforce's hierarchy roll-ups "
+            "(members, responses in hierarchy) add up. A parent is keyed by its workflow id (or a fixed key), "
+            "created once through the sync ledger, and shared by every partition that names it."
+        ),
+    )
+    def sf_parent_campaigns(
+        context: dg.AssetExecutionContext, mailchimp_campaign_report: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        desired = build_desired_frame(
+            profile, "sf_parent_campaigns", {"mailchimp_campaign_report": mailchimp_campaign_report}
+        )
+        metadata: dict[str, Any] = {"dagster/row_count": len(desired), "preview": preview_table(desired)}
+        return dg.Output(desired, metadata=metadata)
+
+    return sf_parent_campaigns
