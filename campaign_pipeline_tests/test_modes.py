@@ -26,25 +26,33 @@ def test_every_mode_of_the_profile_literal_has_a_spec() -> None:
 @pytest.mark.parametrize("mode", modes.SYNC_MODES)
 def test_definitions_follow_the_table(mode: str) -> None:
     spec = modes.mode_spec(mode)
-    graph = build_definitions(default_profile().model_copy(update={"mode": mode})).resolve_asset_graph()
+    profile = default_profile().model_copy(update={"mode": mode})
+    graph = build_definitions(profile).resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert ("campaign_content" in keys) == spec.needs_content
     assert ("salesforce_matches" in keys) == spec.matches_people
-    for name in spec.desired_assets:
+    # The mode's own assets plus the options the profile turns on (the campaign hierarchy is on by default).
+    names = modes.desired_asset_names(profile)
+    assert set(spec.desired_assets) <= set(names)
+    for name in names:
         parents = {parent.to_user_string() for parent in graph.get(dg.AssetKey(name)).parent_keys}
         assert parents == set(modes.DESIRED_ASSETS[name].inputs), name
     push_parents = {parent.to_user_string() for parent in graph.get(dg.AssetKey("salesforce_sync")).parent_keys}
-    assert push_parents == set(spec.desired_assets)
+    assert push_parents == set(names)
 
 
 def test_push_order_puts_parents_first() -> None:
+    options = {"matching": {"sync_opt_out": True}, "campaign_hierarchy": {"regular_parent": "Newsletters"}}
     for spec in modes.MODES.values():
-        profile = SyncProfile(mode=spec.name)
-        kinds = [step.kind(profile) for step in spec.records]
-        written: set[str] = set()
-        for kind in kinds:
-            assert kind.parent_kind is None or kind.parent_kind in written, (spec.name, kind.name)
-            written.add(kind.name)
+        for settings in ({}, options):
+            if spec.name == "campaign_totals" and settings:
+                settings = {"campaign_hierarchy": options["campaign_hierarchy"]}
+            profile = SyncProfile.model_validate({"mode": spec.name, **settings})
+            kinds = [step.kind(profile) for step in modes.record_steps(profile)]
+            written: set[str] = set()
+            for kind in kinds:
+                assert kind.parent_kind is None or kind.parent_kind in written, (spec.name, kind.name)
+                written.add(kind.name)
 
 
 def test_tasks_point_at_the_campaign_only_where_the_mode_writes_one() -> None:

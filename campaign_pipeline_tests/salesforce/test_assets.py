@@ -115,7 +115,11 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
         }
     )
     sf_assets = salesforce_assets(profile)
-    assert {key.to_user_string() for a in sf_assets for key in a.keys} == {"sf_campaign", "salesforce_sync"}
+    assert {key.to_user_string() for a in sf_assets for key in a.keys} == {
+        "sf_parent_campaigns",
+        "sf_campaign",
+        "salesforce_sync",
+    }
     dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
     result = _materialize(
         [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *sf_assets], sandbox_resource, dagster_instance, sync_ledger
@@ -138,6 +142,7 @@ def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
     push = next(a for a in salesforce_assets(profile) if dg.AssetKey("salesforce_sync") in a.keys)
     # The push reads unmatched_members (and member_statuses, to build the new Leads' members) only with the option.
     assert {key.to_user_string() for key in push.dependency_keys} == {
+        "sf_parent_campaigns",
         "sf_campaign",
         "sf_campaign_members",
         "unmatched_members",
