@@ -2,8 +2,8 @@
 
     python -m bench.mailchimp_fetch [--recipients 100000] [--page-size 1000] [--rate-429 0.0]
 
-`min_api_calls` is the pages strictly needed at the page size (email-activity, unsubscribed and
-sent-to, at least one page each) plus the report; `api_calls` is what the resource actually sent,
+`min_api_calls` is the pages strictly needed at Mailchimp's maximum page of 1,000 (email-activity,
+unsubscribed and sent-to, at least one page each) plus the report, whatever --page-size says; `api_calls` is what the resource actually sent,
 retries included. `incremental_api_calls` is a second events fetch with no new activity;
 `resync_api_calls` adds the recipients step of a re-sync (one report call once sent-to is landed).
 Postgres is a throwaway embedded server (or CAMPAIGN_PIPELINE_DATABASE_URL when set).
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 
+from bench import minimums
 from bench.database import bench_database
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
 from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
@@ -61,11 +61,9 @@ def run(recipients: int, page_size: int, rate_429: float) -> dict[str, object]:
                 spec = account.spec(campaign_id)
                 assert spec is not None
                 unsubscribes = len(account.unsubscribed_listing(spec))
-                min_api_calls = (
-                    1
-                    + max(1, math.ceil(len(recipient_sync.recipients) / page_size))
-                    + max(1, math.ceil(activity_members / page_size))
-                    + max(1, math.ceil(unsubscribes / page_size))
+                # The floor at Mailchimp's own maximum page, not at the page size this run chose.
+                min_api_calls = minimums.mailchimp_calls(
+                    len(recipient_sync.recipients), activity_members, unsubscribes, single_calls=1
                 )
                 truth_event_count = len(truth_events(account, campaign_id))
             return {

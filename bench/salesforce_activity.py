@@ -7,9 +7,10 @@ noop_write_calls (write calls of a second run with no new activity), seconds (th
 records and writing, as in the engine bench) — plus records, records_by_kind, api, created, failed, match_seconds,
 desired_seconds, build_seconds (synthetic data and the org's people) and peak_rss_mb; mode notes adds file_bytes
 (decoded bytes of note content and files the first run wrote: the org's file storage it takes) and
-noop_file_bytes. ``min_write_calls`` is the fewest calls the records could take: one Bulk API 2.0 job (create,
-upload, close) per kind at or above the bulk threshold, else one sObject Collections call per 200 records (always
-so for kinds with blob fields — ContentNote, ContentVersion, Attachment — which Bulk API 2.0 cannot load).
+noop_file_bytes. ``min_write_calls`` is the fewest calls the APIs' documented limits allow for the records
+(bench.minimums): per kind the fewer of one Bulk API 2.0 job (create, upload, close per 150 MB of CSV) and one
+sObject Collections call per 200 records (always the latter for kinds with blob fields — ContentNote,
+ContentVersion, Attachment — which Bulk API 2.0 cannot load), whatever our bulk threshold.
 ``--notes-format`` picks Enhanced Notes and Files (default) or classic Notes and Attachments. ``bench.salesforce_sync
 --mode activity|notes`` runs this bench, forwarding --members, --bulk-threshold and --seed.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import sys
 import tempfile
@@ -29,14 +29,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import minimums
 from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes, event_ids
 from campaign_pipeline.core.metrics import member_statuses
+from campaign_pipeline.core.salesforce_records import salesforce_field_columns
 from campaign_pipeline.modes import desired_records
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import COLLECTION_SIZE, sync_desired_records
+from campaign_pipeline.salesforce.engine import sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
@@ -94,11 +97,13 @@ def synthetic_campaign(members: int, opens_per_member: float, clicks_per_member:
     return recipients, events, report
 
 
-def min_write_calls(records: int, bulk_threshold: int, bulk_allowed: bool = True) -> int:
-    """Fewest write calls for one kind; a kind Bulk cannot load (Attachments) always takes Collections calls."""
-    if records == 0:
-        return 0
-    return 3 if bulk_allowed and records >= bulk_threshold else math.ceil(records / COLLECTION_SIZE)
+def min_write_calls(records: int, bulk_allowed: bool = True, csv_bytes: int = 0) -> int:
+    """The APIs' floor for one kind (bench.minimums); a kind Bulk cannot load (Attachments) takes Collections calls."""
+    return minimums.salesforce_write_calls(records, bulk_allowed=bulk_allowed, csv_bytes=csv_bytes)
+
+
+def _csv_bytes(frame: pd.DataFrame) -> int:
+    return len(frame[salesforce_field_columns(frame)].to_csv(index=False).encode()) if len(frame) else 0
 
 
 def run(
@@ -141,7 +146,9 @@ def run(
                 timed_from = time.perf_counter()
                 first_client = client()
                 # Matching reads the org like the asset does; its SOQL calls count in read_calls and seconds.
-                matches, _ = match_campaign_members(first_client, statuses)
+                matches, _ = match_campaign_members(
+                    first_client, statuses, PeopleMirror(engine, schema=f"bench_activity_mirror_{suffix}")
+                )
                 matched_at = time.perf_counter()
                 content = pd.DataFrame({"campaign_id": ["bench1"], "html": ["<html><p>Benchmark</p></html>"]})
                 desired = desired_records(
@@ -175,7 +182,8 @@ def run(
                     "records_by_kind": {item.kind.name: len(item.frame) for item in desired},
                     "write_calls": first.write_calls,
                     "min_write_calls": sum(
-                        min_write_calls(len(item.frame), bulk_threshold, item.kind.bulk_allowed) for item in desired
+                        min_write_calls(len(item.frame), item.kind.bulk_allowed, _csv_bytes(item.frame))
+                        for item in desired
                     ),
                     "read_calls": first.read_calls,
                     "noop_write_calls": second.write_calls,
@@ -194,6 +202,7 @@ def run(
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "bench_activity_ledger_{suffix}" CASCADE')
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "bench_activity_org_{suffix}" CASCADE')
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "bench_activity_mirror_{suffix}" CASCADE')
             engine.dispose()
             if server is not None:
                 server.cleanup()

@@ -2,19 +2,21 @@
 
     python -m bench.salesforce_sync --members 10000 [--mode campaign|campaign_totals] [--bulk-threshold 2000]
 
-Prints one JSON object: members, matched, write_calls (first sync), min_write_calls (the fewest calls the chosen
-APIs need: one sObject Collections call per 200 records, or create + upload + close of one Bulk API 2.0 job per
-kind at or above the bulk threshold), read_calls (first sync), noop_write_calls (a second sync with nothing
-new), update_write_calls and updated (a third sync after 1% of members changed), seconds (first sync: matching
-and writing), match_seconds, noop_seconds, api. Modes activity and notes run ``bench.salesforce_activity``
-with --members, and --bulk-threshold and --seed when given (its own defaults otherwise).
+Prints one JSON object: members, matched, write_calls (first sync), min_write_calls (the fewest calls the APIs'
+documented limits allow for the same records, see bench.minimums: per kind the fewer of one sObject Collections
+call per 200 records and one Bulk API 2.0 job, whatever our bulk threshold), read_calls (first sync, the people
+mirror's fill included), min_read_calls (reading the org's Contacts and Leads once, bench.minimums),
+noop_read_calls and noop_write_calls (a second sync with nothing new), update_write_calls and updated (a third
+sync after 1% of members changed), mirror (the first and the no-op refresh: rows, mode, calls), seconds (first
+sync: matching and writing), match_seconds, noop_seconds, api. Modes activity and notes run
+``bench.salesforce_activity`` with --members, and --bulk-threshold and --seed when given (its own defaults
+otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -24,13 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import minimums
 from bench.database import bench_database
 from campaign_pipeline.core.events import email_hashes
+from campaign_pipeline.core.salesforce_records import salesforce_field_columns
 from campaign_pipeline.modes import desired_records, mode_spec
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import BULK_JOB_WRITE_CALLS, COLLECTION_SIZE, sync_desired_records
+from campaign_pipeline.salesforce.engine import DesiredRecords, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox, seed_people
@@ -108,12 +113,20 @@ def campaign_frames(statuses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return totals, report
 
 
-def min_write_calls(record_counts: list[int], bulk_threshold: int) -> int:
-    return sum(
-        BULK_JOB_WRITE_CALLS if count >= bulk_threshold else math.ceil(count / COLLECTION_SIZE)
-        for count in record_counts
-        if count
-    )
+def min_write_calls(desired: list[DesiredRecords]) -> int:
+    """The APIs' floor for writing these records (bench.minimums), from their count and their size as CSV."""
+    total = 0
+    for item in desired:
+        # Statuses: the org makes "Sent" itself on a new Campaign, so only the others are created.
+        frame = item.frame.iloc[1:] if item.kind.name == "campaign_member_status" else item.frame
+        csv_bytes = len(frame[salesforce_field_columns(frame)].to_csv(index=False).encode()) if len(frame) else 0
+        total += minimums.salesforce_write_calls(len(frame), bulk_allowed=item.kind.bulk_allowed, csv_bytes=csv_bytes)
+    return total
+
+
+def min_read_calls(org: SalesforceSandbox) -> int:
+    """Reading every Contact and Lead once (what matching needs), at the APIs' floor."""
+    return sum(minimums.salesforce_read_calls(len(org.records(sobject))) for sobject in ("Contact", "Lead"))
 
 
 def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float) -> dict:
@@ -144,6 +157,8 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
             with SalesforceSandbox(engine, schema=f"bench_sf_{suffix}", daily_api_limit=10_000_000) as org:
                 seed_people(org, statuses["email_address"].tolist(), seed=seed, coverage=coverage)
                 ledger = SyncLedger(engine, schema=f"bench_ledger_{suffix}")
+                mirror = PeopleMirror(engine, schema=f"bench_mirror_{suffix}")
+                refreshes = []
 
                 def client() -> SalesforceClient:
                     return SalesforceClient(
@@ -160,18 +175,17 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
                     started = time.perf_counter()
                     frames = {"campaign_totals": totals, "mailchimp_campaign_report": report, "member_statuses": frame}
                     if mode_spec(profile).matches_people:
-                        frames["salesforce_matches"], _ = match_campaign_members(sync_client, frame)
+                        frames["salesforce_matches"], _ = match_campaign_members(sync_client, frame, mirror)
+                        assert mirror.last_refresh is not None
+                        refreshes.append(mirror.last_refresh)
                     matched_at = time.perf_counter()
                     desired = desired_records(profile, frames)
                     result = sync_desired_records(sync_client, ledger, desired, profile.sync)
                     return result, desired, matched_at - started, time.perf_counter() - started
 
                 first, desired, match_seconds, seconds = sync(statuses)
-                counts = [
-                    # Statuses: the org makes "Sent" itself on a new Campaign, so only the others are created.
-                    len(item.frame) - (1 if item.kind.name == "campaign_member_status" else 0)
-                    for item in desired
-                ]
+                least_writes = min_write_calls(desired)
+                least_reads = min_read_calls(org) if mode == "campaign" else 0
                 noop, _, _, noop_seconds = sync(statuses)
                 changed = statuses.copy()
                 picks = np.random.default_rng(seed + 1).choice(len(changed), size=max(1, members // 100), replace=False)
@@ -186,8 +200,10 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
         "members": members,
         "matched": member_outcome.desired if member_outcome else 0,
         "write_calls": first.write_calls,
-        "min_write_calls": min_write_calls(counts, bulk_threshold),
+        "min_write_calls": least_writes,
         "read_calls": first.read_calls,
+        "min_read_calls": least_reads,
+        "noop_read_calls": noop.read_calls,
         "noop_write_calls": noop.write_calls,
         "update_write_calls": update.write_calls,
         "updated": update.total("updated"),
@@ -197,6 +213,10 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
         "created": first.total("created"),
         "failed": first.total("failed"),
         "api": {name: outcome.api for name, outcome in first.outcomes.items()},
+        "mirror": [
+            {"mode": refresh.mode, "rows": refresh.rows, "upserted": refresh.upserted, "calls": refresh.calls}
+            for refresh in refreshes[:2]
+        ],
         "stopped": first.stopped,
     }
 

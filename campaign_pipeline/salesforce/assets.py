@@ -24,6 +24,7 @@ from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
 from campaign_pipeline.salesforce.ledger import ledger_scope
 from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
 from campaign_pipeline.stores import SyncLedgerResource
 
@@ -69,8 +70,9 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
             limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
             log=context.log,
         ) as client:
+            mirror = PeopleMirror(get_engine())
             try:
-                matches, unmatched = match_campaign_members(client, member_statuses)
+                matches, unmatched = match_campaign_members(client, member_statuses, mirror)
             except SalesforceStopped as stop:
                 # Nothing is written by matching; fail the step plainly so the sync does not run on a partial match.
                 raise dg.Failure(
@@ -81,6 +83,9 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         would_become_leads = len(unmatched) if profile.matching.create_leads_for_unmatched else 0
         several = int((matches["candidate_count"] > 1).sum())
         common: dict[str, Any] = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
+        if mirror.last_refresh is not None:
+            # How fresh the people matched against are, and what keeping them fresh cost this run.
+            common.update(mirror.last_refresh.metadata())
         yield dg.Output(
             matches,
             output_name="salesforce_matches",

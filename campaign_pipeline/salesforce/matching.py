@@ -1,19 +1,17 @@
-"""Matching Mailchimp members to Salesforce Contacts and Leads by email: escaped SOQL, chunked IN-lists, one pick.
+"""Matching Mailchimp members to Salesforce Contacts and Leads by email, against the local people mirror.
 
 Rules (design §2): emails compare case-insensitively; a Contact wins over a Lead; converted Leads are skipped;
 several candidates of the winning kind pick the oldest (CreatedDate, then Id) and the pick is reported.
+The people come from ``salesforce.mirror`` (refreshed incrementally), never from a query per member.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
-from simple_salesforce.format import format_soql
 
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceClient
-from campaign_pipeline.salesforce.soql import chunk_for_in_list
 
 MATCH_COLUMNS: tuple[str, ...] = (
     "campaign_id",
@@ -26,46 +24,10 @@ MATCH_COLUMNS: tuple[str, ...] = (
 )
 UNMATCHED_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address", "reason")
 PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date")
-MATCH_QUERY_WORKERS = 4
-
-_QUERIES = {
-    "Contact": "SELECT Id, Email, CreatedDate FROM Contact WHERE Email IN {}",
-    # Converted Leads live on as Contacts; matching them would double-count the person.
-    "Lead": "SELECT Id, Email, CreatedDate FROM Lead WHERE Email IN {} AND IsConverted = false",
-}
-
-
-def fetch_people(client: SalesforceClient, emails: list[str]) -> pd.DataFrame:
-    """Contacts and unconverted Leads whose Email is one of ``emails`` (any case), as PEOPLE_COLUMNS."""
-    wanted = sorted({email.strip().lower() for email in emails if isinstance(email, str) and email.strip()})
-    # format_soql quotes and escapes every value, so an address like o'brien@x.com stays one literal.
-    queries = [
-        (sobject, format_soql(template, chunk))
-        for sobject, template in _QUERIES.items()
-        for chunk in chunk_for_in_list(wanted, template)
-    ]
-    # Chunks are independent reads; a few at a time cut the wall time without crowding the org.
-    with ThreadPoolExecutor(max_workers=MATCH_QUERY_WORKERS) as pool:
-        answers = list(pool.map(lambda query: client.query_all(query[1]), queries))
-    frames = [
-        pd.DataFrame(
-            {
-                "salesforce_id": [record["Id"] for record in records],
-                "salesforce_object": sobject,
-                "email": [record.get("Email") for record in records],
-                "created_date": [record.get("CreatedDate") for record in records],
-            }
-        )
-        for (sobject, _), records in zip(queries, answers, strict=True)
-        if records
-    ]
-    if not frames:
-        return pd.DataFrame({column: pd.Series(dtype=object) for column in PEOPLE_COLUMNS})
-    return pd.concat(frames, ignore_index=True)[list(PEOPLE_COLUMNS)]
 
 
 def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(matches, unmatched) for members (campaign_id, email_id, email_address) against fetched people.
+    """(matches, unmatched) for members (campaign_id, email_id, email_address) against people (PEOPLE_COLUMNS).
 
     Pure and vectorised: candidates are ranked Contact before Lead, then oldest CreatedDate, then Id.
     """
@@ -110,8 +72,16 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
 
 
 def match_campaign_members(
-    client: SalesforceClient, member_statuses: pd.DataFrame
+    client: SalesforceClient, member_statuses: pd.DataFrame, mirror: PeopleMirror | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fetch the people for a campaign's members and match them (see ``match_members``)."""
-    people = fetch_people(client, member_statuses["email_address"].tolist())
+    """Refresh the org's people mirror (a few calls, whatever the campaign's size) and match against it.
+
+    See ``match_members`` for the rules; ``mirror.last_refresh`` says what the refresh did.
+    """
+    if mirror is None:
+        from campaign_pipeline.storage.database import get_engine
+
+        mirror = PeopleMirror(get_engine())
+    mirror.refresh(client)
+    people = mirror.people_for(client.org_id, member_statuses["email_address"])
     return match_members(member_statuses, people)

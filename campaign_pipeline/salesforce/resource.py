@@ -154,6 +154,7 @@ class SalesforceClient:
         timeout_seconds: float = 60.0,
         reauthenticate: Callable[[], str] | None = None,
         renewal_hint: str = "set fresh credentials (SALESFORCE_SESSION_ID, or a username/password login)",
+        org_id: str | None = None,
     ) -> None:
         self.sf = sf
         self.target = target
@@ -168,6 +169,7 @@ class SalesforceClient:
         self.stats = CallStats()
         # Set when the session expired beyond renewal: the run must fail with this reason, not report success.
         self.session_lost: str | None = None
+        self._org_id = org_id
         self._describes: dict[str, dict] = {}
         self._lock = threading.Lock()
         policy = RetryPolicy(
@@ -179,12 +181,6 @@ class SalesforceClient:
         )
         mount_retries(sf.session, policy, observer=self._observe_retry)
 
-    @property
-    def org_id(self) -> str:
-        """The org's 15-character Id, read from the session id (Salesforce access tokens start with it)."""
-        prefix = (self.sf.session_id or "").split("!", 1)[0]
-        return prefix[:15] if _ORG_ID.match(prefix) else ""
-
     def _observe_retry(self, method: str, url: str, status: int | None, error: Exception | None) -> None:
         with self._lock:
             self.stats.retries += 1
@@ -194,6 +190,20 @@ class SalesforceClient:
             method,
             f"HTTP {status}" if status else f"no answer ({type(error).__name__})",
         )
+
+    @property
+    def org_id(self) -> str:
+        """Which org this client talks to, without a call: what keeps one org's state (mirror) from another's.
+
+        Given explicitly, or the Organization Id that prefixes every Salesforce access token ("00D...!..."),
+        or else the instance's host.
+        """
+        if self._org_id:
+            return self._org_id
+        prefix = (self.sf.session_id or "").split("!", 1)[0]
+        if _ORG_ID.match(prefix):
+            return prefix[:15]
+        return f"instance:{str(self.sf.sf_instance).lower()}"
 
     # -- the one gate every call passes -------------------------------------------------------------------------
     def call(self, kind: str, what: str, send: Callable[[], Any], *, idempotent: bool = True) -> Any:
@@ -301,9 +311,16 @@ class SalesforceClient:
                 self.stats.org_usage = (int(usage.used), int(usage.total))
 
     # -- REST helpers -------------------------------------------------------------------------------------------
-    def query_all(self, soql: str) -> list[dict]:
-        """All rows of a SOQL query, following nextRecordsUrl; each page is one read call."""
-        page = self.call("read", "SOQL query", lambda: self.sf.query(soql, timeout=self.timeout_seconds))
+    def query_all(self, soql: str, *, include_deleted: bool = False) -> list[dict]:
+        """All rows of a SOQL query, following nextRecordsUrl; each page is one read call.
+
+        ``include_deleted`` asks the queryAll resource, which also returns deleted and archived records.
+        """
+        page = self.call(
+            "read",
+            "SOQL queryAll" if include_deleted else "SOQL query",
+            lambda: self.sf.query(soql, include_deleted=include_deleted, timeout=self.timeout_seconds),
+        )
         records = list(page["records"])
         while not page.get("done", True):
             next_url: str = page["nextRecordsUrl"]

@@ -26,7 +26,6 @@ from campaign_pipeline.sandbox.fault_plan import FaultPlan
 from campaign_pipeline.sandbox.salesforce_objects import (
     API_USER_ID,
     API_VERSION,
-    ORG_ID,
 )
 from campaign_pipeline.sandbox.salesforce_routes import ApiResponse, SalesforceRoutes, error_response
 from campaign_pipeline.sandbox.salesforce_seed import SeedSummary, seed_people
@@ -153,9 +152,11 @@ class SalesforceSandbox(SalesforceRoutes):
     Resources under /services/data/v62.0/: sobjects (describeGlobal), sobjects/{Type} (POST
     create), sobjects/{Type}/describe, sobjects/{Type}/{Id} (GET/PATCH/DELETE),
     sobjects/{Type}/{ExternalIdField}/{value} (GET, PATCH upsert, DELETE),
-    sobjects/Attachment/{Id}/Body, query?q= and query/{locator}, composite/sobjects (POST
-    create, PATCH update, DELETE ?ids=, GET /{Type}?ids=), composite/sobjects/{Type}/{Field}
-    (PATCH upsert), jobs/ingest (Bulk API 2.0), limits. Outside it: /services/oauth2/token
+    sobjects/Attachment/{Id}/Body, query?q= and query/{locator}, queryAll (deleted records too, with
+    IsDeleted), composite/sobjects (POST create, PATCH update, DELETE ?ids=, GET /{Type}?ids=),
+    composite/sobjects/{Type}/{Field} (PATCH upsert), jobs/ingest (Bulk API 2.0 ingest), jobs/query
+    (Bulk API 2.0 query: results pages and Sforce-Locator), limits. Every record carries SystemModstamp,
+    moved by every change (conversion and deletion too). Outside it: /services/oauth2/token
     (grant_type=password with `username` and DEFAULT_PASSWORD, optionally + a token suffix).
     """
 
@@ -267,6 +268,15 @@ class SalesforceSandbox(SalesforceRoutes):
         self.store.expire_session(self.session_id)
         self.session_id = self.store.new_session()
         return self.session_id
+
+    @property
+    def org_id(self) -> str:
+        """This org's Organization Id (each schema is its own org); access tokens start with it."""
+        return self.store.org_id
+
+    def convert_lead(self, lead_id: str) -> str:
+        """Convert a Lead (Salesforce's convertLead, which is no REST call): returns the new Contact's Id."""
+        return self.store.convert_lead(lead_id)
 
     def records(self, sobject: str) -> list[dict[str, Any]]:
         return self.store.records(sobject)
@@ -401,7 +411,7 @@ class SalesforceSandbox(SalesforceRoutes):
             {
                 "access_token": token,
                 "instance_url": self.instance_url,
-                "id": f"{self.instance_url}/id/{ORG_ID}/{API_USER_ID}",
+                "id": f"{self.instance_url}/id/{self.store.org_id}/{API_USER_ID}",
                 "token_type": "Bearer",
                 "issued_at": str(int(time.time() * 1000)),
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode(),

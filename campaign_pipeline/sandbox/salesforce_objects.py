@@ -131,6 +131,18 @@ def _system_fields() -> tuple[FieldSpec, ...]:
             nillable=False,
             system=True,
         ),
+        # Moves on every change, the system's own included (Lead conversion, deletion): what replication reads.
+        FieldSpec(
+            "SystemModstamp",
+            "datetime",
+            "System Modstamp",
+            createable=False,
+            updateable=False,
+            nillable=False,
+            system=True,
+        ),
+        # True only on deleted records, which only queryAll returns.
+        FieldSpec("IsDeleted", "boolean", "Deleted", createable=False, updateable=False, nillable=False, system=True),
     )
 
 

@@ -85,11 +85,13 @@ class SalesforceRoutes:
             soql = (query.get("q") or [""])[0]
             if not soql.strip():
                 return error_response(400, "MALFORMED_QUERY", "A query string (q) is required")
-            return ApiResponse(200, self.store.query(soql, version))
+            return ApiResponse(200, self.store.query(soql, version, include_deleted=head == "queryAll"))
         if head == "sobjects":
             return self._sobjects(method, version, segments[1:], query, body)
         if head == "composite" and segments[1:2] == ["sobjects"]:
             return self._collections(method, segments[2:], query, body)
+        if head == "jobs" and segments[1:2] == ["query"]:
+            return self._bulk_query(method, version, segments[2:], query, body)
         if head == "jobs" and segments[1:2] == ["ingest"]:
             return self._bulk(method, version, segments[2:], body)
         return error_response(404, "NOT_FOUND", "The requested resource does not exist")
@@ -409,4 +411,32 @@ class SalesforceRoutes:
                 return ApiResponse(201)
             if segments[1] in ("successfulResults", "failedResults", "unprocessedrecords") and method == "GET":
                 return ApiResponse(200, self.store.job_results(job_id, segments[1]), content_type="text/csv")
+        return error_response(404, "NOT_FOUND", "The requested resource does not exist")
+
+    # --- Bulk API 2.0 query ------------------------------------------------------------------------
+
+    def _bulk_query(
+        self, method: str, version: str, segments: list[str], query: dict[str, list[str]], body: bytes
+    ) -> ApiResponse:
+        if not segments and method == "POST":
+            request = self._json(body)
+            if not isinstance(request, dict):
+                raise RequestError(400, "JSON_PARSER_ERROR", "The job request must be a JSON object")
+            return ApiResponse(200, self.store.create_query_job(request, version))
+        if len(segments) == 1 and method == "GET":
+            return ApiResponse(200, self.store.query_job_info(segments[0]))
+        if len(segments) == 1 and method == "DELETE":
+            self.store.delete_query_job(segments[0])
+            return ApiResponse(204)
+        if len(segments) == 2 and segments[1] == "results" and method == "GET":
+            locator_values, size_values = query.get("locator") or [], query.get("maxRecords") or []
+            text, locator, count = self.store.query_job_results(
+                segments[0], locator_values[0] if locator_values else None, size_values[0] if size_values else None
+            )
+            return ApiResponse(
+                200,
+                text,
+                content_type="text/csv",
+                headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(count)},
+            )
         return error_response(404, "NOT_FOUND", "The requested resource does not exist")

@@ -132,16 +132,20 @@ def _plan(
 
     def contact(email: str) -> dict[str, Any]:
         first, last = _names(email)
+        created = stamp()
         return {
             "FirstName": first or None,
             "LastName": last,
             "Email": email,
             "HasOptedOutOfEmail": False,
-            "CreatedDate": stamp(),
+            "CreatedDate": created,
+            # The org's people existed before the pipeline first looked: last changed when created.
+            "LastModifiedDate": created,
         }
 
     def lead(email: str, converted: bool = False) -> dict[str, Any]:
         first, last = _names(email)
+        created = stamp()
         return {
             "FirstName": first or None,
             "LastName": last,
@@ -152,7 +156,8 @@ def _plan(
             "IsConverted": converted,
             "ConvertedDate": "2024-03-01" if converted else None,
             "HasOptedOutOfEmail": False,
-            "CreatedDate": stamp(),
+            "CreatedDate": created,
+            "LastModifiedDate": created,
         }
 
     contacts: list[tuple[dict[str, Any], str]] = []

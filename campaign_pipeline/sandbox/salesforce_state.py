@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -14,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from campaign_pipeline.sandbox.salesforce_objects import ORG_ID, ObjectSpec, format_datetime
+from campaign_pipeline.sandbox.salesforce_objects import ORG_ID, ObjectSpec, format_datetime, make_record_id
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -100,6 +101,14 @@ def record_keys(spec: ObjectSpec, fields: dict[str, Any]) -> tuple[str | None, s
     return ext_key, member_key
 
 
+def org_id_for(schema: str) -> str:
+    """The Organization Id of the org kept in ``schema``: each sandbox org is its own org, as in Salesforce."""
+    if schema == "sandbox_salesforce":
+        return ORG_ID  # the default org keeps the Id it always had
+    number = int(hashlib.sha1(schema.encode()).hexdigest()[:12], 16) % 62**9
+    return make_record_id("00D", number)
+
+
 class StoreBase:
     """The org's Postgres schema and connections; every public method is one transaction."""
 
@@ -109,6 +118,8 @@ class StoreBase:
         self.engine = engine
         self.schema = schema
         self.records_table = f'"{schema}".records'
+        self.deleted_table = f'"{schema}".deleted_records'
+        self.org_id = org_id_for(schema)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -201,6 +212,21 @@ class StoreBase:
                     PRIMARY KEY (job_id, row_number)
                 );
                 CREATE TABLE IF NOT EXISTS {s}.seed_state (name text PRIMARY KEY, summary jsonb NOT NULL);
+                -- Deleted records, as the recycle bin keeps them: queryAll still returns them, with IsDeleted.
+                CREATE TABLE IF NOT EXISTS {s}.deleted_records (
+                    id text PRIMARY KEY,
+                    sobject text NOT NULL,
+                    seq bigint NOT NULL,
+                    fields jsonb NOT NULL,
+                    ext_key text,
+                    member_key text
+                );
+                ALTER TABLE {s}.query_cursors ADD COLUMN IF NOT EXISTS include_deleted boolean NOT NULL DEFAULT false;
+                CREATE TABLE IF NOT EXISTS {s}.bulk_query_jobs (id text PRIMARY KEY, info jsonb NOT NULL);
+                CREATE TABLE IF NOT EXISTS {s}.bulk_query_rows (
+                    job_id text NOT NULL, row_number integer NOT NULL, line text NOT NULL,
+                    PRIMARY KEY (job_id, row_number)
+                );
                 """
         )
 
@@ -211,13 +237,15 @@ class StoreBase:
             self._lock(cursor, "schema")
             cursor.execute(
                 f"TRUNCATE {s}.records, {s}.query_cursors, {s}.bulk_jobs, {s}.bulk_job_data, "
-                f"{s}.bulk_job_results, {s}.api_usage, {s}.seed_state"
+                f"{s}.bulk_job_results, {s}.api_usage, {s}.seed_state, {s}.deleted_records, {s}.bulk_query_jobs, "
+                f"{s}.bulk_query_rows"
             )
 
     # --- sessions and API usage -------------------------------------------------------------------
 
     def new_session(self) -> str:
-        token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(40)}"
+        # A Salesforce access token starts with the Organization Id, which clients read as the org's identity.
+        token = f"{self.org_id[:15]}!{secrets.token_urlsafe(40)}"
         with self.cursor() as cursor:
             cursor.execute(f'INSERT INTO "{self.schema}".sessions (token) VALUES (%s)', (token,))
         return token

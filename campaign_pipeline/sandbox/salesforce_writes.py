@@ -57,7 +57,9 @@ class WritingStore(StoreBase):
         for record_id, fields_ in zip(ids, new_records, strict=True):
             fields_["Id"] = record_id
             fields_.setdefault("CreatedDate", stamp)
-            fields_["LastModifiedDate"] = stamp
+            # The API refuses these fields on create, so only seeding (insert_raw) sets them: records of the past.
+            fields_.setdefault("LastModifiedDate", stamp)
+            fields_.setdefault("SystemModstamp", fields_["LastModifiedDate"])
             if spec.name in ("Contact", "Lead"):
                 fields_["Name"] = _person_name(fields_)
             # seq is the Id's own counter, so creation order holds across processes and restarts.
@@ -80,6 +82,7 @@ class WritingStore(StoreBase):
         stamp = now_text()
         for fields_ in changed:
             fields_["LastModifiedDate"] = stamp
+            fields_["SystemModstamp"] = stamp
             if spec.name in ("Contact", "Lead"):
                 fields_["Name"] = _person_name(fields_)
         cursor.execute(
@@ -231,18 +234,55 @@ class WritingStore(StoreBase):
                 roll_back(results)
                 return results
             if doomed:
-                # Deleting a Campaign or person takes its members and statuses with it, as Salesforce does.
+                # Deleting a Campaign or person takes its members and statuses with it, as Salesforce does; the
+                # records go to the recycle bin (deleted_records), where queryAll still finds them.
+                stamp = now_text()
                 cursor.execute(
-                    f"""DELETE FROM {self.records_table} WHERE id = ANY(%s)
-                        OR (sobject IN ('CampaignMember', 'CampaignMemberStatus') AND fields->>'CampaignId' = ANY(%s))
-                        OR (sobject = 'CampaignMember' AND (fields->>'ContactId' = ANY(%s) OR fields->>'LeadId' = ANY(%s)))""",
-                    (doomed, doomed, doomed, doomed),
+                    f"""WITH gone AS (
+                            DELETE FROM {self.records_table} WHERE id = ANY(%s)
+                            OR (sobject IN ('CampaignMember', 'CampaignMemberStatus') AND fields->>'CampaignId' = ANY(%s))
+                            OR (sobject = 'CampaignMember' AND (fields->>'ContactId' = ANY(%s) OR fields->>'LeadId' = ANY(%s)))
+                            RETURNING id, sobject, seq, fields)
+                        INSERT INTO {self.deleted_table} (id, sobject, seq, fields)
+                        SELECT id, sobject, seq, fields || jsonb_build_object(
+                            'IsDeleted', true, 'SystemModstamp', %s::text, 'LastModifiedDate', %s::text)
+                        FROM gone
+                        ON CONFLICT (id) DO NOTHING""",
+                    (doomed, doomed, doomed, doomed, stamp, stamp),
                 )
             for result in results:
                 result.success = not result.errors
         return results
 
     # --- Bulk API 2.0 ingest -------------------------------------------------------------------------
+
+    def convert_lead(self, lead_id: str) -> str:
+        """Convert a Lead as Salesforce's convertLead does: a new Contact, the Lead marked converted; the Contact's Id.
+
+        Conversion is the system's change, not a field update through the API: it moves the Lead's SystemModstamp.
+        """
+        spec, contact_spec = OBJECTS["Lead"], OBJECTS["Contact"]
+        with self.cursor() as cursor:
+            self._lock(cursor, "Lead")
+            cursor.execute(
+                f"SELECT fields FROM {self.records_table} WHERE id = %s AND sobject = 'Lead'", (normalize_id(lead_id),)
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise RequestError(400, "INVALID_CROSS_REFERENCE_KEY", f"no Lead with Id {lead_id}")
+            lead = dict(row[0])
+            if lead.get("IsConverted"):
+                raise RequestError(400, "INVALID_STATUS", f"Lead {lead_id} is already converted")
+            contact = {name: lead.get(name) for name in ("FirstName", "LastName", "Email", "HasOptedOutOfEmail")}
+            self._insert(cursor, contact_spec, [contact])
+            lead.update(
+                IsConverted=True,
+                ConvertedContactId=contact["Id"],
+                ConvertedDate=now_text()[:10],
+                Status="Closed - Converted",
+            )
+            self._update(cursor, spec, [lead])
+        return str(contact["Id"])
 
     def insert_in(self, cursor: Any, sobject: str, new_records: list[dict[str, Any]]) -> list[str]:
         """insert_raw inside a caller's transaction."""

@@ -15,6 +15,7 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.sandbox.resources import sandbox_session
 from campaign_pipeline.sandbox.salesforce_api import SalesforceFaults, SalesforceSandbox
@@ -36,9 +37,9 @@ class RecordingClient(SalesforceClient):
         super().__init__(*args, **kwargs)
         self.soql: list[str] = []
 
-    def query_all(self, soql: str) -> list[dict]:
+    def query_all(self, soql: str, *, include_deleted: bool = False) -> list[dict]:
         self.soql.append(soql)
-        return super().query_all(soql)
+        return super().query_all(soql, include_deleted=include_deleted)
 
 
 @dataclass
@@ -47,6 +48,8 @@ class ActivityOrg:
 
     org: SalesforceSandbox
     ledger: SyncLedger
+    # The session's org is wiped between tests (a new org in all but its Id), so each test mirrors it afresh.
+    mirror: PeopleMirror
     person_ids: dict[str, str] = field(default_factory=dict)
     last_client: RecordingClient | None = None
 
@@ -74,7 +77,7 @@ class ActivityOrg:
         ledger = ledger or self.ledger
         client = self.last_client = client or self.client()
         members = statuses(recipient_frame, event_frame)
-        matches, _ = match_campaign_members(client, members)
+        matches, _ = match_campaign_members(client, members, self.mirror)
         frames = {
             "raw_email_events": event_frame,
             "member_statuses": members,
@@ -132,5 +135,6 @@ def activity_org(_activity_org: SalesforceSandbox, pg_engine: sa.Engine) -> Acti
         if sobject == "Lead":
             values["Company"] = "Example Ltd"
         person_ids[address] = getattr(sf, sobject).create(values)["id"]
-    ledger = SyncLedger(pg_engine, schema=f"activity_ledger_{uuid.uuid4().hex[:8]}")
-    return ActivityOrg(_activity_org, ledger, person_ids)
+    suffix = uuid.uuid4().hex[:8]
+    ledger = SyncLedger(pg_engine, schema=f"activity_ledger_{suffix}")
+    return ActivityOrg(_activity_org, ledger, PeopleMirror(pg_engine, schema=f"activity_mirror_{suffix}"), person_ids)

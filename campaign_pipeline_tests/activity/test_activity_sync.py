@@ -264,7 +264,7 @@ def test_engine_lookup_after_a_crash_adopts_tasks_without_filtering_on_descripti
     assert 0 < written < 240
     client = activity_org.client()
     members = statuses(recipients(*AUDIENCE), raw)
-    matches, _ = match_campaign_members(client, members)
+    matches, _ = match_campaign_members(client, members, activity_org.mirror)
     desired = desired_records(
         profile,
         {

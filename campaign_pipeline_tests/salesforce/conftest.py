@@ -48,12 +48,15 @@ class Org:
         )
 
     def desired(self, statuses: pd.DataFrame, profile: SyncProfile = PROFILE, *, report_frame=None, client=None):
-        """The desired records of a campaign-mode sync (matching through `client`), built as the assets build them."""
-        client = client or self.client()
+        """The desired records of a campaign-mode sync for the push's ``client``.
+
+        Matching has a client of its own, as its asset has in a run: the push's budget and faults are the push's.
+        """
+        del client  # the push's client, kept in the signature for the tests that build desired records for it
         campaign_ids = statuses["campaign_id"].unique().tolist()
         if report_frame is None:
             report_frame = pd.concat([campaign_report(c) for c in campaign_ids])
-        matches, _ = match_campaign_members(client, statuses)
+        matches, _ = match_campaign_members(self.client(), statuses)
         return desired_records(
             profile,
             {

@@ -8,7 +8,6 @@ import pytest
 from campaign_pipeline.core.diff import RESULT_OK
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SalesforceFieldError, sobject_collections, sync_desired_records
-from campaign_pipeline.salesforce.matching import fetch_people
 
 from .conftest import AUDIENCE, PROFILE, statuses_for
 from .frames import campaign_report
@@ -19,7 +18,12 @@ def _members_by_person(org) -> dict[str, dict]:
 
 
 def _writes(org) -> int:
-    return sum(1 for method, _, kind in org.call_log if kind in ("write", "bulk") and method != "GET")
+    # A Bulk query job (the people mirror's fill) is created by POST but writes nothing.
+    return sum(
+        1
+        for method, path, kind in org.call_log
+        if kind in ("write", "bulk") and method != "GET" and "/jobs/query" not in path
+    )
 
 
 def _state(org) -> tuple:
@@ -187,12 +191,7 @@ def test_a_crash_after_creating_the_campaign_does_not_duplicate_it(sandbox_org, 
     assert len(sandbox_org.org.records("CampaignMember")) == 3
 
 
-def test_an_email_with_a_quote_matches_and_cannot_change_a_query(sandbox_org) -> None:
-    client = sandbox_org.client()
-    people = fetch_people(client, ["O'Brien@example.com"])
-    assert people["email"].str.lower().tolist() == ["o'brien@example.com"]
-    # An injection attempt is one literal: it matches nobody instead of everybody.
-    assert fetch_people(client, ["x' OR Email != 'y", "%' OR Email LIKE '%"]).empty
+def test_an_email_with_a_quote_is_matched_and_synced(sandbox_org) -> None:
     statuses = statuses_for(["o'brien@example.com"])
     report = sandbox_org.sync(statuses)
     assert report.outcomes["campaign_member"].created == 1
@@ -231,8 +230,9 @@ def test_missing_mapped_field_fails_before_any_write_naming_the_field(sandbox_or
 
 def test_api_budget_and_request_limit_stop_cleanly_and_the_next_run_finishes(sandbox_org) -> None:
     statuses = statuses_for(AUDIENCE[:10])
-    report = sandbox_org.sync(statuses, client=sandbox_org.client(api_call_budget=8))
-    assert report.stopped and "budget of 8" in report.stopped
+    # Matching has its own client (its asset's); this budget ends the push after the Campaign, before the members.
+    report = sandbox_org.sync(statuses, client=sandbox_org.client(api_call_budget=6))
+    assert report.stopped and "budget of 6" in report.stopped
     assert sandbox_org.ledger.load("campaign")["last_result"].tolist() == ["ok"]
 
     desired = sandbox_org.desired(statuses)
@@ -402,16 +402,3 @@ def test_crash_recovery_never_adopts_someone_elses_campaign_of_the_same_name(san
     ours = sandbox_org.ledger.load("campaign")["salesforce_id"].tolist()
     assert ours != [theirs] and ours[0] in {c["Id"] for c in campaigns}
     assert {m["CampaignId"] for m in sandbox_org.org.records("CampaignMember")} == set(ours)
-
-
-def test_long_in_lists_are_chunked_under_the_orgs_uri_limit(sandbox_org) -> None:
-    client = sandbox_org.client()
-    emails = [f"a.rather.long.mailbox.name.{n:05d}@a-long-subdomain.example.com" for n in range(1500)] + AUDIENCE
-    people = fetch_people(client, emails)
-    # Several chunked queries, none refused with URI_TOO_LONG, and the same people as one short query finds.
-    assert client.stats.calls["read"] >= 6
-    alone = fetch_people(sandbox_org.client(), AUDIENCE)
-    assert len(alone) >= 10
-    assert sorted(people["salesforce_id"]) == sorted(alone["salesforce_id"])
-    uris = [path for method, path, kind in sandbox_org.org.call_log if kind == "read"]
-    assert uris and all(len(path) < 16_384 for path in uris)

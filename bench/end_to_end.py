@@ -1,0 +1,225 @@
+"""Benchmark of the whole job: the real sync_campaign_job for one sandbox campaign of N recipients, then a no-op re-run.
+
+    python -m bench.end_to_end --recipients 100000 --mode campaign      (or --mode activity)
+
+The Mailchimp sandbox serves one regular campaign sent to an audience of N members (bounded-memory generation);
+the sandbox Salesforce org, in the same Postgres, holds Contacts and Leads for 60% of them. The job runs in this
+process with the project's Definitions for the mode (default sync profile otherwise: default API-call budget),
+exactly as a run launched from the UI; the second run has nothing new. Postgres is a throwaway embedded server,
+or CAMPAIGN_PIPELINE_DATABASE_URL when set.
+
+Prints one JSON object: recipients, events, seconds (first run), noop_seconds, peak_rss_mb (this process: the run,
+and the two emulators serving it, so an upper bound for the run alone), seconds_by_asset (step wall times of the
+first run), mailchimp_calls, mailchimp_min_calls (pages strictly needed at Mailchimp's 1,000 a page, plus the
+report), salesforce_read_calls, salesforce_write_calls, salesforce_min_write_calls (bench.minimums, from the
+desired records the run stored), noop_salesforce_calls, noop_mailchimp_calls, stored_bytes_by_table (the
+pipeline's schema), success, and build_seconds (generating the org's people, not part of any run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+from bench import minimums
+from bench.database import bench_database
+from campaign_pipeline.storage import database
+
+MODES = ("campaign", "activity")
+DESIRED_TABLES = ("asset_sf_campaign", "asset_sf_campaign_members", "asset_sf_tasks")
+QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _org_calls(engine: sa.Engine, schema: str) -> int:
+    """API requests the sandbox org has counted (its daily usage, summed over days)."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(f'SELECT coalesce(sum(used), 0) FROM "{schema}".api_usage')).scalar_one())
+
+
+def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
+            seconds[event.step_key] = round(entry.timestamp - started[event.step_key], 2)
+    return seconds
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+        found[materialization.asset_key.to_user_string()] = {
+            key: getattr(value, "value", value) for key, value in materialization.metadata.items()
+        }
+    return found
+
+
+def _stored_bytes(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relkind = 'r' "
+                "ORDER BY 2 DESC"
+            ),
+            {"s": database.PIPELINE_SCHEMA},
+        )
+        return {name: int(size) for name, size in rows}
+
+
+def _min_write_calls(engine: sa.Engine, campaign_id: str) -> int:
+    from campaign_pipeline.core.salesforce_records import salesforce_field_columns
+    from campaign_pipeline.storage.frames import read_frame, table_exists
+
+    total = 0
+    for table in DESIRED_TABLES:
+        if not table_exists(engine, table):
+            continue
+        frame = read_frame(engine, table, [campaign_id])
+        if len(frame):
+            fields = salesforce_field_columns(frame)
+            csv_bytes = len(frame[fields].to_csv(index=False).encode())
+            total += minimums.salesforce_write_calls(len(frame), csv_bytes=csv_bytes)
+    # CampaignMemberStatus values: the org makes "Sent" itself, the other four take one Collections call.
+    return total + (1 if table_exists(engine, "asset_sf_campaign") else 0)
+
+
+def run(recipients: int, mode: str, seed: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-end-to-end-") as scratch:
+        workdir = Path(scratch)
+        engine, server = bench_database(workdir)
+        saved = {name: os.environ.get(name) for name in (database.DATABASE_URL_ENV, database.DATA_DIR_ENV)}
+        os.environ[database.DATABASE_URL_ENV] = engine.url.render_as_string(hide_password=False)
+        os.environ[database.DATA_DIR_ENV] = str(workdir / "data")
+        try:
+            return _run(engine, recipients, mode, seed)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            engine.dispose()
+            database._engine_for.cache_clear()
+            if server is not None:
+                server.cleanup()
+
+
+def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, Any]:
+    from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions
+    from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
+    from campaign_pipeline.mailchimp.resource import MailchimpResource
+    from campaign_pipeline.profile import SyncProfile
+    from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+    from campaign_pipeline.sandbox.salesforce_api import seed_people
+
+    built = time.perf_counter()
+    account = SandboxAccount(seed=seed, n_members=recipients, n_regular_campaigns=1, n_automation_emails=0)
+    [campaign_id] = account.campaign_ids()
+    # The resource's sandbox org (schema sandbox_salesforce) finds these people and does not seed its own.
+    seed_people(engine, account.audience_emails(), seed=seed, coverage=0.6, schema="sandbox_salesforce")
+    build_seconds = time.perf_counter() - built
+    profile = SyncProfile.model_validate({"mode": mode})
+    with MailchimpSandbox(account) as sandbox:
+        defs = build_definitions(profile)
+        served = MailchimpResource(
+            api_key=sandbox.api_key,
+            base_url=sandbox.base_url,
+            list_id=profile.mailchimp.list_id,
+            filter_bots=profile.mailchimp.filter_bots,
+        )
+        defs = dg.Definitions(
+            assets=list(defs.assets or []),
+            asset_checks=list(defs.asset_checks or []),
+            jobs=list(defs.jobs or []),
+            resources={**(defs.resources or {}), "mailchimp": served},
+        )
+        job = defs.resolve_job_def(SYNC_JOB_NAME)
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [campaign_id])
+
+        def one_run() -> tuple[dg.ExecuteInProcessResult, float, int, int]:
+            mailchimp_before, salesforce_before = sandbox.calls(), _org_calls(engine, "sandbox_salesforce")
+            started = time.perf_counter()
+            result = job.execute_in_process(
+                partition_key=campaign_id, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
+            )
+            seconds = time.perf_counter() - started
+            return (
+                result,
+                seconds,
+                sandbox.calls() - mailchimp_before,
+                _org_calls(engine, "sandbox_salesforce") - salesforce_before,
+            )
+
+        first, seconds, mailchimp_calls, salesforce_calls = one_run()
+        metadata = _materialized(first)
+        noop, noop_seconds, noop_mailchimp, noop_salesforce = one_run()
+        spec = account.spec(campaign_id)
+        assert spec is not None
+        activity_members = sandbox.routes.email_activity({"count": "1", "offset": "0"}, campaign_id)["total_items"]
+        mailchimp_min = minimums.mailchimp_calls(
+            recipients, activity_members, len(account.unsubscribed_listing(spec)), single_calls=1
+        )
+    sync = metadata.get("salesforce_sync", {})
+    events = metadata.get("raw_email_events", {}).get(
+        "total_events", metadata.get("raw_email_events", {}).get("dagster/row_count")
+    )
+    write_calls = int(sync.get("write_calls", 0) or 0)
+    return {
+        "mode": mode,
+        "recipients": recipients,
+        "events": events,
+        "success": first.success and noop.success,
+        "seconds": round(seconds, 2),
+        "noop_seconds": round(noop_seconds, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "seconds_by_asset": _step_seconds(instance, first.run_id),
+        "mailchimp_calls": mailchimp_calls,
+        "mailchimp_min_calls": mailchimp_min,
+        "salesforce_read_calls": salesforce_calls - write_calls,
+        "salesforce_write_calls": write_calls,
+        "salesforce_min_write_calls": _min_write_calls(engine, campaign_id),
+        "noop_salesforce_calls": noop_salesforce,
+        "noop_mailchimp_calls": noop_mailchimp,
+        "mirror": {
+            key: value for key, value in metadata.get("salesforce_matches", {}).items() if key.startswith("mirror_")
+        },
+        "stored_bytes_by_table": _stored_bytes(engine),
+        "build_seconds": round(build_seconds, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--mode", choices=MODES, default="campaign")
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args(argv)
+    if args.recipients < 1:
+        parser.error("--recipients must be at least 1")
+    result = run(args.recipients, args.mode, args.seed)
+    print(json.dumps(result))
+    return 0 if result["success"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

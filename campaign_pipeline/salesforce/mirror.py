@@ -1,0 +1,392 @@
+"""A local mirror of the Salesforce people matching needs (Contacts, Leads, Person Accounts), per org, in Postgres.
+
+Matching a campaign against Salesforce by querying each member's email costs reads in proportion to the campaign
+(IN-lists of a few hundred addresses a call, for Contacts and again for Leads) on every run. The mirror costs
+that once: the first refresh of an org fills it with one Bulk API 2.0 query job per object, and every later
+refresh asks only for what changed since the newest ``SystemModstamp`` it holds, through ``queryAll`` so that
+deleted records come back too (``IsDeleted``) and leave the mirror. Salesforce keeps deleted records in the
+recycle bin for 15 days and some disappear at once (hard deletes, emptied bins), so a full refill runs when the
+last one is older than ``full_refresh_after`` (7 days by default): nothing stale outlives a week.
+
+``SystemModstamp`` moves on every change, including the system's own (Lead conversion, merges) that
+``LastModifiedDate`` may miss, and a transaction can commit a stamp a little older than one already visible, so
+each incremental query reaches back ``MODSTAMP_OVERLAP`` behind the newest stamp; rows are upserted by Id, so
+re-reading them is harmless.
+
+Rows are keyed by (org_id, Id): a mirror filled from one org is never used for another (``SalesforceClient.org_id``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from campaign_pipeline.salesforce.bulk_query import bulk_query
+from campaign_pipeline.salesforce.resource import SalesforceClient
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
+
+logger = logging.getLogger(__name__)
+
+MIRROR_TABLE = "salesforce_people"
+STATE_TABLE = "salesforce_people_refreshes"
+MODSTAMP_OVERLAP = timedelta(minutes=5)
+FULL_REFRESH_AFTER = timedelta(days=7)
+MIRROR_COLUMNS: tuple[str, ...] = (
+    "sobject",
+    "id",
+    "email",
+    "is_converted",
+    "created_date",
+    "system_modstamp",
+    "person_email",
+)
+# What each object contributes: its email field, and the SOQL fields beyond Id, CreatedDate and SystemModstamp.
+_OBJECTS: dict[str, dict[str, Any]] = {
+    "Contact": {"email": "Email", "fields": ["Email"], "where": ""},
+    "Lead": {"email": "Email", "fields": ["Email", "IsConverted"], "where": ""},
+    # Only orgs with Person Accounts have these fields; the mirror asks for them only there.
+    "Account": {"email": "PersonEmail", "fields": ["PersonEmail"], "where": "IsPersonAccount = true"},
+}
+
+
+@dataclass
+class MirrorRefresh:
+    """What one refresh did, for asset metadata: how, how much, and what it cost in API calls."""
+
+    org_id: str
+    mode: str  # "full" or "incremental"
+    rows: int  # people held for the org afterwards
+    upserted: int  # rows read and written (an incremental refresh re-reads the few inside its overlap)
+    deleted: int
+    calls: int
+    refreshed_at: pd.Timestamp
+    last_full_refresh_at: pd.Timestamp
+    objects: tuple[str, ...]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "mirror_rows": self.rows,
+            "mirror_refresh": self.mode,
+            "mirror_upserted": self.upserted,
+            "mirror_deleted": self.deleted,
+            "mirror_calls": self.calls,
+            "mirror_refreshed_at": self.refreshed_at.isoformat(),
+            "mirror_last_full_refresh_at": self.last_full_refresh_at.isoformat(),
+        }
+
+
+def _text(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A text column of a query answer; missing or empty means null."""
+    if column not in frame.columns:
+        return pd.Series(pd.NA, index=frame.index, dtype=object)
+    values = frame[column].astype(object)
+    return values.where(values.notna() & (values != ""), None)
+
+
+def _instants(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+
+
+def _soql_instant(moment: pd.Timestamp) -> str:
+    return moment.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PeopleMirror:
+    """The mirror table and its refresh state; ``refresh(client)`` then ``people_for(org_id, emails)``."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        schema: str = PIPELINE_SCHEMA,
+        *,
+        full_refresh_after: timedelta = FULL_REFRESH_AFTER,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.full_refresh_after = full_refresh_after
+        self.last_refresh: MirrorRefresh | None = None
+        self._table = f'"{schema}"."{MIRROR_TABLE}"'
+        self._state = f'"{schema}"."{STATE_TABLE}"'
+        ensure_schema(engine, schema)
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ddl:{self._table}"})
+            conn.execute(
+                sa.text(
+                    f"""
+                    CREATE TABLE IF NOT EXISTS {self._table} (
+                        org_id text NOT NULL,
+                        sobject text NOT NULL,
+                        id text NOT NULL,
+                        email text,
+                        is_converted boolean NOT NULL DEFAULT false,
+                        created_date timestamptz,
+                        system_modstamp timestamptz,
+                        person_email text,
+                        PRIMARY KEY (org_id, id)
+                    );
+                    CREATE INDEX IF NOT EXISTS {MIRROR_TABLE}_email ON {self._table} (org_id, email);
+                    CREATE TABLE IF NOT EXISTS {self._state} (
+                        org_id text NOT NULL,
+                        sobject text NOT NULL,
+                        high_water timestamptz,
+                        last_full_refresh_at timestamptz NOT NULL,
+                        last_refresh_at timestamptz NOT NULL,
+                        PRIMARY KEY (org_id, sobject)
+                    );
+                    """
+                )
+            )
+
+    # -- refreshing ----------------------------------------------------------------------------------------------
+    def refresh(self, client: SalesforceClient, *, now: pd.Timestamp | None = None) -> MirrorRefresh:
+        """Bring the org's rows up to date: a full fill when due (or never done), otherwise what changed."""
+        org_id = client.org_id
+        calls_before = client.stats.total
+        now = now or pd.Timestamp.now(tz="UTC")
+        with self._org_lock(org_id):
+            state = self._load_state(org_id)
+            objects = self._objects(client, state)
+            due = [
+                sobject
+                for sobject in objects
+                if sobject not in state or now - state[sobject]["last_full_refresh_at"] >= self.full_refresh_after
+            ]
+            upserted = deleted = 0
+            for sobject in objects:
+                if sobject in due:
+                    upserted += self._full(client, org_id, sobject, now)
+                else:
+                    written, removed = self._incremental(client, org_id, sobject, state[sobject], now)
+                    upserted, deleted = upserted + written, deleted + removed
+            state = self._load_state(org_id)
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.text(f"SELECT count(*) FROM {self._table} WHERE org_id = :o"), {"o": org_id}
+                ).scalar_one()
+        refresh = MirrorRefresh(
+            org_id=org_id,
+            mode="full" if due else "incremental",
+            rows=int(rows),
+            upserted=upserted,
+            deleted=deleted,
+            calls=client.stats.total - calls_before,
+            refreshed_at=now,
+            last_full_refresh_at=min(entry["last_full_refresh_at"] for entry in state.values()),
+            objects=tuple(objects),
+        )
+        self.last_refresh = refresh
+        logger.info(
+            "Salesforce people mirror (%s refresh): %s rows, %s upserted, %s deleted, %s API calls",
+            refresh.mode,
+            refresh.rows,
+            refresh.upserted,
+            refresh.deleted,
+            refresh.calls,
+        )
+        return refresh
+
+    def _objects(self, client: SalesforceClient, state: dict[str, dict[str, Any]]) -> list[str]:
+        """Contact and Lead always; Account when the org has Person Accounts (asked once, with a full fill)."""
+        if "Contact" in state and "Lead" in state:
+            return [name for name in _OBJECTS if name in state]
+        fields = {entry["name"] for entry in client.describe("Account")["fields"]}
+        return ["Contact", "Lead", *(["Account"] if "IsPersonAccount" in fields else [])]
+
+    def _select(self, sobject: str, *, with_deleted: bool) -> str:
+        spec = _OBJECTS[sobject]
+        fields = ["Id", *spec["fields"], "CreatedDate", "SystemModstamp", *(["IsDeleted"] if with_deleted else [])]
+        return f"SELECT {', '.join(fields)} FROM {sobject}"
+
+    def _full(self, client: SalesforceClient, org_id: str, sobject: str, now: pd.Timestamp) -> int:
+        where = _OBJECTS[sobject]["where"]
+        soql = self._select(sobject, with_deleted=False) + (f" WHERE {where}" if where else "")
+        pages = [self._rows(sobject, page) for page in bulk_query(client, soql)]
+        rows = pd.concat(pages, ignore_index=True) if pages else self._rows(sobject, pd.DataFrame())
+        with self._raw() as (raw, cur):
+            self._stage(cur, rows)
+            # One transaction: a concurrent matcher sees the old rows or the new ones, never a half-filled mirror.
+            cur.execute(f"DELETE FROM {self._table} WHERE org_id = %s AND sobject = %s", (org_id, sobject))
+            cur.execute(
+                f"INSERT INTO {self._table} (org_id, {', '.join(MIRROR_COLUMNS)}) "
+                f"SELECT %s, {', '.join(MIRROR_COLUMNS)} FROM mirror_stage",
+                (org_id,),
+            )
+            self._save_state(cur, org_id, sobject, rows, now, full=True)
+            raw.commit()
+        return len(rows)
+
+    def _incremental(
+        self, client: SalesforceClient, org_id: str, sobject: str, state: dict[str, Any], now: pd.Timestamp
+    ) -> tuple[int, int]:
+        conditions = [_OBJECTS[sobject]["where"]] if _OBJECTS[sobject]["where"] else []
+        if state["high_water"] is not None and not pd.isna(state["high_water"]):
+            conditions.append(f"SystemModstamp > {_soql_instant(state['high_water'] - MODSTAMP_OVERLAP)}")
+        soql = self._select(sobject, with_deleted=True) + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        answer = pd.DataFrame(client.query_all(soql, include_deleted=True))
+        rows = self._rows(sobject, answer)
+        deleted = (
+            _text(answer, "IsDeleted").astype(str).str.lower().eq("true") if len(answer) else pd.Series(dtype=bool)
+        )
+        gone, kept = rows[deleted.to_numpy(dtype=bool)], rows[~deleted.to_numpy(dtype=bool)]
+        with self._raw() as (raw, cur):
+            if len(gone):
+                cur.execute(
+                    f"DELETE FROM {self._table} WHERE org_id = %s AND id = ANY(%s)", (org_id, gone["id"].tolist())
+                )
+            if len(kept):
+                self._stage(cur, kept)
+                updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in MIRROR_COLUMNS if column != "id")
+                cur.execute(
+                    f"INSERT INTO {self._table} (org_id, {', '.join(MIRROR_COLUMNS)}) "
+                    f"SELECT %s, {', '.join(MIRROR_COLUMNS)} FROM mirror_stage "
+                    f"ON CONFLICT (org_id, id) DO UPDATE SET {updates}",
+                    (org_id,),
+                )
+            self._save_state(cur, org_id, sobject, rows, now, full=False, previous=state["high_water"])
+            raw.commit()
+        return len(kept), len(gone)
+
+    @staticmethod
+    def _rows(sobject: str, answer: pd.DataFrame) -> pd.DataFrame:
+        """Mirror rows from a query answer (Bulk CSV text or REST JSON values): Email lowercased and trimmed."""
+        spec = _OBJECTS[sobject]
+        email = _text(answer, spec["email"])
+        converted = _text(answer, "IsConverted")
+        return pd.DataFrame(
+            {
+                "sobject": sobject,
+                "id": _text(answer, "Id"),
+                "email": email.where(email.isna(), email.astype(str).str.strip().str.lower()),
+                "is_converted": converted.astype(str).str.lower().eq("true") if len(answer) else [],
+                "created_date": _instants(_text(answer, "CreatedDate")),
+                "system_modstamp": _instants(_text(answer, "SystemModstamp")),
+                "person_email": _text(answer, "PersonEmail"),
+            },
+            index=answer.index,
+        )[list(MIRROR_COLUMNS)]
+
+    @staticmethod
+    def _stage(cur: Any, rows: pd.DataFrame) -> None:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS mirror_stage (sobject text, id text, email text, is_converted boolean, "
+            "created_date timestamptz, system_modstamp timestamptz, person_email text) ON COMMIT DELETE ROWS"
+        )
+        buffer = io.StringIO()
+        out = rows.copy()
+        for column in ("created_date", "system_modstamp"):
+            out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").where(out[column].notna(), None)
+        out.to_csv(buffer, index=False, header=False, na_rep="\\N")
+        buffer.seek(0)
+        cur.copy_expert(
+            f"COPY mirror_stage ({', '.join(MIRROR_COLUMNS)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
+        )
+
+    def _save_state(
+        self,
+        cur: Any,
+        org_id: str,
+        sobject: str,
+        rows: pd.DataFrame,
+        now: pd.Timestamp,
+        *,
+        full: bool,
+        previous: pd.Timestamp | None = None,
+    ) -> None:
+        newest = rows["system_modstamp"].max() if len(rows) else None
+        candidates = [value for value in (newest, previous) if value is not None and not pd.isna(value)]
+        high_water = max(candidates) if candidates else None
+        cur.execute(
+            f"""
+            INSERT INTO {self._state} (org_id, sobject, high_water, last_full_refresh_at, last_refresh_at)
+            VALUES (%(org)s, %(sobject)s, %(hw)s, %(now)s, %(now)s)
+            ON CONFLICT (org_id, sobject) DO UPDATE SET
+                high_water = EXCLUDED.high_water,
+                last_refresh_at = EXCLUDED.last_refresh_at,
+                last_full_refresh_at = CASE WHEN %(full)s THEN EXCLUDED.last_full_refresh_at
+                                            ELSE {self._state}.last_full_refresh_at END
+            """,
+            {
+                "org": org_id,
+                "sobject": sobject,
+                "hw": None if high_water is None else high_water.to_pydatetime(),
+                "now": now.to_pydatetime(),
+                "full": full,
+            },
+        )
+
+    def _load_state(self, org_id: str) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                sa.text(
+                    f"SELECT sobject, high_water, last_full_refresh_at, last_refresh_at FROM {self._state} "
+                    "WHERE org_id = :o"
+                ),
+                {"o": org_id},
+            )
+            return {
+                row.sobject: {
+                    "high_water": None if row.high_water is None else pd.Timestamp(row.high_water).tz_convert("UTC"),
+                    "last_full_refresh_at": pd.Timestamp(row.last_full_refresh_at).tz_convert("UTC"),
+                    "last_refresh_at": pd.Timestamp(row.last_refresh_at).tz_convert("UTC"),
+                }
+                for row in result
+            }
+
+    @contextmanager
+    def _org_lock(self, org_id: str) -> Iterator[None]:
+        """One refresh per org at a time across processes; a second waits, then finds little left to do."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"mirror:{org_id}"})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"mirror:{org_id}"})
+                conn.commit()
+
+    @contextmanager
+    def _raw(self) -> Iterator[tuple[Any, Any]]:
+        raw = self.engine.raw_connection()
+        try:
+            with closing(raw.cursor()) as cur:
+                yield raw, cur
+        finally:
+            raw.close()
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def people_for(
+        self, org_id: str, emails: Iterable[str], objects: tuple[str, ...] = ("Contact", "Lead")
+    ) -> pd.DataFrame:
+        """Mirrored people of ``objects`` whose email is one of ``emails`` (any case), as matching's people frame.
+
+        Converted Leads are left out: they live on as Contacts, and matching them would double-count the person.
+        """
+        wanted = pd.Series(list(emails), dtype=object)
+        wanted = wanted[wanted.map(lambda value: isinstance(value, str))].str.strip().str.lower()
+        wanted = wanted[wanted != ""].drop_duplicates()
+        with self._raw() as (raw, cur):
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS mirror_wanted (email text) ON COMMIT DELETE ROWS")
+            buffer = io.StringIO()
+            wanted.to_csv(buffer, index=False, header=False)
+            buffer.seek(0)
+            cur.copy_expert("COPY mirror_wanted (email) FROM STDIN WITH (FORMAT csv)", buffer)
+            cur.execute(
+                f"""
+                SELECT p.id, p.sobject, p.email, p.created_date
+                FROM {self._table} p JOIN (SELECT DISTINCT email FROM mirror_wanted) w ON w.email = p.email
+                WHERE p.org_id = %s AND p.sobject = ANY(%s) AND NOT (p.sobject = 'Lead' AND p.is_converted)
+                """,
+                (org_id, list(objects)),
+            )
+            rows = cur.fetchall()
+            raw.commit()
+        people = pd.DataFrame(rows, columns=["salesforce_id", "salesforce_object", "email", "created_date"])
+        people["created_date"] = pd.to_datetime(people["created_date"], utc=True)
+        return people
