@@ -124,7 +124,7 @@ def run(recipients: int, mode: str, seed: int) -> dict[str, Any]:
 def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, Any]:
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
-    from campaign_pipeline.mailchimp.resource import MailchimpResource
+    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.profile import SyncProfile
     from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
     from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
@@ -139,9 +139,9 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
     profile = SyncProfile.model_validate({"mode": mode})
     with MailchimpSandbox(account) as sandbox:
         defs = build_definitions(profile)
-        served = MailchimpResource(
-            api_key=sandbox.api_key,
-            base_url=sandbox.base_url,
+        # The sandbox account served over HTTP and read as a live account is: only its size is ours.
+        served = LiveMailchimpResource(
+            connection=MailchimpConnection(api_key=sandbox.api_key, base_url=sandbox.base_url),
             list_id=profile.mailchimp.list_id,
             filter_bots=profile.mailchimp.filter_bots,
         )
