@@ -51,7 +51,9 @@ def bulk_query(
     while True:
         path = f"{job_path}/results?maxRecords={page_rows}" + (f"&locator={locator}" if locator else "")
         response = client.raw("read", "Bulk query results page", "GET", path, headers={"Accept": "text/csv"})
-        text = response.text
+        # Bulk results are UTF-8; without a charset in Content-Type requests would read them as Latin-1
+        # and turn every accented address into mojibake that matches nobody.
+        text = response.content.decode("utf-8")
         if text.strip():
             yield pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         locator = response.headers.get("Sforce-Locator")

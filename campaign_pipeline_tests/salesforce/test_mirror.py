@@ -152,3 +152,22 @@ def test_matching_a_big_campaign_costs_the_same_reads_as_a_small_one(sandbox_org
     matches, _ = match_campaign_members(big, statuses_for(many), mirror)
     assert small.stats.calls["read"] == big.stats.calls["read"] == 2
     assert len(matches) >= len(AUDIENCE) - 2
+
+
+def test_accented_addresses_filled_by_a_bulk_query_match_as_a_direct_query_does(pg_engine, mirror) -> None:
+    """Bulk results are UTF-8 CSV served without a charset: read as Latin-1 they would match nobody."""
+    audience = ["Müller.Olga@Example.net", "chloé.novak@example.de", "Łukasz_1926@example.org", "zoë@example.com"]
+    with SalesforceSandbox(pg_engine, schema=f"sf_accents_{uuid.uuid4().hex[:8]}") as org:
+        seed_people(org, audience, seed=7, coverage=1.0)
+        from campaign_pipeline.salesforce.resource import SalesforceClient
+
+        client = SalesforceClient(org.client(), target="accents sandbox org", is_sandbox=True)
+        assert mirror.refresh(client).mode == "full"
+        # Straight after the fill (the next refresh's overlap would re-read these few through the REST API).
+        filled = mirror.people_for(client.org_id, audience)
+        assert set(filled["email"]) == {address.lower() for address in audience}
+        assert set(mirror.people_for(client.org_id, ["MÜLLER.OLGA@example.NET"])["email"]) == {
+            "müller.olga@example.net"
+        }
+        matches, unmatched = match_campaign_members(client, statuses_for(audience), mirror)
+    assert unmatched.empty and len(matches) == len(audience)
