@@ -1,6 +1,6 @@
-"""The pipeline's own stores as Dagster resources, injected into assets: the sync ledger and the landing store.
+"""The pipeline's own stores as Dagster resources, injected into assets: sync ledger, landing store, people mirror.
 
-Asset frames are the IO manager's (``storage.io_manager.PostgresPandasIOManager``); these two are the tables
+Asset frames are the IO manager's (``storage.io_manager.PostgresPandasIOManager``); these are the tables
 assets read and write themselves. Each resource opens the store on the configured Postgres (``database_url``,
 default: the project's database, embedded or ``CAMPAIGN_PIPELINE_DATABASE_URL``), so a test or a second
 deployment points an asset at its own schema by binding another resource, never by patching a class.
@@ -12,10 +12,12 @@ import dagster as dg
 
 from campaign_pipeline.mailchimp.landing import LandingStore
 from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
 
 SYNC_LEDGER_KEY = "sync_ledger"
 LANDING_STORE_KEY = "landing_store"
+PEOPLE_MIRROR_KEY = "people_mirror"
 
 
 class SyncLedgerResource(dg.ConfigurableResource):
@@ -38,6 +40,20 @@ class LandingStoreResource(dg.ConfigurableResource):
         return LandingStore(get_engine(self.database_url))
 
 
+class PeopleMirrorResource(dg.ConfigurableResource):
+    """The local mirror of each org's Contacts and Leads that matching reads (``salesforce.mirror``)."""
+
+    database_url: str | None = None
+    schema_name: str = PIPELINE_SCHEMA
+
+    def open(self) -> PeopleMirror:
+        return PeopleMirror(get_engine(self.database_url), schema=self.schema_name)
+
+
 def store_resources() -> dict[str, dg.ConfigurableResource]:
     """The stores under their resource keys, on the project's database."""
-    return {SYNC_LEDGER_KEY: SyncLedgerResource(), LANDING_STORE_KEY: LandingStoreResource()}
+    return {
+        SYNC_LEDGER_KEY: SyncLedgerResource(),
+        LANDING_STORE_KEY: LandingStoreResource(),
+        PEOPLE_MIRROR_KEY: PeopleMirrorResource(),
+    }

@@ -24,9 +24,8 @@ from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
 from campaign_pipeline.salesforce.ledger import ledger_scope
 from campaign_pipeline.salesforce.matching import match_campaign_members
-from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
-from campaign_pipeline.stores import SyncLedgerResource
+from campaign_pipeline.stores import PeopleMirrorResource, SyncLedgerResource
 
 SALESFORCE_GROUP = "salesforce"
 SALESFORCE_POOL = "salesforce"
@@ -63,14 +62,17 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         can_subset=False,
     )
     def salesforce_matches(
-        context: dg.AssetExecutionContext, salesforce: SalesforceResource, member_statuses: pd.DataFrame
+        context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
+        people_mirror: PeopleMirrorResource,
+        member_statuses: pd.DataFrame,
     ):
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,
             limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
             log=context.log,
         ) as client:
-            mirror = PeopleMirror(get_engine())
+            mirror = people_mirror.open()
             try:
                 matches, unmatched = match_campaign_members(client, member_statuses, mirror)
             except SalesforceStopped as stop:
