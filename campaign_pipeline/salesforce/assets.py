@@ -23,7 +23,7 @@ from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
 from campaign_pipeline.salesforce.ledger import ledger_scope
-from campaign_pipeline.salesforce.matching import match_campaign_members
+from campaign_pipeline.salesforce.matching import MEMBER_KEY_COLUMNS, match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
 from campaign_pipeline.stores import PeopleMirrorResource, SyncLedgerResource
 
@@ -55,7 +55,8 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 ),
             ),
         },
-        ins={"member_statuses": dg.AssetIn()},
+        # Matching needs who the members are, not their metrics: a million-member campaign loads three columns.
+        ins={"member_statuses": dg.AssetIn(metadata={"columns": list(MEMBER_KEY_COLUMNS)})},
         partitions_def=mailchimp_campaigns,
         pool=SALESFORCE_POOL,
         backfill_policy=CAMPAIGN_BACKFILL_POLICY,

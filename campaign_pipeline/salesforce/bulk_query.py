@@ -13,7 +13,7 @@ from campaign_pipeline.salesforce.resource import SalesforceCallFailed, Salesfor
 # Rows per results page. Salesforce documents no maximum for maxRecords, only that large pages may be split by
 # size; fewer, bigger pages mean fewer calls, and a page this size is a few tens of MB of CSV.
 RESULTS_PAGE_ROWS = 250_000
-POLL_LIMIT = 60
+POLL_LIMIT = 120
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 
 
@@ -40,7 +40,8 @@ def bulk_query(
         if state in _FINAL_STATES:
             break
         if poll:
-            client.sleep(min(0.1 * (2 ** (poll - 1)), 10.0))
+            # Each poll is an API call: back off to half a minute (a big org's fill takes minutes).
+            client.sleep(min(0.1 * (2 ** (poll - 1)), 30.0))
         state = str(client.rest("read", "Bulk query job status", "GET", job_path).get("state", ""))
     if state != "JobComplete":
         raise SalesforceCallFailed(

@@ -22,6 +22,8 @@ MATCH_COLUMNS: tuple[str, ...] = (
     "candidate_count",
     "match_note",
 )
+# What matching reads of member_statuses.
+MEMBER_KEY_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address")
 UNMATCHED_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address", "reason")
 PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date")
 
@@ -40,7 +42,7 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     best = ranked.drop_duplicates("email_key", keep="first").set_index("email_key")
     best = best.join(counts)
 
-    keyed = members[["campaign_id", "email_id", "email_address"]].copy()
+    keyed = members[list(MEMBER_KEY_COLUMNS)].copy()
     keyed["email_key"] = keyed["email_address"].str.strip().str.lower()
     joined = keyed.merge(
         best[["salesforce_id", "salesforce_object", "candidate_count"]],

@@ -208,10 +208,17 @@ class PeopleMirror:
     def _full(self, client: SalesforceClient, org_id: str, sobject: str, now: pd.Timestamp) -> int:
         where = _OBJECTS[sobject]["where"]
         soql = self._select(sobject, with_deleted=False) + (f" WHERE {where}" if where else "")
-        pages = [self._rows(sobject, page) for page in bulk_query(client, soql)]
-        rows = pd.concat(pages, ignore_index=True) if pages else self._rows(sobject, pd.DataFrame())
+        filled = 0
+        newest: pd.Timestamp | None = None
         with self._raw() as (raw, cur):
-            self._stage(cur, rows)
+            # Each results page is staged as it arrives: an org of millions is never one frame in memory.
+            for page in bulk_query(client, soql):
+                rows = self._rows(sobject, page)
+                self._stage(cur, rows)
+                filled += len(rows)
+                page_newest = rows["system_modstamp"].max()
+                if not pd.isna(page_newest) and (newest is None or page_newest > newest):
+                    newest = page_newest
             # One transaction: a concurrent matcher sees the old rows or the new ones, never a half-filled mirror.
             cur.execute(f"DELETE FROM {self._table} WHERE org_id = %s AND sobject = %s", (org_id, sobject))
             cur.execute(
@@ -219,9 +226,9 @@ class PeopleMirror:
                 f"SELECT %s, {', '.join(MIRROR_COLUMNS)} FROM mirror_stage",
                 (org_id,),
             )
-            self._save_state(cur, org_id, sobject, rows, now, full=True)
+            self._save_state(cur, org_id, sobject, newest, now, full=True)
             raw.commit()
-        return len(rows)
+        return filled
 
     def _incremental(
         self, client: SalesforceClient, org_id: str, sobject: str, state: dict[str, Any], now: pd.Timestamp
@@ -250,7 +257,8 @@ class PeopleMirror:
                     f"ON CONFLICT (org_id, id) DO UPDATE SET {updates}",
                     (org_id,),
                 )
-            self._save_state(cur, org_id, sobject, rows, now, full=False, previous=state["high_water"])
+            newest = rows["system_modstamp"].max() if len(rows) else None
+            self._save_state(cur, org_id, sobject, newest, now, full=False, previous=state["high_water"])
             raw.commit()
         return len(kept), len(gone)
 
@@ -294,13 +302,12 @@ class PeopleMirror:
         cur: Any,
         org_id: str,
         sobject: str,
-        rows: pd.DataFrame,
+        newest: pd.Timestamp | None,
         now: pd.Timestamp,
         *,
         full: bool,
         previous: pd.Timestamp | None = None,
     ) -> None:
-        newest = rows["system_modstamp"].max() if len(rows) else None
         candidates = [value for value in (newest, previous) if value is not None and not pd.isna(value)]
         high_water = max(candidates) if candidates else None
         cur.execute(
@@ -377,16 +384,27 @@ class PeopleMirror:
             wanted.to_csv(buffer, index=False, header=False)
             buffer.seek(0)
             cur.copy_expert("COPY mirror_wanted (email) FROM STDIN WITH (FORMAT csv)", buffer)
-            cur.execute(
+            select = cur.mogrify(
                 f"""
                 SELECT p.id, p.sobject, p.email, p.created_date
                 FROM {self._table} p JOIN (SELECT DISTINCT email FROM mirror_wanted) w ON w.email = p.email
                 WHERE p.org_id = %s AND p.sobject = ANY(%s) AND NOT (p.sobject = 'Lead' AND p.is_converted)
                 """,
                 (org_id, list(objects)),
-            )
-            rows = cur.fetchall()
+            ).decode()
+            # COPY out as CSV: hundreds of thousands of people without a Python tuple per row.
+            found = io.BytesIO()
+            cur.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, NULL '')", found)
             raw.commit()
-        people = pd.DataFrame(rows, columns=["salesforce_id", "salesforce_object", "email", "created_date"])
-        people["created_date"] = pd.to_datetime(people["created_date"], utc=True)
+        found.seek(0)
+        people = pd.read_csv(
+            found,
+            names=["salesforce_id", "salesforce_object", "email", "created_date"],
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+        )
+        people = people.astype(object).where(people.notna(), None)
+        people["created_date"] = pd.to_datetime(people["created_date"], utc=True, format="ISO8601")
         return people

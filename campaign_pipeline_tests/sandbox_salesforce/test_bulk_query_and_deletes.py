@@ -73,3 +73,27 @@ def test_converting_a_lead_marks_it_converted_and_moves_its_modstamp(sf, org):
     assert converted["IsConverted"] is True and converted["ConvertedContactId"] == contact
     assert converted["SystemModstamp"] >= before
     assert sf.Contact.get(contact)["Email"] == "lee@example.com"
+
+
+def test_a_big_query_job_runs_in_the_background_and_its_polls_see_it_finish(sf, org, monkeypatch):
+    """Over BULK_QUERY_SYNC_ROWS the create answers at once (no client timeout on a million rows); polls see
+    InProgress, then JobComplete, and the pages hold every row as a small job's would."""
+    import time
+
+    from campaign_pipeline.sandbox import salesforce_bulk_query
+
+    monkeypatch.setattr(salesforce_bulk_query, "BULK_QUERY_SYNC_ROWS", 2)
+    monkeypatch.setattr(salesforce_bulk_query, "SNAPSHOT_BATCH_ROWS", 2)  # several batches of the server cursor
+    ids = [sf.Contact.create({"LastName": f"B{i}", "Email": f"b{i}@example.com"})["id"] for i in range(5)]
+    job = sf.restful("jobs/query", method="POST", json={"operation": "query", "query": "SELECT Id FROM Contact"})
+    assert job["state"] == "UploadComplete"
+    states = []
+    for _ in range(200):
+        states.append(sf.restful(f"jobs/query/{job['id']}")["state"])
+        if states[-1] != "InProgress":
+            break
+        time.sleep(0.05)
+    assert states[-1] == "JobComplete" and set(states) <= {"InProgress", "JobComplete"}
+    response = sf.session.get(f"{sf.base_url}jobs/query/{job['id']}/results", headers=sf.headers)
+    assert response.text.splitlines() == ["Id", *ids]
+    assert response.headers["Sforce-NumberOfRecords"] == "5"

@@ -23,6 +23,7 @@ from campaign_pipeline.salesforce.resource import TRANSIENT_RECORD_ERRORS, Sales
 logger = logging.getLogger(__name__)
 
 BULK_POLL_LIMIT = 600
+BULK_POLL_MAX_SECONDS = 30.0
 BULK_JOB_WRITE_CALLS = 3  # create job, upload CSV, UploadComplete
 # Job states after a close took effect.
 _CLOSED_STATES = frozenset({"UploadComplete", "InProgress", "JobComplete", "Failed", "Aborted"})
@@ -183,7 +184,8 @@ def _bulk_job(
         state = info.get("state", "")
         if state in ("JobComplete", "Failed", "Aborted"):
             break
-        client.sleep(min(0.05 * (2**poll), 5.0))
+        # Each poll is an API call: back off to half a minute, so a job of a million rows costs a few dozen.
+        client.sleep(min(0.05 * (2**poll), BULK_POLL_MAX_SECONDS))
     if state != "JobComplete":
         message = info.get("errorMessage") or state
         raise SalesforceCallFailed(f"{what}: job {job['id']} ended {state}: {message}", error_code="BULK_JOB_FAILED")
