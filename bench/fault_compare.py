@@ -5,6 +5,12 @@ each reference to another record replaced by that record's identity (a Lead or C
 by its name, a file by its title). Records with a natural key (Campaign, CampaignMember, CampaignMemberStatus,
 Lead, Contact) are paired by it and their fields compared; every other record (Task, notes, files) is its own
 key, so a changed one counts as one lost and one unexpected.
+
+Dates the org stamps itself from its own wall clock (``CampaignMember.FirstRespondedDate``: the day the member
+first got a responded status) are compared by presence only: a faulted run and the clean run of the same input
+done on two different days (the matrix takes hours, and a run may cross midnight UTC) set different days, and the
+pipeline has no say in which. Whether the date is set (the member responded) is still compared. Every field the
+pipeline writes is compared exactly: the sandbox Mailchimp clock stands still, so both runs read the same input.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ SYSTEM_FIELDS = {
     "ContentModifiedDate",
     "LatestPublishedVersionId",
 }
+# Set by the org to the day of the write (wall clock): compared as set / not set.
+ORG_STAMPED_DATES = {"FirstRespondedDate"}
 ANCHORS = {"Lead": "Email", "Contact": "Email", "Campaign": "Name", "ContentDocument": "Title", "User": "Username"}
 NATURAL_KEYS = {
     "Campaign": ("Name",),
@@ -51,6 +59,8 @@ def snapshot(records: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[s
         for name, value in fields.items():
             if name in SYSTEM_FIELDS:
                 continue
+            if name in ORG_STAMPED_DATES:
+                value = "<set>" if value else None
             if isinstance(value, str) and value in kinds:
                 value = labels.get(value, f"<{kinds[value]}>")
             canonical[name] = value

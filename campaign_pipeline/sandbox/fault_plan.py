@@ -82,6 +82,18 @@ class FaultPlan:
         settings = {k: v for k, v in config.items() if k not in RULE_KEYS}
         return cls(settings=settings, rules=rules)
 
+    def lose_answers_on(self, method: str, path: str, count: int = 1) -> None:
+        """Add a rule while the sandbox runs: the next ``count`` requests matching method and path regexes are
+        carried out, then answered 504 (what ``lose_answers_on`` in the environment sets at start)."""
+        with self._lock:
+            self.rules.append(
+                _Rule(kind="lose_answers_on", method=re.compile(method), path=re.compile(path), remaining=count)
+            )
+
+    def answers_still_to_lose(self) -> int:
+        with self._lock:
+            return sum(rule.remaining for rule in self.rules if rule.kind == "lose_answers_on")
+
     def apply_settings(self, faults: Any) -> Any:
         """Set the named fields on a faults object, refusing names it does not have."""
         for name, value in self.settings.items():

@@ -281,6 +281,16 @@ class SalesforceSandbox(SalesforceRoutes):
     def records(self, sobject: str) -> list[dict[str, Any]]:
         return self.store.records(sobject)
 
+    def lose_answers_on(self, method: str, path: str, count: int = 1) -> None:
+        """Lose the answers to the next ``count`` requests matching ``method`` (regex, e.g. ``POST``) and ``path``
+        (regex on the path under /services/data/vNN, e.g. ``^/composite/sobjects/?$``): each is carried out and
+        committed, then answered 504. Lets a test lose the answer on one write path of a whole sync."""
+        self._plan.lose_answers_on(method, path, count)
+
+    def answers_still_to_lose(self) -> int:
+        """Answers rules set by ``lose_answers_on`` (here or in the environment) have not lost yet."""
+        return self._plan.answers_still_to_lose()
+
     def reset(self) -> None:
         """Wipe all records, jobs and usage (schema and sessions stay)."""
         self.store.reset()

@@ -47,3 +47,15 @@ def test_a_duplicate_a_lost_record_and_a_changed_member_are_each_counted():
 def test_a_record_the_clean_run_does_not_have_is_unexpected():
     counts = compare(snapshot(CLEAN), snapshot([*CLEAN, _member("00v2", "Sent", campaign="7012")]))
     assert counts["unexpected"] == 1 and counts["lost"] == 0
+
+
+def test_a_responded_date_the_org_stamped_on_another_day_is_not_a_difference_but_its_absence_is():
+    def member(record_id: str, responded: str | None) -> tuple:
+        fields = {"Id": record_id, "CampaignId": "7011", "LeadId": "00Q1", "Status": "Opened"}
+        return ("CampaignMember", record_id, {**fields, "HasResponded": True, "FirstRespondedDate": responded})
+
+    clean = [LEAD, CAMPAIGN, member("00v1", "2026-12-01")]
+    next_day = compare(snapshot(clean), snapshot([LEAD, CAMPAIGN, member("00v2", "2026-12-02")]))
+    assert next_day["mismatched"] == 0
+    never = compare(snapshot(clean), snapshot([LEAD, CAMPAIGN, member("00v2", None)]))
+    assert never["mismatched"] == 1
