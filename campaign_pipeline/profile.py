@@ -230,6 +230,15 @@ class SyncSettings(BaseModel):
         le=1,
         description="Stop the run cleanly once the org's daily API usage (Sforce-Limit-Info) passes this fraction.",
     )
+    collections_max_request_bytes: int = Field(
+        default=25_000_000,
+        ge=1,
+        le=25_000_000,
+        description=(
+            "Most bytes of JSON in one sObject Collections call (lower it when a proxy in front of Salesforce "
+            "limits request size); a record bigger than this on its own goes alone through the sObject resource."
+        ),
+    )
     preview_only: bool = Field(default=False, description="Compute and show what would change; write nothing.")
     field_limit_policy: Literal["truncate", "reject"] = Field(
         default="truncate",

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.engine import sobject_collections
 from campaign_pipeline.sandbox.resources import sandbox_session
 
 from .conftest import ActivityOrg, RecordingClient
@@ -118,8 +117,8 @@ NOTES = {
 TASKS = {"task": ("Task", _task_key)}
 
 
-def _notes_profile(bulk_threshold: int = 2000) -> SyncProfile:
-    return SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": bulk_threshold}})
+def _notes_profile(bulk_threshold: int = 2000, **sync: Any) -> SyncProfile:
+    return SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": bulk_threshold, **sync}})
 
 
 @pytest.mark.parametrize(
@@ -157,11 +156,16 @@ def test_a_note_update_with_a_lost_answer_lands_once_and_converges(activity_org)
     assert "Opens: 2" in next(n["Body"] for n in activity_org.records("Note") if n["ParentId"] == bob)
 
 
-def test_a_single_record_attachment_create_with_a_lost_answer_converges(activity_org, monkeypatch) -> None:
+def test_a_single_record_attachment_create_with_a_lost_answer_converges(activity_org) -> None:
     # An Attachment bigger than a whole Collections call goes alone: POST /sobjects/Attachment.
-    monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
     big = "<p>" + "b" * 40_000 + "</p>"
-    inputs = (_notes_profile(), recipients(*AUDIENCE), _events(), report(), content(big))
+    inputs = (
+        _notes_profile(collections_max_request_bytes=30_000),
+        recipients(*AUDIENCE),
+        _events(),
+        report(),
+        content(big),
+    )
     sync_losing(activity_org, r"^create 1 Attachment record via the sObject resource", SINGLE_CREATE, *inputs)
     assert len(activity_org.records("Attachment")) == 4
     assert_converged(activity_org, NOTES, *inputs)

@@ -37,14 +37,15 @@ def send_collections(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, act
     records = payloads(kind, rows, action, ctx.fields.types_of(kind), ctx.fields.create_only_of(kind))
     sizes = [len(json.dumps(record)) + _COLLECTION_RECORD_OVERHEAD for record in records]
     pending_positions = list(range(len(rows)))
+    max_bytes = min(COLLECTION_MAX_BODY_BYTES, ctx.settings.collections_max_request_bytes)
     for attempt in range(client.max_retries + 1):
         transient: list[int] = []
-        for chunk in collection_batches(pending_positions, sizes, COLLECTION_MAX_BODY_BYTES):
+        for chunk in collection_batches(pending_positions, sizes, max_bytes):
             chunk_rows = rows.iloc[chunk]
             if action == "create":
                 ctx.ledger.record_pending(kind.name, chunk_rows)
             # An upsert stays a (one-record) Collections call: the sObject upsert answers an update without the Id.
-            alone = len(chunk) == 1 and sizes[chunk[0]] > COLLECTION_MAX_BODY_BYTES
+            alone = len(chunk) == 1 and sizes[chunk[0]] > max_bytes
             if alone and not (action == "create" and kind.external_id_field):
                 answer = _single_record_call(ctx, kind, action, records[chunk[0]])
             else:
