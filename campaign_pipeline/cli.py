@@ -197,6 +197,24 @@ def sandbox_late_activity(hours: float) -> None:
     click.echo(f"{_sandbox_account().simulate_late_activity(hours=hours)} new events are now visible")
 
 
+@sandbox.command("reset")
+@click.confirmation_option(prompt="Delete every state the sandboxes left (live accounts' and orgs' state is kept)?")
+def sandbox_reset() -> None:
+    """Delete the sandboxes' state: the sandbox account's campaign partitions and their landed data and frames,
+    sync ledger rows of the sandbox account or org, sandbox sensor cursors, the sandbox org and the sandbox clock.
+
+    Run it before pointing a deployment that ran on the sandboxes at a live account and org, or to start the
+    sandboxes afresh. State of live accounts and orgs is never touched.
+    """
+    from campaign_pipeline.demo import demo_instance
+    from campaign_pipeline.sandbox_reset import reset_sandbox_state
+
+    with demo_instance() as instance:
+        report = reset_sandbox_state(instance)
+    for line in report.lines():
+        click.echo(line)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON: {ok, checks: [{name, ok, detail}]}.")
 def check(as_json: bool) -> None:
@@ -233,10 +251,14 @@ def demo(mode: str | None, as_json: bool) -> None:
     import json
 
     from campaign_pipeline.demo import DatabaseUnavailable, DemoInterrupted, format_summary, run_demo, stderr_progress
+    from campaign_pipeline.mailchimp.ownership import PartitionOwnerMismatch
+    from campaign_pipeline.mailchimp.sensors import SourceStateMismatch
 
     try:
         report = run_demo(mode, progress=stderr_progress)
     except DatabaseUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (SourceStateMismatch, PartitionOwnerMismatch) as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
         from campaign_pipeline.run_health import database_outage_message, is_database_outage

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,8 +16,10 @@ from dagster._core.utils import make_new_run_id
 
 from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
+from campaign_pipeline.deployment import choose_deployment
+from campaign_pipeline.mailchimp.ownership import PartitionOwners
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
-from campaign_pipeline.mailchimp.sensors import build_mailchimp_sensor
+from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor
 from campaign_pipeline.preflight import raise_on_failure, run_checks
 from campaign_pipeline.run_health import (
     database_outage_message,
@@ -26,6 +29,7 @@ from campaign_pipeline.run_health import (
     remember_failure,
     worker_tags,
 )
+from campaign_pipeline.sandbox.resources import MAILCHIMP_SANDBOX_IDENTITY
 from campaign_pipeline.storage.database import data_dir, get_engine
 from campaign_pipeline.storage.frames import read_frame, table_exists
 
@@ -71,16 +75,29 @@ def demo_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(PROJECT_ROOT))
 
 
-def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance, list_id: str | None = None) -> list[str]:
-    """One tick of the new-sends sensor: add the partitions it finds, as the daemon would.
+def discover_campaigns(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    list_id: str | None = None,
+    *,
+    source: str | None = None,
+    progress=None,
+) -> list[str]:
+    """One tick of the new-sends sensor: add the partitions it finds, as the daemon would; the keys to sync.
 
     The demo's first tick looks back further than the deployed sensor's default, so that every campaign
-    of the sandbox account is found rather than just last week's.
+    of the sandbox account is found rather than just last week's. With ``source`` (the configured Mailchimp
+    account), a cursor of another account is not reused and partitions another account owns are not synced;
+    ``progress`` is told both.
     """
+    say = progress or (lambda message: None)
     sensor = build_mailchimp_sensor(SYNC_JOB_NAME, lookback_days=DEMO_LOOKBACK_DAYS, list_id=list_id)
     state_file = data_dir() / "demo_sensor_cursor.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     cursor = state_file.read_text() if state_file.exists() else None
+    held_by = NewSendsCursor.parse(cursor).source
+    if source and held_by and held_by != source:
+        say(f"the sensor cursor of {held_by} is not reused for {source}: listing its sends afresh")
     with dg.build_sensor_context(
         instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources or {})
     ) as context:
@@ -93,7 +110,17 @@ def discover_campaigns(defs: dg.Definitions, instance: dg.DagsterInstance, list_
                 state_file.write_text(result.cursor)
         if context.cursor and not state_file.exists():
             state_file.write_text(context.cursor)
-    return sorted(instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
+    keys = sorted(instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
+    if source is None:
+        return keys
+    owners = PartitionOwners(get_engine()).owners(keys)
+    foreign = Counter(owner for owner in owners.values() if owner != source)
+    for owner, count in sorted(foreign.items()):
+        say(
+            f"{count} campaign partition(s) of {owner} are kept and not synced from {source}"
+            + (" (`campaign-pipeline sandbox reset` deletes them)" if owner == MAILCHIMP_SANDBOX_IDENTITY else "")
+        )
+    return [key for key in keys if owners.get(key, source) == source]
 
 
 def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
@@ -237,11 +264,23 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
     # A configuration error (a mapped field missing in the org, a wrong login) would fail every campaign's run
     # the same way: say it once, before any run, in one line.
     progress(f"mode {profile.mode}: checking the setup")
-    raise_on_failure(run_checks(lambda: profile, stop_at_first_failure=True))
+    deployment = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
+    raise_on_failure(
+        run_checks(
+            lambda: profile,
+            mailchimp=deployment.mailchimp,
+            salesforce=deployment.salesforce,
+            stop_at_first_failure=True,
+        )
+    )
+    # Whose state this demo reads and writes: cursors, partitions and ledger rows of another account or org are
+    # never used for these.
+    source, target = deployment.mailchimp.source_identity(), deployment.salesforce.state_identity()
+    progress(f"source {source}, target {target}")
     defs = build_definitions(profile)
     instance = demo_instance()
     progress(f"mode {profile.mode}: looking for sent campaigns")
-    keys = discover_campaigns(defs, instance, profile.mailchimp.list_id)
+    keys = discover_campaigns(defs, instance, profile.mailchimp.list_id, source=source, progress=progress)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     summaries = []
     for index, key in enumerate(keys, start=1):
@@ -253,6 +292,8 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
         progress(f"[{index}/{len(keys)}] campaign {key}: {status}")
     report: dict[str, Any] = {
         "mode": profile.mode,
+        "source": source,
+        "target": target,
         "campaigns": [asdict(s) for s in summaries],
         "salesforce_writes": sum(s.salesforce.created + s.salesforce.updated for s in summaries),
         "failed_runs": sum(not s.success for s in summaries),
@@ -267,7 +308,11 @@ def format_summary(report: dict[str, Any]) -> str:
         f"{'campaign':<14} {'title':<28} {'type':<10} {'sent':>7} {'deliv':>7} {'opened':>7} {'clicked':>7} {'bounced':>7} "
         f"{'unsub':>6} | {'created':>7} {'updated':>7} {'unchanged':>9} {'failed':>6}"
     )
-    lines = [f"Mode: {report['mode']}", header, "-" * len(header)]
+    lines = [
+        f"Mode: {report['mode']}   Source: {report['source']}   Target: {report['target']}",
+        header,
+        "-" * len(header),
+    ]
     for c in report["campaigns"]:
         sf = c["salesforce"]
         title = (c["title"] or "")[:26] + ("*" if not c["sent_at_is_exact"] else "")

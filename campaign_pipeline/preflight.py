@@ -236,14 +236,33 @@ def _member_status_check(describes: dict[str, dict]) -> CheckResult:
     return CheckResult("member status labels", not problems, detail)
 
 
+def _partition_owner_check(mailchimp: Any, partition_keys: list[str]) -> CheckResult:
+    """The run's campaign partitions belong to the configured Mailchimp account (unowned ones are claimed)."""
+    from campaign_pipeline.mailchimp.ownership import PartitionOwners
+    from campaign_pipeline.storage.database import get_engine
+
+    try:
+        source = mailchimp.source_identity()
+        PartitionOwners(get_engine()).check(partition_keys, source)
+    except Exception as exc:
+        return CheckResult("campaign partitions", False, _first_line(exc))
+    shown = ", ".join(partition_keys[:3]) + (f" and {len(partition_keys) - 3} more" if len(partition_keys) > 3 else "")
+    return CheckResult("campaign partitions", True, f"{shown}: campaigns of {source}")
+
+
 def run_checks(
     load_profile: Callable[[], SyncProfile] | None = None,
     *,
     mailchimp: Any | None = None,
     salesforce: Any | None = None,
     stop_at_first_failure: bool = False,
+    partition_keys: list[str] | None = None,
 ) -> list[CheckResult]:
-    """All checks in setup order; resources default to the ones Definitions would bind for the profile."""
+    """All checks in setup order; resources default to the ones Definitions would bind for the profile.
+
+    With ``partition_keys`` (a run's campaigns) the last check is that they belong to the configured Mailchimp
+    account (``mailchimp.ownership``).
+    """
     from campaign_pipeline.profile import load_active_profile
 
     results: list[CheckResult] = []
@@ -270,6 +289,8 @@ def run_checks(
     for result in _salesforce_checks(profile, salesforce):
         if not emit(result):
             return results
+    if partition_keys:
+        emit(_partition_owner_check(mailchimp, partition_keys))
     return results
 
 
@@ -308,8 +329,10 @@ def build_preflight_asset(profile: SyncProfile) -> dg.AssetsDefinition:
         required_resource_keys={"mailchimp", "salesforce"},
         description=(
             "Checks before any work: database, Mailchimp key and audience, Salesforce login, the objects the mode "
-            "writes, every mapped field in the org's describe and the CampaignMemberStatus labels. A failure stops "
-            "the run here, before Mailchimp or Salesforce see any other call."
+            "writes, every mapped field in the org's describe, the CampaignMemberStatus labels, and that the run's "
+            "campaign partitions belong to the configured Mailchimp account. A failure stops the run here, before "
+            "Mailchimp or Salesforce see any other call. Metadata: the checks, and the source and target (sandbox, "
+            "or the live account / org id) whose state the run uses."
         ),
     )
     def preflight(context) -> dg.MaterializeResult:
@@ -318,6 +341,7 @@ def build_preflight_asset(profile: SyncProfile) -> dg.AssetsDefinition:
             mailchimp=context.resources.mailchimp,
             salesforce=context.resources.salesforce,
             stop_at_first_failure=True,
+            partition_keys=list(context.partition_keys),
         )
         table = dg.MetadataValue.md(
             "| check | result | detail |\n| --- | --- | --- |\n"
@@ -330,7 +354,14 @@ def build_preflight_asset(profile: SyncProfile) -> dg.AssetsDefinition:
                 metadata={"checks": table},
                 allow_retries=False,
             )
-        return dg.MaterializeResult(metadata={"checks": table})
+        return dg.MaterializeResult(
+            metadata={
+                "checks": table,
+                # Whose state this run reads and writes (ledger rows, partitions): sandbox or a live account / org.
+                "source": context.resources.mailchimp.source_identity(),
+                "target": context.resources.salesforce.state_identity(),
+            }
+        )
 
     return preflight
 

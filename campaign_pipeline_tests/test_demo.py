@@ -53,3 +53,26 @@ def test_demo_syncs_every_campaign_then_writes_nothing_on_a_second_run(fresh_dat
     assert {c["campaign_id"] for c in second["campaigns"]} == {c["campaign_id"] for c in campaigns}
     assert second["salesforce_writes"] == 0
     assert all(c["salesforce"]["created"] == c["salesforce"]["updated"] == 0 for c in second["campaigns"])
+    # The demo says whose state it used; `sandbox reset` then deletes all of it.
+    assert (first["source"], first["target"]) == ("mailchimp:sandbox", "salesforce:sandbox")
+    reset = subprocess.run(
+        [sys.executable, "-m", "campaign_pipeline.cli", "sandbox", "reset", "--yes"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert reset.returncode == 0, reset.stderr[-4000:]
+    assert f"campaign partitions of mailchimp:sandbox deleted: {len(campaigns)}" in reset.stdout
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(fresh_database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM campaign_pipeline.sync_ledger")).scalar_one() == 0
+            assert conn.execute(sa.text("SELECT count(*) FROM campaign_pipeline.landed_campaign_sends")).scalar() == 0
+            assert not conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'sandbox_salesforce'")).first()
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "data" / "sandbox" / "mailchimp_state.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from click.testing import CliRunner
 
@@ -103,3 +104,24 @@ def test_demo_stops_at_the_first_configuration_error_in_one_line(sandbox_env, mo
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Campaign.Emails_Delivred__c" in errors[0], result.output
     assert "syncing" not in result.output  # no campaign run started
+
+
+def test_a_run_says_whose_state_it_uses_and_refuses_a_partition_of_another_account(sandbox_env, dagster_instance):
+    from campaign_pipeline.mailchimp.ownership import PartitionOwners
+
+    defs = build_definitions(SyncProfile())
+    mailchimp = defs.resources["mailchimp"]
+    own, foreign = (c.id for c in mailchimp.list_sent_campaigns()[:2])
+    PartitionOwners(database.get_engine()).record([foreign], "mailchimp:acct-live-1")
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", [own, foreign])
+    job = defs.resolve_job_def(SYNC_JOB_NAME).get_subset(asset_selection={dg.AssetKey(PREFLIGHT_ASSET)})
+    ok = job.execute_in_process(partition_key=own, instance=dagster_instance)
+    (materialization,) = ok.asset_materializations_for_node(PREFLIGHT_ASSET)
+    assert materialization.metadata["source"].value == "mailchimp:sandbox"
+    assert materialization.metadata["target"].value == "salesforce:sandbox"
+    assert PartitionOwners(database.get_engine()).owners([own]) == {own: "mailchimp:sandbox"}  # claimed
+    refused = job.execute_in_process(partition_key=foreign, instance=dagster_instance, raise_on_error=False)
+    assert not refused.success
+    (failure,) = [event for event in refused.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "mailchimp:acct-live-1" in message and "campaign-pipeline sandbox reset" in message

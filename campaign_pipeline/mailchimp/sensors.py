@@ -144,9 +144,10 @@ def build_mailchimp_sensor(
             if held:
                 raise SourceStateMismatch(
                     f"This instance holds {len(held)} {partitions_name} partitions found in {cursor.source}, but "
-                    f"the source is now {source} ({mailchimp.source_description}). Refusing to mix them: delete "
-                    f"those partitions (or point CAMPAIGN_PIPELINE_DATABASE_URL / CAMPAIGN_PIPELINE_DATA_DIR at a "
-                    "fresh store), or unset the credentials to go back to the sandbox."
+                    f"the source is now {source} ({mailchimp.source_description}). Refusing to mix them: run "
+                    "`campaign-pipeline sandbox reset` (deletes the sandbox's partitions, cursors and ledger rows), "
+                    "point CAMPAIGN_PIPELINE_DATABASE_URL / CAMPAIGN_PIPELINE_DATA_DIR at a fresh store, or unset "
+                    "the credentials to go back to the sandbox."
                 )
             context.log.warning(
                 f"The sensor's cursor belongs to {cursor.source}, not {source}: it is not reused; "

@@ -378,6 +378,7 @@ class SalesforceResource(dg.ConfigurableResource, ABC):
     backoff_seconds: float = Field(default=0.5, ge=0, description="Retry delay; doubles each retry, plus jitter.")
 
     _checked_identity: str = PrivateAttr(default="")
+    _opened_identity: str = PrivateAttr(default="")
 
     @abstractmethod
     def describe_target(self) -> str:
@@ -404,7 +405,7 @@ class SalesforceResource(dg.ConfigurableResource, ABC):
         with self._connect() as (sf, reauthenticate, renewal_hint):
             target = self.describe_target()
             log.info(target)
-            yield SalesforceClient(
+            client = SalesforceClient(
                 sf,
                 target=target,
                 is_sandbox=self.is_sandbox,
@@ -416,6 +417,15 @@ class SalesforceResource(dg.ConfigurableResource, ABC):
                 reauthenticate=reauthenticate,
                 renewal_hint=renewal_hint,
             )
+            self._opened_identity = self.org_identity(client)
+            yield client
+
+    def state_identity(self) -> str:
+        """Which org this deployment's state (ledger rows) belongs to: ``salesforce:<org id>`` (or the sandbox's).
+
+        Known once any client of this resource was opened (the run's preflight opens one); else logs in once.
+        """
+        return self._opened_identity or self.check_login()
 
     def org_identity(self, client: SalesforceClient) -> str:
         """Which org the state (ledger rows) belongs to: ``salesforce:<org id>``."""
