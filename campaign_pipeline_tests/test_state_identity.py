@@ -118,3 +118,26 @@ def _reset_keeps_live_state(instance, fresh_store, tmp_path, sandbox_key: str, n
     assert not cursor.exists()
     assert not (tmp_path / "data" / "sandbox" / "mailchimp_state.json").exists()
     assert any("live accounts' and orgs' state was kept" in line for line in report.lines())
+
+
+def test_the_demo_says_it_did_not_reuse_another_accounts_cursor_or_partitions(fresh_store, tmp_path) -> None:
+    from campaign_pipeline.definitions import build_definitions
+    from campaign_pipeline.demo import discover_campaigns
+    from campaign_pipeline.profile import SyncProfile
+
+    defs = build_definitions(SyncProfile())
+    live_cursor = {"max_send_time": "2030-01-01T00:00:00+00:00", "recent_ids": [], "source": LIVE_SOURCE}
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "demo_sensor_cursor.json").write_text(json.dumps(live_cursor))
+    said: list[str] = []
+    with dg.instance_for_test() as instance:
+        keys = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY, progress=said.append)
+        # A live cursor's send time (in 2030) would have hidden every sandbox send: it was not reused.
+        assert keys and said == [
+            f"the sensor cursor of {LIVE_SOURCE} is not reused for mailchimp:sandbox: listing its sends afresh"
+        ]
+        PartitionOwners(fresh_store).record([keys[0]], LIVE_SOURCE)
+        said.clear()
+        again = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY, progress=said.append)
+    assert again == keys[1:]
+    assert said == [f"1 campaign partition(s) of {LIVE_SOURCE} are kept and not synced from mailchimp:sandbox"]
