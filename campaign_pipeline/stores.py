@@ -8,10 +8,14 @@ deployment points an asset at its own schema by binding another resource, never 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import dagster as dg
 
 from campaign_pipeline.mailchimp.landing import LandingStore
-from campaign_pipeline.salesforce.ledger import SyncLedger
+from campaign_pipeline.mailchimp.ownership import PartitionOwnerMismatch, PartitionOwners
+from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
 from campaign_pipeline.salesforce.mirror import PeopleMirror
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
 
@@ -26,9 +30,25 @@ class SyncLedgerResource(dg.ConfigurableResource):
     database_url: str | None = None
     schema_name: str = PIPELINE_SCHEMA
 
-    def open(self, scope: str = "") -> SyncLedger:
-        """The ledger rows of one sync profile (``scope``: its name, empty for the classic single profile)."""
-        return SyncLedger(get_engine(self.database_url), schema=self.schema_name, scope=scope)
+    def open(self, scope: str = "", *, source: str = "", target: str = "") -> SyncLedger:
+        """The ledger rows of one sync profile (``scope``: its name, empty for the classic single profile) for one
+        Mailchimp account (``source``) and one Salesforce org (``target``)."""
+        return SyncLedger(
+            get_engine(self.database_url), schema=self.schema_name, scope=scope, source=source, target=target
+        )
+
+    def open_for_run(self, asset_keys: object, partition_keys: Sequence[str], salesforce: Any) -> SyncLedger:
+        """The ledger a run's Salesforce assets use: their profile's scope, the Mailchimp account that owns the
+        run's campaign partitions (the preflight recorded it) and the org of ``salesforce`` (a
+        ``SalesforceResource``), so rows of another account or org are never read or written."""
+        owners = set(PartitionOwners(get_engine(self.database_url)).owners(list(partition_keys)).values())
+        if len(owners) > 1:
+            raise PartitionOwnerMismatch(
+                f"the campaigns of this run belong to several Mailchimp accounts ({', '.join(sorted(owners))}); "
+                "run them separately"
+            )
+        source = owners.pop() if owners else ""
+        return self.open(ledger_scope(asset_keys), source=source, target=salesforce.state_identity())
 
 
 class LandingStoreResource(dg.ConfigurableResource):

@@ -23,7 +23,7 @@ from campaign_pipeline.modes import (
     mode_spec,
 )
 from campaign_pipeline.profile import SyncProfile
-from campaign_pipeline.salesforce.ledger import ledger_scope
+from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.stores import SyncLedgerResource
 
 SALESFORCE_GROUP = "salesforce"
@@ -184,6 +184,7 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
     )
     def sf_attachments(
         context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
         campaign_content: pd.DataFrame,
         member_statuses: pd.DataFrame,
         salesforce_matches: pd.DataFrame,
@@ -205,7 +206,7 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         campaign_ids = sorted(desired["campaign_id"].unique().tolist())
         to_write = diff_against_ledger(
             desired,
-            sync_ledger.open(scope=ledger_scope(context.assets_def.keys)).load(
+            sync_ledger.open_for_run(context.assets_def.keys, context.partition_keys, salesforce).load(
                 attachment_kind(profile).name, campaign_ids
             ),
         )

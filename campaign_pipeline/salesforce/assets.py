@@ -22,7 +22,6 @@ from campaign_pipeline.modes import build_desired_frame, desired_asset_names, pu
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
-from campaign_pipeline.salesforce.ledger import ledger_scope
 from campaign_pipeline.salesforce.matching import MEMBER_KEY_COLUMNS, match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
 from campaign_pipeline.stores import PeopleMirrorResource, SyncLedgerResource
@@ -265,7 +264,7 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         sync_ledger: SyncLedgerResource,
         **frames: pd.DataFrame,
     ):
-        ledger = sync_ledger.open(scope=ledger_scope(context.assets_def.keys))
+        ledger = sync_ledger.open_for_run(context.assets_def.keys, context.partition_keys, salesforce)
         desired_frames = {name: frames[name] for name in names}
         with salesforce.open_client(
             api_call_budget=profile.sync.api_call_budget,
@@ -285,6 +284,9 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         if report.stopped:
             context.log.warning(f"Salesforce sync stopped cleanly: {report.stopped}")
         metadata = report_metadata(report)
+        # Whose state this is: the ledger rows above belong to this Mailchimp account and this Salesforce org only.
+        metadata["source"] = ledger.source or "unknown (no preflight recorded the campaigns' account)"
+        metadata["target"] = ledger.target
         if client.session_lost:
             # Not a clean stop: nothing more can be written until someone renews the login, so the run fails
             # with the reason (what was written before is in the ledger) instead of reporting success.

@@ -137,6 +137,9 @@ class SandboxSalesforceResource(SalesforceResource):
     def org_identity(self, client: Any) -> str:
         return SALESFORCE_SANDBOX_IDENTITY
 
+    def state_identity(self) -> str:
+        return SALESFORCE_SANDBOX_IDENTITY  # no login needed to know it
+
     @contextlib.contextmanager
     def _connect(self) -> Iterator[tuple[Salesforce, Callable[[], str] | None, str]]:
         from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 import dagster as dg
 import pandas as pd
@@ -87,7 +88,7 @@ def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_noth
     first = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     assert first.success
     sync_meta = _metadata(first, "salesforce_sync")
-    assert sync_meta["salesforce_target"] == SANDBOX_TARGET
+    assert sync_meta["salesforce_target"] == SANDBOX_TARGET and sync_meta["target"] == "salesforce:sandbox"
     matches = first.output_for_node("salesforce_matches", "salesforce_matches")
     assert sync_meta["created"] == 1 + 4 + len(matches)  # Campaign, its new statuses, a member per match
     assert sync_meta["failed"] == 0 and sync_meta["write_calls"] == 3
@@ -100,6 +101,16 @@ def test_campaign_mode_assets_sync_through_the_io_manager_and_resync_writes_noth
     second = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
     again = _metadata(second, "salesforce_sync")
     assert again["write_calls"] == 0 and again["unchanged"] == sync_meta["created"] + sync_meta["unchanged"]
+
+    # Another org (here: the same emulator under another org id) never takes this org's ledger rows: its run
+    # starts from nothing, finds what exists by lookups, and keeps rows of its own.
+    other = OtherOrg(sandbox_schema=sandbox_resource.sandbox_schema, backoff_seconds=0.0)
+    third = _metadata(_materialize(assets, other, dagster_instance, sync_ledger), "salesforce_sync")
+    assert third["target"] == OtherOrg.IDENTITY and third["write_calls"] > 0 and third["failed"] == 0
+    owners = sync_ledger.open().owners()
+    targets = dict(zip(owners["target"], owners["rows"], strict=True))
+    keys = sync_meta["created"] + sync_meta["unchanged"]
+    assert targets == {"salesforce:sandbox": keys, OtherOrg.IDENTITY: keys}
 
 
 @pytest.mark.slow
@@ -183,6 +194,18 @@ def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(mo
     with pytest.raises(dg.DagsterInvalidConfigError, match="SALESFORCE_INSTANCE_URL") as error:
         choose_deployment()
     assert "00Dsecret" not in str(error.value)
+
+
+class OtherOrg(SandboxSalesforceResource):
+    """The sandbox emulator presenting itself as another org (another org id)."""
+
+    IDENTITY: ClassVar[str] = "salesforce:00D5g00000OTHER"
+
+    def org_identity(self, client) -> str:
+        return self.IDENTITY
+
+    def state_identity(self) -> str:
+        return self.IDENTITY
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
