@@ -79,7 +79,8 @@ def _lose(pattern: tuple[str, str], count: int = 1) -> dict[str, Any]:
     return {"lose_answers_on": [{"method": pattern[0], "path": pattern[1], "count": count}]}
 
 
-BULK = {"sync": {"bulk_threshold": BULK_THRESHOLD_FOR_BULK}}
+# Bulk without external IDs: inserts (the hard case: an insert sent twice is a duplicate; an upsert is not).
+BULK = {"sync": {"bulk_threshold": BULK_THRESHOLD_FOR_BULK}, "field_mapping": UNKEYED}
 SINGLE_RECORDS = {"field_mapping": UNKEYED, "sync": {"collections_max_request_bytes": 1}}
 SCENARIOS = [
     Scenario("kill_before_first_write", _crash("before", ANY_WRITE), kind="kill"),
