@@ -84,7 +84,13 @@ BULK = {"sync": {"bulk_threshold": BULK_THRESHOLD_FOR_BULK}, "field_mapping": UN
 SINGLE_RECORDS = {"field_mapping": UNKEYED, "sync": {"collections_max_request_bytes": 1}}
 SCENARIOS = [
     Scenario("kill_before_first_write", _crash("before", ANY_WRITE), kind="kill"),
-    Scenario("kill_between_collections_batches", _crash("before", COLLECTIONS_ANY, nth=2), kind="kill"),
+    # Collections calls cut at 20 KB, so a small audience makes several batches too (a Task is ~0.5 KB).
+    Scenario(
+        "kill_between_collections_batches",
+        _crash("before", COLLECTIONS_ANY, nth=2),
+        profile={"sync": {"collections_max_request_bytes": 20_000}},
+        kind="kill",
+    ),
     Scenario("kill_during_bulk_job", _crash("after", BULK_UPLOAD), profile=BULK, kind="kill"),
     Scenario("kill_after_bulk_job", _crash("before", BULK_RESULTS), profile=BULK, kind="kill"),
     Scenario("lost_answer_collections_create", _lose(COLLECTIONS_CREATE), profile={"field_mapping": UNKEYED}),
