@@ -308,11 +308,8 @@ def format_summary(report: dict[str, Any]) -> str:
         f"{'campaign':<14} {'title':<28} {'type':<10} {'sent':>7} {'deliv':>7} {'opened':>7} {'clicked':>7} {'bounced':>7} "
         f"{'unsub':>6} | {'created':>7} {'updated':>7} {'unchanged':>9} {'failed':>6}"
     )
-    lines = [
-        f"Mode: {report['mode']}   Source: {report['source']}   Target: {report['target']}",
-        header,
-        "-" * len(header),
-    ]
+    whose = "".join(f"   {name.title()}: {report[name]}" for name in ("source", "target") if report.get(name))
+    lines = [f"Mode: {report['mode']}{whose}", header, "-" * len(header)]
     for c in report["campaigns"]:
         sf = c["salesforce"]
         title = (c["title"] or "")[:26] + ("*" if not c["sent_at_is_exact"] else "")
