@@ -118,7 +118,9 @@ TASKS = {"task": ("Task", _task_key)}
 
 
 def _notes_profile(bulk_threshold: int = 2000, **sync: Any) -> SyncProfile:
-    return SyncProfile.model_validate({"mode": "notes", "sync": {"bulk_threshold": bulk_threshold, **sync}})
+    return SyncProfile.model_validate(
+        {"mode": "notes", "activity": {"notes_format": "classic"}, "sync": {"bulk_threshold": bulk_threshold, **sync}}
+    )
 
 
 @pytest.mark.parametrize(
