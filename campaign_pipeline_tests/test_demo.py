@@ -29,6 +29,7 @@ def run_demo(env: dict[str, str], *args: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # two demo runs over every campaign (474 s alone with the hierarchy step) on 2 shared cores
 def test_demo_syncs_every_campaign_then_writes_nothing_on_a_second_run(fresh_database_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILCHIMP_", "SALESFORCE_"))}
     env[database.DATABASE_URL_ENV] = fresh_database_url
