@@ -23,10 +23,9 @@ from campaign_pipeline.modes import (
     mode_spec,
 )
 from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.salesforce.assets import SALESFORCE_GROUP
 from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.stores import SyncLedgerResource
-
-SALESFORCE_GROUP = "salesforce"
 
 
 def _table(frame: pd.DataFrame, columns: list[str] | None = None) -> dg.MarkdownMetadataValue:

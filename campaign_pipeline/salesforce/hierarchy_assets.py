@@ -9,8 +9,7 @@ from campaign_pipeline.asset_metadata import preview_table
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.modes import build_desired_frame
 from campaign_pipeline.profile import SyncProfile
-
-SALESFORCE_GROUP = "salesforce"
+from campaign_pipeline.salesforce.assets import SALESFORCE_GROUP
 
 
 def build_sf_parent_campaigns(profile: SyncProfile) -> dg.AssetsDefinition:

@@ -10,8 +10,7 @@ from campaign_pipeline.core.opt_out_records import opt_outs_of
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.modes import build_desired_frame
 from campaign_pipeline.profile import SyncProfile
-
-SALESFORCE_GROUP = "salesforce"
+from campaign_pipeline.salesforce.assets import SALESFORCE_GROUP
 
 
 def build_sf_opt_outs(profile: SyncProfile) -> dg.AssetsDefinition:
