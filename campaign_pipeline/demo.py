@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.utils import make_new_run_id
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
 from campaign_pipeline.deployment import choose_deployment
@@ -53,6 +54,8 @@ class SalesforceCounts:
 @dataclass
 class CampaignSummary:
     campaign_id: str
+    # The campaign's Dagster partition: `<send date>_<title>_<campaign id>`.
+    partition_key: str = ""
     title: str = ""
     sent_at_is_exact: bool = True
     campaign_type: str = "regular"
@@ -103,39 +106,49 @@ def discover_campaigns(
     ) as context:
         result = sensor(context)
         if isinstance(result, dg.SensorResult):
+            # In order, as the daemon applies them: a key replacing a bare campaign id is added before the old goes.
             for request in result.dynamic_partitions_requests or []:
+                held = set(instance.get_dynamic_partitions(request.partitions_def_name))
                 if isinstance(request, dg.AddDynamicPartitionsRequest):
-                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                    new = [key for key in request.partition_keys if key not in held]
+                    instance.add_dynamic_partitions(request.partitions_def_name, new)
+                elif isinstance(request, dg.DeleteDynamicPartitionsRequest):
+                    for key in request.partition_keys:
+                        if key in held:
+                            instance.delete_dynamic_partition(request.partitions_def_name, key)
             if result.cursor:
                 state_file.write_text(result.cursor)
         if context.cursor and not state_file.exists():
             state_file.write_text(context.cursor)
+    # Dated keys sort by send date (bare ids of before the dates, if any are left, come after them).
     keys = sorted(instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
     if source is None:
         return keys
-    owners = PartitionOwners(get_engine()).owners(keys)
+    campaign_of = {key: campaign_id_from_key(key) for key in keys}
+    owners = PartitionOwners(get_engine()).owners(list(campaign_of.values()))
     foreign = Counter(owner for owner in owners.values() if owner != source)
     for owner, count in sorted(foreign.items()):
         say(
             f"{count} campaign partition(s) of {owner} are kept and not synced from {source}"
             + (" (`campaign-pipeline sandbox reset` deletes them)" if owner == MAILCHIMP_SANDBOX_IDENTITY else "")
         )
-    return [key for key in keys if owners.get(key, source) == source]
+    return [key for key in keys if owners.get(campaign_of[key], source) == source]
 
 
 def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
     """Counts from the stored frames (the same rows the UI previews) and the sync's own metadata."""
-    summary = CampaignSummary(campaign_id=key, run_id=result.run_id, success=result.success)
+    campaign_id = campaign_id_from_key(key)
+    summary = CampaignSummary(campaign_id=campaign_id, partition_key=key, run_id=result.run_id, success=result.success)
     engine = get_engine()
     if table_exists(engine, "asset_mailchimp_campaign_report"):
-        report = read_frame(engine, "asset_mailchimp_campaign_report", [key])
+        report = read_frame(engine, "asset_mailchimp_campaign_report", [campaign_id])
         if len(report):
             row = report.iloc[0]
             summary.title = str(row.get("campaign_title") or "")
             summary.campaign_type = canonical_campaign_type(row.get("campaign_type"))
             summary.sent_at_is_exact = not is_automation_type(summary.campaign_type)
     if table_exists(engine, "asset_campaign_totals"):
-        totals = read_frame(engine, "asset_campaign_totals", [key])
+        totals = read_frame(engine, "asset_campaign_totals", [campaign_id])
         if len(totals):
             row = totals.iloc[0]
             summary.sent = int(row["emails_sent"])

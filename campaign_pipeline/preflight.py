@@ -238,12 +238,14 @@ def _member_status_check(describes: dict[str, dict]) -> CheckResult:
 
 def _partition_owner_check(mailchimp: Any, partition_keys: list[str]) -> CheckResult:
     """The run's campaign partitions belong to the configured Mailchimp account (unowned ones are claimed)."""
+    from campaign_pipeline.core.campaign_keys import campaign_id_from_key
     from campaign_pipeline.mailchimp.ownership import PartitionOwners
     from campaign_pipeline.storage.database import get_engine
 
     try:
         source = mailchimp.source_identity()
-        PartitionOwners(get_engine()).check(partition_keys, source)
+        # Owners are recorded per campaign id, whatever shape the partition key has.
+        PartitionOwners(get_engine()).check([campaign_id_from_key(key) for key in partition_keys], source)
     except Exception as exc:
         return CheckResult("campaign partitions", False, _first_line(exc))
     shown = ", ".join(partition_keys[:3]) + (f" and {len(partition_keys) - 3} more" if len(partition_keys) > 3 else "")

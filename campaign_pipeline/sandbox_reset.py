@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from campaign_pipeline.core.campaign_keys import CampaignKeyError, campaign_id_from_key
 from campaign_pipeline.mailchimp.ownership import OWNERS_TABLE, PartitionOwners
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import NewSendsCursor
@@ -128,14 +129,20 @@ def reset_sandbox_state(instance: dg.DagsterInstance) -> ResetReport:
     report = ResetReport()
     owners = PartitionOwners(engine)
     owned = set(owners.forget(MAILCHIMP_SANDBOX_IDENTITY))
-    held = set(instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS))
+    # Owners, landed rows and stored frames are keyed by campaign id; partition keys carry it last.
+    held = {}
+    for key in instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS):
+        try:
+            held[key] = campaign_id_from_key(key)
+        except CampaignKeyError:
+            continue
     still_owned = owners.owners()  # partitions of other accounts are never deleted, even with a sandbox id
-    sandbox_keys = sorted((owned | (_sandbox_campaign_ids() & held)) - set(still_owned))
-    for key in sandbox_keys:
-        if key in held:
+    sandbox_ids = sorted((owned | (_sandbox_campaign_ids() & set(held.values()))) - set(still_owned))
+    for key, campaign_id in held.items():
+        if campaign_id in sandbox_ids:
             instance.delete_dynamic_partition(MAILCHIMP_CAMPAIGNS_PARTITIONS, key)
-    report.partitions = sandbox_keys
-    report.pipeline_rows = _delete_campaign_rows(engine, sandbox_keys)
+    report.partitions = sandbox_ids
+    report.pipeline_rows = _delete_campaign_rows(engine, sandbox_ids)
     ledger = SyncLedger(engine)
     report.ledger_rows = ledger.forget(source=MAILCHIMP_SANDBOX_IDENTITY, target=SALESFORCE_SANDBOX_IDENTITY)
     report.sensor_cursors = _clear_sandbox_cursors(instance)

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.mailchimp.landing import LandingStore
 from campaign_pipeline.mailchimp.ownership import PartitionOwnerMismatch, PartitionOwners
 from campaign_pipeline.salesforce.ledger import SyncLedger, ledger_scope
@@ -41,7 +42,8 @@ class SyncLedgerResource(dg.ConfigurableResource):
         """The ledger a run's Salesforce assets use: their profile's scope, the Mailchimp account that owns the
         run's campaign partitions (the preflight recorded it) and the org of ``salesforce`` (a
         ``SalesforceResource``), so rows of another account or org are never read or written."""
-        owners = set(PartitionOwners(get_engine(self.database_url)).owners(list(partition_keys)).values())
+        campaign_ids = [campaign_id_from_key(key) for key in partition_keys]
+        owners = set(PartitionOwners(get_engine(self.database_url)).owners(campaign_ids).values())
         if len(owners) > 1:
             raise PartitionOwnerMismatch(
                 f"the campaigns of this run belong to several Mailchimp accounts ({', '.join(sorted(owners))}); "

@@ -48,6 +48,12 @@ def test_demo_syncs_every_campaign_then_writes_nothing_on_a_second_run(fresh_dat
         assert campaign["salesforce"]["created"] > 0
         assert campaign["salesforce"]["failed"] == 0
     assert any(not c["sent_at_is_exact"] for c in campaigns)  # automation emails are flagged
+    # Partitions people recognise: `<send date>_<title slug>_<campaign id>`, synced in send-date order.
+    keys = [c["partition_key"] for c in campaigns]
+    assert keys == sorted(keys)
+    assert all(
+        key.endswith(f"_{c['campaign_id']}") and key[:4].isdigit() for key, c in zip(keys, campaigns, strict=True)
+    )
     assert first["salesforce_writes"] == sum(c["salesforce"]["created"] + c["salesforce"]["updated"] for c in campaigns)
 
     second = run_demo(env)

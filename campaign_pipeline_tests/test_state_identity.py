@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.diff import RESULT_OK
 from campaign_pipeline.mailchimp.landing import LandingStore
 from campaign_pipeline.mailchimp.ownership import PartitionOwnerMismatch, PartitionOwners
@@ -85,7 +86,9 @@ def _reset_keeps_live_state(instance, fresh_store, tmp_path, sandbox_key: str, n
     from campaign_pipeline.sandbox_reset import reset_sandbox_state
 
     live_key = "11ve000001"
-    instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [sandbox_key, never_run, live_key])
+    # The sandbox campaign under a dated key: owners, landed rows and frames know it by its campaign id.
+    dated_sandbox_key = f"2026-11-30_welcome_{sandbox_key}"
+    instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [dated_sandbox_key, never_run, live_key])
     PartitionOwners(fresh_store).record([sandbox_key], MAILCHIMP_SANDBOX_IDENTITY)
     PartitionOwners(fresh_store).record([live_key], LIVE_SOURCE)
     landing = LandingStore(fresh_store)
@@ -136,7 +139,9 @@ def test_the_demo_says_it_did_not_reuse_another_accounts_cursor_or_partitions(fr
         assert keys and said == [
             f"the sensor cursor of {LIVE_SOURCE} is not reused for mailchimp:sandbox: listing its sends afresh"
         ]
-        PartitionOwners(fresh_store).record([keys[0]], LIVE_SOURCE)
+        # Owners are kept per campaign id; the demo's keys are dated partition keys.
+        assert all(key.count("_") == 2 for key in keys)
+        PartitionOwners(fresh_store).record([campaign_id_from_key(keys[0])], LIVE_SOURCE)
         said.clear()
         again = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY, progress=said.append)
     assert again == keys[1:]

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.campaign_types import campaign_type_label, is_automation_type, is_known_campaign_type
 from campaign_pipeline.core.events import (
     bot_opens_filtered,
@@ -33,7 +34,7 @@ MAILCHIMP_POOL = "mailchimp"
 
 
 def _campaign_ids(context: dg.AssetExecutionContext) -> list[str]:
-    return [checked_campaign_id(key) for key in context.partition_keys]
+    return [checked_campaign_id(campaign_id_from_key(key)) for key in context.partition_keys]
 
 
 def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.mailchimp.landing import LANDED_EVENTS_TABLE, RECIPIENTS_TABLE
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 from campaign_pipeline.stores import LandingStoreResource
@@ -35,7 +36,11 @@ class LandingIOManager(dg.ConfigurableIOManager):
         name = context.asset_key.path[-1]
         if name not in LANDED_ASSETS:
             raise KeyError(f"{context.asset_key.to_user_string()} is not stored in the landing tables")
-        campaign_ids = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        campaign_ids = (
+            [campaign_id_from_key(key) for key in context.asset_partition_keys]
+            if context.has_asset_partitions
+            else None
+        )
         columns = (context.definition_metadata or {}).get("columns")
         store = self.landing_store.open()
         if name == "raw_email_events":

@@ -1,7 +1,8 @@
 """Which Mailchimp account each campaign partition was found in, so state never crosses from one account to another.
 
 Dagster's dynamic partitions are bare keys; this table (``campaign_pipeline.campaign_partition_owners``) keeps,
-per key, the source identity (``mailchimp:sandbox`` or ``mailchimp:<account id>``) of the account whose campaign it
+per campaign id (``core.campaign_keys.campaign_id_from_key`` of the partition key, so a key that changes shape
+keeps its owner; the column is still named ``partition_key``), the source identity (``mailchimp:sandbox`` or ``mailchimp:<account id>``) of the account whose campaign it
 is. The sensor records it when it adds partitions; every run's preflight checks it, so a partition of the sandbox
 is never synced from a live key (or the other way round), and a partition added by hand is claimed by the account
 the first run reads it from. ``campaign-pipeline sandbox reset`` deletes the sandbox's.

@@ -5,13 +5,16 @@ from typing import Any
 import dagster as dg
 
 MAILCHIMP_CAMPAIGNS_PARTITIONS = "mailchimp_campaigns"
-# Keys are Mailchimp campaign ids (letters and digits, checked by core.events.is_valid_campaign_id).
+# Keys read `<send date>_<title slug>_<campaign id>` (core.campaign_keys): they sort by send date in the partition
+# picker and plots, and core.campaign_keys.campaign_id_from_key gives back the campaign id every store keys on.
+# Keys of before (the bare campaign id) still resolve; the new-sends sensor replaces them once.
 mailchimp_campaigns = dg.DynamicPartitionsDefinition(name=MAILCHIMP_CAMPAIGNS_PARTITIONS)
 
 # Every per-campaign asset shares these, so a backfill of many campaigns runs as batches of 20 campaigns
 # per run, end to end, instead of one run per campaign.
 CAMPAIGN_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=20)
-# Lets the Postgres IO manager split a multi-campaign frame back into its campaign partitions.
+# The frame column holding each row's campaign id: the Postgres IO manager stores rows under the campaign id of
+# their partition key, and splits a multi-campaign frame by this column.
 CAMPAIGN_PARTITION_METADATA = {"partition_expr": "campaign_id"}
 
 

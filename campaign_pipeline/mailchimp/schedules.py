@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from campaign_pipeline.core.campaign_keys import keys_by_campaign_id
 from campaign_pipeline.core.events import is_valid_campaign_id
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
@@ -55,11 +56,11 @@ def build_mailchimp_resync_schedule(
         now = mailchimp.now()
         window_start = now - pd.Timedelta(days=attribution_window_days)
         listed = mailchimp.list_sent_campaigns(since_send_time=window_start, list_id=list_id)
-        existing = set(context.instance.get_dynamic_partitions(partitions_name))
+        key_of = keys_by_campaign_id(context.instance.get_dynamic_partitions(partitions_name))
         due = [
             c
             for c in campaigns_in_window(listed, now, attribution_window_days)
-            if is_valid_campaign_id(c.id) and c.id in existing
+            if is_valid_campaign_id(c.id) and c.id in key_of
         ]
         if not due:
             return dg.SkipReason(
@@ -69,7 +70,7 @@ def build_mailchimp_resync_schedule(
         return [
             dg.RunRequest(
                 run_key=f"resync:{c.id}:{tick}",
-                partition_key=c.id,
+                partition_key=key_of[c.id],
                 tags={"mailchimp/campaign_type": c.type, "mailchimp/trigger": "attribution_window"},
             )
             for c in due

@@ -10,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import (
@@ -294,7 +295,7 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         approximate = sum(int((~item.frame["sent_at_is_exact"].astype(bool)).sum()) for item in desired)
         if approximate:
             metadata["note"] = APPROXIMATE_SEND_NOTE
-        campaign_ids = [key for key in context.partition_keys]
+        campaign_ids = [campaign_id_from_key(key) for key in context.partition_keys]
         kinds = [item.kind.name for item in desired]
         ledger_rows = pd.concat(
             [ledger.load(kind, campaign_ids).assign(object_kind=kind) for kind in kinds], ignore_index=True

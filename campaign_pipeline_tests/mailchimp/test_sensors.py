@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.mailchimp.assets import MAILCHIMP_ASSETS
 from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors
 from campaign_pipeline.mailchimp.resource import SentCampaign
 from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule, campaigns_in_window
-from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends
+from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends, sent_campaign_key
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxMailchimpResource
@@ -35,9 +38,18 @@ def tick(sensor: dg.SensorDefinition, instance, mailchimp, cursor=None) -> dg.Se
 
 
 def apply_partition_requests(instance, result: dg.SensorResult) -> None:
-    """What the daemon does with the SensorResult's dynamic partition requests."""
+    """What the daemon does with the SensorResult's dynamic partition requests, in their order."""
     for request in result.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if isinstance(request, dg.DeleteDynamicPartitionsRequest):
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+        else:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def expected_keys(mailchimp) -> dict[str, str]:
+    """campaign id -> the dated key the sensor must give it, from what Mailchimp lists (send time and title)."""
+    return {c.id: sent_campaign_key(c) for c in mailchimp.list_sent_campaigns() if c.send_time is not None}
 
 
 def test_first_tick_looks_back_only_the_lookback_then_finds_exactly_new_sends(sandbox_world, dagster_instance):
@@ -51,19 +63,22 @@ def test_first_tick_looks_back_only_the_lookback_then_finds_exactly_new_sends(sa
         if pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") >= now - pd.Timedelta(days=7)
     ]
     assert 0 < len(recent) < len(all_sent)  # the account has older campaigns the first tick must not flood
+    key_of = expected_keys(mailchimp)
+    recent_keys = sorted(key_of[cid] for cid in recent)
 
     first = tick(sensor, dagster_instance, mailchimp)
     [add] = first.dynamic_partitions_requests
     assert add.partitions_def_name == "mailchimp_campaigns"
-    assert sorted(add.partition_keys) == sorted(recent)
-    assert sorted(r.partition_key for r in first.run_requests) == sorted(recent)
-    assert all(r.run_key == f"new-send:{r.partition_key}" for r in first.run_requests)
+    # Added in send-date order, so the partitions' creation order is their send order too.
+    assert list(add.partition_keys) == recent_keys
+    assert sorted(r.partition_key for r in first.run_requests) == recent_keys
+    assert all(r.run_key == f"new-send:{campaign_id_from_key(r.partition_key)}" for r in first.run_requests)
     cursor = NewSendsCursor.parse(first.cursor)
     assert cursor.max_send_time == max(
         pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") for cid in all_sent
     )
     apply_partition_requests(dagster_instance, first)
-    assert sorted(dagster_instance.get_dynamic_partitions("mailchimp_campaigns")) == sorted(recent)
+    assert sorted(dagster_instance.get_dynamic_partitions("mailchimp_campaigns")) == recent_keys
 
     quiet = tick(sensor, dagster_instance, mailchimp, first.cursor)
     assert not quiet.run_requests and not quiet.dynamic_partitions_requests
@@ -71,9 +86,10 @@ def test_first_tick_looks_back_only_the_lookback_then_finds_exactly_new_sends(sa
     assert NewSendsCursor.parse(quiet.cursor).max_send_time == cursor.max_send_time
 
     new_id = account.simulate_new_send()
+    new_key = expected_keys(mailchimp)[new_id]
     found = tick(sensor, dagster_instance, mailchimp, quiet.cursor)
-    assert [r.partition_key for r in found.run_requests] == [new_id]
-    assert list(found.dynamic_partitions_requests[0].partition_keys) == [new_id]
+    assert [r.partition_key for r in found.run_requests] == [new_key]
+    assert list(found.dynamic_partitions_requests[0].partition_keys) == [new_key]
     assert new_id in NewSendsCursor.parse(found.cursor).recent_ids
     apply_partition_requests(dagster_instance, found)
 
@@ -82,13 +98,17 @@ def test_first_tick_looks_back_only_the_lookback_then_finds_exactly_new_sends(sa
 
 
 def test_existing_partition_is_not_added_twice_but_still_run(sandbox_world, dagster_instance):
+    """The campaign id decides identity: a campaign whose title was edited after its partition was added keeps
+    that partition (no second one under the new title's key) and its run is requested on it."""
     mailchimp, account = sandbox_world
     newest = account.campaign_ids()[-1]
-    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", [newest])
+    current_key = expected_keys(mailchimp)[newest]
+    key_under_old_title = f"{current_key.split('_')[0]}_title-before-the-edit_{newest}"
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", [key_under_old_title])
     result = tick(build_mailchimp_sensor(JOB, lookback_days=7), dagster_instance, mailchimp)
-    assert newest in [r.partition_key for r in result.run_requests]
+    assert key_under_old_title in [r.partition_key for r in result.run_requests]
     added = [key for request in result.dynamic_partitions_requests for key in request.partition_keys]
-    assert newest not in added
+    assert all(campaign_id_from_key(key) != newest for key in added)
 
 
 def test_lookback_zero_starts_from_now_without_requests(sandbox_world, dagster_instance):
@@ -118,7 +138,15 @@ def test_resync_schedule_requests_partitions_inside_the_attribution_window(sandb
     requests = schedule(context)
     expected = sorted(cid for cid, sent in send_times.items() if sent >= now - pd.Timedelta(days=10))
     assert 0 < len(expected) < len(send_times)
+    # Bare-id partitions (not migrated yet) are requested under the key they have.
     assert sorted(r.partition_key for r in requests) == expected
+
+    # Dated keys: each campaign is requested under its own partition's key.
+    key_of = expected_keys(mailchimp)
+    for cid in send_times:
+        dagster_instance.delete_dynamic_partition("mailchimp_campaigns", cid)
+    dagster_instance.add_dynamic_partitions("mailchimp_campaigns", sorted(key_of[cid] for cid in send_times))
+    assert sorted(r.partition_key for r in schedule(context)) == sorted(key_of[cid] for cid in expected)
     assert len({r.run_key for r in requests}) == len(requests)
 
 
@@ -176,10 +204,52 @@ def test_switching_to_a_live_source_does_not_reuse_the_sandbox_cursor(sandbox_wo
     with MailchimpSandbox(live_account) as served:
         live = LiveMailchimpResource(connection=MailchimpConnection(api_key=served.api_key, base_url=served.base_url))
         fresh = tick(sensor, dagster_instance, live, future)
-        assert sorted(r.partition_key for r in fresh.run_requests) == sorted(live_account.campaign_ids())
+        assert sorted(campaign_id_from_key(r.partition_key) for r in fresh.run_requests) == sorted(
+            live_account.campaign_ids()
+        )
         assert NewSendsCursor.parse(fresh.cursor).source.startswith("mailchimp:")
         assert NewSendsCursor.parse(fresh.cursor).source != "mailchimp:sandbox"
 
         apply_partition_requests(dagster_instance, sandbox_tick)  # sandbox partitions now in the instance
         with pytest.raises(SourceStateMismatch, match="partitions found in mailchimp:sandbox"):
             tick(sensor, dagster_instance, live, future)
+
+
+def test_bare_id_partitions_of_before_are_replaced_by_dated_keys_once(sandbox_world):
+    """An instance that ran the sensor before dated keys: its bare-id partitions are replaced (the new key added
+    before the old is deleted) without requesting any run, an id Mailchimp no longer lists keeps its bare key,
+    and later ticks do not list everything again."""
+    mailchimp, account = sandbox_world
+    instance = dg.DagsterInstance.ephemeral()
+    key_of = expected_keys(mailchimp)
+    old_ids = account.campaign_ids()
+    sensor = build_mailchimp_sensor(JOB, lookback_days=7)
+    # A cursor as the sensor wrote it before dated keys (no keys_migrated field), having seen every send.
+    old_cursor = json.loads(tick(sensor, instance, mailchimp).cursor)
+    del old_cursor["keys_migrated"]
+    old_cursor = json.dumps(old_cursor)
+    instance.add_dynamic_partitions("mailchimp_campaigns", [*old_ids, "gone0001"])
+
+    result = tick(sensor, instance, mailchimp, old_cursor)
+    add, delete = result.dynamic_partitions_requests
+    assert isinstance(add, dg.AddDynamicPartitionsRequest) and isinstance(delete, dg.DeleteDynamicPartitionsRequest)
+    assert list(add.partition_keys) == sorted(key_of[cid] for cid in old_ids)
+    assert sorted(delete.partition_keys) == sorted(old_ids)
+    assert not result.run_requests  # nothing is synced again: stores key on campaign ids
+    apply_partition_requests(instance, result)
+    held = instance.get_dynamic_partitions("mailchimp_campaigns")
+    assert sorted(held) == sorted([*(key_of[cid] for cid in old_ids), "gone0001"])
+    # Created in send-date order: the picker's creation order and its alphabetical order agree.
+    dated = [key for key in held if key != "gone0001"]
+    assert dated == sorted(dated)
+    assert [key[:10] for key in dated] == sorted(
+        pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC").strftime("%Y-%m-%d") for cid in old_ids
+    )
+    assert NewSendsCursor.parse(result.cursor).keys_migrated
+
+    again = tick(sensor, instance, mailchimp, result.cursor)
+    assert not again.dynamic_partitions_requests and not again.run_requests
+
+    new_id = account.simulate_new_send()
+    found = tick(sensor, instance, mailchimp, again.cursor)
+    assert [r.partition_key for r in found.run_requests] == [expected_keys(mailchimp)[new_id]]

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.storage.frames import FrameStorageError, read_frame, write_frame
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 
@@ -187,3 +188,46 @@ def test_a_table_of_the_older_single_heap_layout_is_moved_into_partitions(pg_eng
     write_frame(pg_engine, "t_legacy", pd.DataFrame({"v": [10]}), ["a"])
     assert read_frame(pg_engine, "t_legacy", ["a"])["v"].tolist() == [10]
     assert read_frame(pg_engine, "t_legacy", ["b"])["v"].tolist() == [2, 3]
+
+
+@dg.asset(partitions_def=campaigns, metadata={"partition_expr": "campaign_id"})
+def keyed_members(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    """Rows carry the campaign id of their partition key, as the pipeline's per-campaign frames do."""
+    return pd.DataFrame({"campaign_id": [campaign_id_from_key(key) for key in context.partition_keys], "opens": 1})
+
+
+@dg.asset(partitions_def=campaigns)
+def keyed_member_ids(keyed_members: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"campaign_id": keyed_members["campaign_id"]})
+
+
+def test_campaign_partitions_are_stored_by_campaign_id_whatever_the_key_shape(dagster_instance, pg_engine):
+    """A frame written under a bare-id key of before loads under the dated key that replaced it, and a batched
+    run of dated keys splits its frame by the campaign_id column (values are campaign ids, not keys)."""
+    resources = {"io_manager": PostgresPandasIOManager()}
+    dagster_instance.add_dynamic_partitions("io_test_campaigns", ["abc123"])
+    assert dg.materialize([keyed_members], partition_key="abc123", instance=dagster_instance, resources=resources)
+    dated = "2026-11-03_newsletter-3-last-chance_abc123"
+    dagster_instance.add_dynamic_partitions("io_test_campaigns", [dated])
+    dagster_instance.delete_dynamic_partition("io_test_campaigns", "abc123")
+    result = dg.materialize(
+        [keyed_members.to_source_asset(), keyed_member_ids],
+        partition_key=dated,
+        instance=dagster_instance,
+        resources=resources,
+        selection=[keyed_member_ids],
+    )
+    assert result.success
+    assert read_frame(pg_engine, "asset_keyed_member_ids", ["abc123"])["campaign_id"].tolist() == ["abc123"]
+
+    batch = ["2026-11-04_a_def456", "2026-11-05_b_ghi789"]
+    dagster_instance.add_dynamic_partitions("io_test_campaigns", batch)
+    result = dg.materialize(
+        [keyed_members],
+        instance=dagster_instance,
+        resources=resources,
+        tags={"dagster/asset_partition_range_start": batch[0], "dagster/asset_partition_range_end": batch[-1]},
+    )
+    assert result.success
+    assert read_frame(pg_engine, "asset_keyed_members", ["ghi789"])["campaign_id"].tolist() == ["ghi789"]
+    assert read_frame(pg_engine, "asset_keyed_members", [batch[-1]]).empty  # never stored under the key itself
