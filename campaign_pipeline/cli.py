@@ -236,6 +236,63 @@ def check(as_json: bool) -> None:
 
 @main.command()
 @click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Campaigns sent on or after this UTC date (YYYY-MM-DD).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Queue at most this many campaigns (oldest first)."
+)
+@click.option("--preview", is_flag=True, help="List what would be queued; add no partition, launch nothing.")
+@click.option(
+    "--resync", is_flag=True, help="Queue campaigns already synced too (the ledger still writes only changes)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def backfill(since: Any, limit: int | None, preview: bool, resync: bool, as_json: bool) -> None:
+    """Bring in campaigns of the profile's audience sent since a date: add their partitions and launch one Dagster
+    backfill that runs them in batches of 20 campaigns (the backfill policy), as the UI would.
+
+    Campaigns already synced, already queued or of another Mailchimp account are left out. The Dagster daemon
+    (`dagster dev`) launches the backfill's runs; they show under Overview -> Backfills.
+    """
+    import json
+    from dataclasses import asdict
+
+    from campaign_pipeline.definitions import build_definitions, load_active_profile
+    from campaign_pipeline.demo import demo_instance
+    from campaign_pipeline.deployment import choose_deployment
+    from campaign_pipeline.history import backfill_history, format_plan
+    from campaign_pipeline.preflight import raise_on_failure, run_checks
+
+    profile = load_active_profile()
+    deployment = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
+    if not preview:
+        # A setup error would fail every queued run the same way: say it now, before anything is queued.
+        raise_on_failure(
+            run_checks(
+                lambda: profile,
+                mailchimp=deployment.mailchimp,
+                salesforce=deployment.salesforce,
+                stop_at_first_failure=True,
+            )
+        )
+    with demo_instance() as instance:
+        plan = backfill_history(
+            since.date(),
+            limit=limit,
+            preview=preview,
+            resync=resync,
+            instance=instance,
+            profile=profile,
+            mailchimp=deployment.mailchimp,
+            defs=build_definitions(profile),
+        )
+    click.echo(json.dumps(asdict(plan), indent=2) if as_json else format_plan(plan))
+
+
+@main.command()
+@click.option(
     "--mode",
     type=click.Choice(["campaign", "activity", "campaign_and_activity", "notes", "campaign_totals"]),
     default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,6 +67,8 @@ MEMBER_METRICS: tuple[str, ...] = (
 )
 # Salesforce API names: a letter, then letters, digits and single underscores (custom fields end in __c).
 _SALESFORCE_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# No Mailchimp campaign was sent before this: an earlier history_since is a typo (2206 for 2026, say).
+MAILCHIMP_FIRST_SEND = date(2001, 1, 1)
 
 
 class ProfileError(ValueError):
@@ -92,6 +95,20 @@ class MailchimpSettings(BaseModel):
             "and totals reconcile against the report's proxy-excluded opens."
         ),
     )
+    history_since: date | None = Field(
+        default=None,
+        description=(
+            "UTC date (YYYY-MM-DD) from which the new-sends sensor's first tick discovers campaigns, instead of "
+            "looking back 7 days; `campaign-pipeline backfill --since` brings in history in batches any time."
+        ),
+    )
+
+    @field_validator("history_since")
+    @classmethod
+    def _history_since_is_a_plausible_date(cls, value: date | None) -> date | None:
+        if value is not None and value < MAILCHIMP_FIRST_SEND:
+            raise ValueError(f"{value.isoformat()} is before Mailchimp's first campaigns ({MAILCHIMP_FIRST_SEND})")
+        return value
 
 
 class MatchingPolicy(BaseModel):
@@ -359,11 +376,22 @@ def load_active_profile() -> SyncProfile:
     return load_profile(path) if path else default_profile()
 
 
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: a date stays text until the field's own validation, so an impossible one
+    (`2026-13-01`) is reported naming its setting instead of failing inside the YAML parser."""
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_profile(path: str | Path) -> SyncProfile:
     """Load and validate a profile YAML; errors name the file and each offending field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_ProfileLoader) or {}
     except FileNotFoundError as exc:
         raise ProfileError(f"sync profile {path} does not exist (set CAMPAIGN_PIPELINE_PROFILE to its path)") from exc
     except yaml.YAMLError as exc:

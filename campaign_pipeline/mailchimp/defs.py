@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 
 from campaign_pipeline.mailchimp.assets import (
     campaign_content,
@@ -41,6 +42,9 @@ def build_mailchimp_sensors(
         name=f"{name_prefix}{SENSOR_NAME}",
         partitions_def=partitions_def,
         list_id=profile.mailchimp.list_id,
+        history_since=(
+            pd.Timestamp(profile.mailchimp.history_since, tz="UTC") if profile.mailchimp.history_since else None
+        ),
     )
     schedule = build_mailchimp_resync_schedule(
         job,

@@ -253,3 +253,21 @@ def test_bare_id_partitions_of_before_are_replaced_by_dated_keys_once(sandbox_wo
     new_id = account.simulate_new_send()
     found = tick(sensor, instance, mailchimp, again.cursor)
     assert [r.partition_key for r in found.run_requests] == [expected_keys(mailchimp)[new_id]]
+
+
+def test_profile_history_since_sets_how_far_the_first_tick_looks(sandbox_world, dagster_instance):
+    mailchimp, account = sandbox_world
+    send_times = {cid: pd.Timestamp(account.spec(cid).send_time, unit="s", tz="UTC") for cid in account.campaign_ids()}
+    since = sorted(send_times.values())[1].normalize()
+    expected = sorted(cid for cid, sent in send_times.items() if sent >= since)
+    week = [cid for cid, sent in send_times.items() if sent >= pd.Timestamp(account.now) - pd.Timedelta(days=7)]
+    assert len(week) < len(expected) < len(send_times)
+    profile = SyncProfile.model_validate({"mailchimp": {"history_since": since.date().isoformat()}})
+    [sensor], _ = build_mailchimp_sensors(JOB, profile)
+    assert since.date().isoformat() in sensor.description
+
+    first = tick(sensor, dagster_instance, mailchimp)
+    assert sorted(campaign_id_from_key(r.partition_key) for r in first.run_requests) == expected
+    # Only the first tick: the next one follows the cursor, whatever history_since says.
+    apply_partition_requests(dagster_instance, first)
+    assert not tick(sensor, dagster_instance, mailchimp, first.cursor).run_requests

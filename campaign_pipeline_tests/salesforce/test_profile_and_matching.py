@@ -113,3 +113,15 @@ def test_equal_created_dates_fall_back_to_the_id() -> None:
     people = _people([("003B", "Contact", "a@x.com", same), ("003A", "Contact", "a@x.com", same)])
     matches, _ = match_members(_members(["a@x.com"]), people)
     assert matches.loc[0, "salesforce_id"] == "003A"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("1999-12-31", "before Mailchimp's first campaigns"), ("2026-13-01", "date")]
+)
+def test_history_since_must_be_a_plausible_date(tmp_path, value, reason):
+    path = tmp_path / "profile.yaml"
+    path.write_text(f"mailchimp:\n  history_since: {value}\n")
+    with pytest.raises(ProfileError, match=rf"mailchimp.history_since.*{reason}"):
+        load_profile(path)
+    path.write_text("mailchimp:\n  history_since: 2026-07-01\n")
+    assert load_profile(path).mailchimp.history_since.isoformat() == "2026-07-01"
