@@ -114,3 +114,41 @@ def test_synced_and_foreign_campaigns_are_left_out_unless_resync(sandbox_home):
 def test_backfill_refuses_a_bad_date_or_limit(sandbox_home):
     assert CliRunner().invoke(main, ["backfill", "--since", "July"]).exit_code == 2
     assert CliRunner().invoke(main, ["backfill", "--since", "2026-07-01", "--limit", "0"]).exit_code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_daemon_runs_the_backfill_as_one_batched_run_per_twenty_campaigns(sandbox_home):
+    """What `dagster dev` does with the queued backfill: one run over the campaigns' partition range (the backfill
+    policy batches up to 20), which syncs each of them under its own dated key."""
+    import subprocess
+    import sys
+    import time
+
+    instance = sandbox_home
+    sends = sandbox_sends()
+    plan = backfill("--since", sends[0].send_time.strftime("%Y-%m-%d"), "--limit", "3")
+    keys = [item["partition_key"] for item in plan["queued"]]
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 780
+        while instance.get_backfill(plan["backfill_id"]).status == BulkActionStatus.REQUESTED:
+            assert time.monotonic() < deadline, "the daemon did not finish the backfill"
+            time.sleep(2)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    assert instance.get_backfill(plan["backfill_id"]).status == BulkActionStatus.COMPLETED_SUCCESS
+    [run] = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": plan["backfill_id"]}))
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+        keys[0],
+        keys[-1],
+    )
+    assert set(keys) <= instance.get_materialized_partitions(dg.AssetKey("salesforce_sync"))
