@@ -146,3 +146,27 @@ def test_the_demo_says_it_did_not_reuse_another_accounts_cursor_or_partitions(fr
         again = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY, progress=said.append)
     assert again == keys[1:]
     assert said == [f"1 campaign partition(s) of {LIVE_SOURCE} are kept and not synced from mailchimp:sandbox"]
+
+
+def test_the_demo_replaces_bare_id_partitions_of_before_by_dated_keys(fresh_store, tmp_path) -> None:
+    """The demo applies the sensor's add and delete requests in order: bare campaign ids become dated keys."""
+    from campaign_pipeline.core.campaign_keys import is_bare_campaign_id
+    from campaign_pipeline.definitions import build_definitions
+    from campaign_pipeline.demo import discover_campaigns
+    from campaign_pipeline.profile import SyncProfile
+
+    defs = build_definitions(SyncProfile())
+    cursor_file = tmp_path / "data" / "demo_sensor_cursor.json"
+    with dg.instance_for_test() as instance:
+        keys = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY)
+    # The same state as a demo of before dated keys left it: bare-id partitions, a cursor without keys_migrated.
+    cursor = json.loads(cursor_file.read_text())
+    del cursor["keys_migrated"]
+    cursor_file.write_text(json.dumps(cursor))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [campaign_id_from_key(k) for k in keys])
+        migrated = discover_campaigns(defs, instance, source=MAILCHIMP_SANDBOX_IDENTITY)
+        assert migrated == keys
+        assert instance.get_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS) == keys
+    assert not any(is_bare_campaign_id(key) for key in keys)
+    assert json.loads(cursor_file.read_text())["keys_migrated"] is True
