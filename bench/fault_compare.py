@@ -1,10 +1,10 @@
 """Record-by-record comparison of two sandbox orgs for `bench.faults`: Ids and timestamps aside, same records?
 
-Every record is reduced to what a user sees: system fields (Id, created/modified dates and users) dropped, and
-each reference to another record replaced by that record's identity (a Lead or Contact by its email, a Campaign
-by its name, a file by its title). Records with a natural key (Campaign, CampaignMember, CampaignMemberStatus,
-Lead, Contact) are paired by it and their fields compared; every other record (Task, notes, files) is its own
-key, so a changed one counts as one lost and one unexpected.
+Every record is reduced to what a user sees: system fields (Id, created/modified dates and users) and null fields
+(unset, as a query reads them) dropped, and each reference to another record replaced by that record's identity (a
+Lead or Contact by its email, a Campaign by its name, a file by its title). Records with a natural key (Campaign,
+CampaignMember, CampaignMemberStatus, Lead, Contact) are paired by it and their fields compared; every other record
+(Task, notes, files) is its own key, so a changed one counts as one lost and one unexpected.
 
 Dates the org stamps itself from its own wall clock (``CampaignMember.FirstRespondedDate``: the day the member
 first got a responded status) are compared by presence only: a faulted run and the clean run of the same input
@@ -63,6 +63,10 @@ def snapshot(records: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[s
                 value = "<set>" if value else None
             if isinstance(value, str) and value in kinds:
                 value = labels.get(value, f"<{kinds[value]}>")
+            if value is None:
+                # Salesforce has no "absent": a field never set reads as null. A record created through Bulk
+                # (an empty cell sets nothing) and one created through Collections (a JSON null) are the same.
+                continue
             canonical[name] = value
         text = json.dumps(canonical, sort_keys=True, default=str)
         natural = NATURAL_KEYS.get(sobject)

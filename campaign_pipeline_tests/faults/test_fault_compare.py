@@ -59,3 +59,14 @@ def test_a_responded_date_the_org_stamped_on_another_day_is_not_a_difference_but
     assert next_day["mismatched"] == 0
     never = compare(snapshot(clean), snapshot([LEAD, CAMPAIGN, member("00v2", None)]))
     assert never["mismatched"] == 1
+
+
+def test_a_field_written_as_null_equals_one_never_set_but_not_one_with_a_value():
+    def member(record_id: str, **fields) -> tuple:
+        return ("CampaignMember", record_id, {"Id": record_id, "CampaignId": "7011", "LeadId": "00Q1", **fields})
+
+    clean = [LEAD, CAMPAIGN, member("00v1", Status="Sent")]  # made through Bulk: an empty cell sets nothing
+    through_collections = [LEAD, CAMPAIGN, member("00v2", Status="Sent", Last_Clicked_URL__c=None)]
+    assert compare(snapshot(clean), snapshot(through_collections))["mismatched"] == 0
+    with_a_value = [LEAD, CAMPAIGN, member("00v2", Status="Sent", Last_Clicked_URL__c="https://example.com/a")]
+    assert compare(snapshot(clean), snapshot(with_a_value))["mismatched"] == 1
