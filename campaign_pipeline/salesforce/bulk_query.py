@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from campaign_pipeline.salesforce.bulk_polling import JobPoller
 from campaign_pipeline.salesforce.resource import SalesforceCallFailed, SalesforceClient
 
 # Rows per results page. Salesforce documents no maximum for maxRecords, only that large pages may be split by
@@ -36,12 +37,13 @@ def bulk_query(
     )
     job_path = f"jobs/query/{job['id']}"
     state = str(job.get("state", ""))
+    # A query job's size is unknown until it ends, so its polls only back off (to half a minute).
+    poller = JobPoller(None, first=0.1)
     for poll in range(POLL_LIMIT):
         if state in _FINAL_STATES:
             break
         if poll:
-            # Each poll is an API call: back off to half a minute (a big org's fill takes minutes).
-            client.sleep(min(0.1 * (2 ** (poll - 1)), 30.0))
+            client.sleep(poller.next_wait(0))
         state = str(client.rest("read", "Bulk query job status", "GET", job_path).get("state", ""))
     if state != "JobComplete":
         raise SalesforceCallFailed(

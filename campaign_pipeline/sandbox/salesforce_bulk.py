@@ -23,6 +23,8 @@ from campaign_pipeline.sandbox.salesforce_writes import WritingStore
 
 # Bulk jobs with more CSV than this are processed in the background after UploadComplete.
 BULK_SYNC_BYTES = 4 * 1024 * 1024
+# Records Salesforce processes (and commits) together inside one ingest job.
+INTERNAL_BATCH_ROWS = 10_000
 # An InProgress job untouched for this long lost its processing thread (its process ended).
 STALE_JOB_SECONDS = 15 * 60
 # Salesforce takes at most 150 MB of job data per upload, counted after it base64-encodes it (so ~112 MB of CSV).
@@ -250,14 +252,24 @@ class BulkJobStore(WritingStore):
         else:
             # A row whose cell count differs from the header's fails alone; the others are written.
             well_formed = [index for index, row in enumerate(data_rows) if len(row) == len(header)]
-            written = self.write(
-                spec.name,
-                info["operation"],
-                [dict(zip(header, data_rows[index], strict=True)) for index in well_formed],
-                external_id_field=info.get("externalIdFieldName"),
-                from_csv=True,
-                lock_fault=lock_fault,
-            )
+            rows = [dict(zip(header, data_rows[index], strict=True)) for index in well_formed]
+            written: list[WriteResult] = []
+            # Salesforce works a job through in internal batches of 10,000 records, each committed on its own, and
+            # the job's numberRecordsProcessed / numberRecordsFailed grow batch by batch while it is InProgress.
+            for start in range(0, len(rows), INTERNAL_BATCH_ROWS):
+                written += self.write(
+                    spec.name,
+                    info["operation"],
+                    rows[start : start + INTERNAL_BATCH_ROWS],
+                    external_id_field=info.get("externalIdFieldName"),
+                    from_csv=True,
+                    lock_fault=lock_fault,
+                )
+                if info["state"] == "InProgress" and len(written) < len(rows):
+                    info["numberRecordsProcessed"] = len(written)
+                    info["numberRecordsFailed"] = sum(1 for r in written if not r.success)
+                    with self.cursor() as cursor:
+                        self._save_job(cursor, info)
             results = [
                 WriteResult(
                     errors=[

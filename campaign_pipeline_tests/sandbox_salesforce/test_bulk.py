@@ -191,3 +191,28 @@ def test_bulk_job_for_an_object_with_a_binary_field_is_refused(org):
     assert refused.status_code == 400
     [error] = refused.json()
     assert error["errorCode"] == "INVALIDJOB" and "Body" in error["message"]
+
+
+def test_a_background_job_counts_its_records_batch_by_batch_while_in_progress(sf, org, monkeypatch):
+    from campaign_pipeline.sandbox import salesforce_bulk
+
+    monkeypatch.setattr(salesforce_bulk, "BULK_SYNC_BYTES", 10)
+    monkeypatch.setattr(salesforce_bulk, "INTERNAL_BATCH_ROWS", 100)
+    seen: list[tuple[str, int, int]] = []
+    write = org.store.write
+
+    def write_and_watch(*args, **kwargs):
+        # What a status call would answer as each internal batch starts.
+        with org.store.cursor() as cursor:
+            cursor.execute(f'SELECT info FROM "{org.store.schema}".bulk_jobs')
+            [(info,)] = cursor.fetchall()
+        seen.append((info["state"], info.get("numberRecordsProcessed", 0), info.get("numberRecordsFailed", 0)))
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(org.store, "write", write_and_watch)
+    records = [{"LastName": f"L{i}"} for i in range(350)]
+    records[150] = {"LastName": ""}
+    [summary] = sf.bulk2.Contact.insert(records=records, wait=0.01)
+    assert seen == [("InProgress", 0, 0), ("InProgress", 100, 0), ("InProgress", 200, 1), ("InProgress", 300, 1)]
+    assert summary["numberRecordsProcessed"] == 350 and summary["numberRecordsFailed"] == 1
+    assert len(org.records("Contact")) == 349

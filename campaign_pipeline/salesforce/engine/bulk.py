@@ -13,6 +13,7 @@ import logging
 
 import pandas as pd
 
+from campaign_pipeline.salesforce.bulk_polling import JobPoller
 from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, SyncContext
 from campaign_pipeline.salesforce.engine.encoding import bulk_csv, payloads, read_bulk_csv, row_identity
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
@@ -179,13 +180,13 @@ def _bulk_job(
             raise
         logger.warning("%s; job %s is %s, so the close took effect", failure, job["id"], state)
     state = ""
-    for poll in range(BULK_POLL_LIMIT):
+    poller = JobPoller(expected, first=0.05, backoff_max=BULK_POLL_MAX_SECONDS)
+    for _ in range(BULK_POLL_LIMIT):
         info = client.rest("read", f"{what}: status", "GET", job_path)
         state = info.get("state", "")
         if state in ("JobComplete", "Failed", "Aborted"):
             break
-        # Each poll is an API call: back off to half a minute, so a job of a million rows costs a few dozen.
-        client.sleep(min(0.05 * (2**poll), BULK_POLL_MAX_SECONDS))
+        client.sleep(poller.next_wait(int(info.get("numberRecordsProcessed") or 0)))
     if state != "JobComplete":
         message = info.get("errorMessage") or state
         raise SalesforceCallFailed(f"{what}: job {job['id']} ended {state}: {message}", error_code="BULK_JOB_FAILED")
