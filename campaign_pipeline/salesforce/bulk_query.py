@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -18,10 +19,21 @@ POLL_LIMIT = 120
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 
 
-def bulk_query(
-    client: SalesforceClient, soql: str, *, include_deleted: bool = False, page_rows: int = RESULTS_PAGE_ROWS
-) -> Iterator[pd.DataFrame]:
-    """The rows of ``soql`` as frames of text columns (empty text = null), one frame per results page.
+@dataclass(frozen=True)
+class QueryJob:
+    """A Bulk API 2.0 query job Salesforce is working on (``start_query`` made it; ``query_rows`` reads it)."""
+
+    id: str
+    state: str
+
+    @property
+    def path(self) -> str:
+        return f"jobs/query/{self.id}"
+
+
+def start_query(client: SalesforceClient, soql: str, *, include_deleted: bool = False) -> QueryJob:
+    """Create the job and return at once: several jobs started together run side by side in the org, so the
+    polls of the first one waited on cover the others' processing too.
 
     ``include_deleted`` runs the job as ``queryAll`` (deleted and archived records too, with IsDeleted).
     Every call is a read: creating a query job changes nothing in the org, so a retry after a lost answer
@@ -35,8 +47,15 @@ def bulk_query(
         "jobs/query",
         data=json.dumps({"operation": operation, "query": soql, "contentType": "CSV", "lineEnding": "LF"}),
     )
-    job_path = f"jobs/query/{job['id']}"
-    state = str(job.get("state", ""))
+    return QueryJob(id=str(job["id"]), state=str(job.get("state", "")))
+
+
+def query_rows(
+    client: SalesforceClient, job: QueryJob, *, page_rows: int = RESULTS_PAGE_ROWS
+) -> Iterator[pd.DataFrame]:
+    """The job's rows as frames of text columns (empty text = null), one frame per results page, once it ends."""
+    job_path = job.path
+    state = job.state
     # A query job's size is unknown until it ends, so its polls only back off (to half a minute).
     poller = JobPoller(None, first=0.1)
     for poll in range(POLL_LIMIT):
@@ -47,7 +66,7 @@ def bulk_query(
         state = str(client.rest("read", "Bulk query job status", "GET", job_path).get("state", ""))
     if state != "JobComplete":
         raise SalesforceCallFailed(
-            f"Bulk query job {job['id']} ended in state {state or 'unknown'} instead of JobComplete",
+            f"Bulk query job {job.id} ended in state {state or 'unknown'} instead of JobComplete",
             error_code="BULK_QUERY_FAILED",
         )
     locator: str | None = None

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from campaign_pipeline.salesforce.bulk_query import bulk_query
+from campaign_pipeline.salesforce.bulk_query import QueryJob, query_rows, start_query
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
 
@@ -160,9 +160,11 @@ class PeopleMirror:
                 if sobject not in state or now - state[sobject]["last_full_refresh_at"] >= self.full_refresh_after
             ]
             upserted = deleted = 0
+            # Every full fill's job is started before any is waited on: they run side by side in the org.
+            jobs = {sobject: start_query(client, self._full_soql(sobject)) for sobject in due}
             for sobject in objects:
                 if sobject in due:
-                    upserted += self._full(client, org_id, sobject, now)
+                    upserted += self._full(client, org_id, sobject, jobs[sobject], now)
                 else:
                     written, removed = self._incremental(client, org_id, sobject, state[sobject], now)
                     upserted, deleted = upserted + written, deleted + removed
@@ -205,14 +207,16 @@ class PeopleMirror:
         fields = ["Id", *spec["fields"], "CreatedDate", "SystemModstamp", *(["IsDeleted"] if with_deleted else [])]
         return f"SELECT {', '.join(fields)} FROM {sobject}"
 
-    def _full(self, client: SalesforceClient, org_id: str, sobject: str, now: pd.Timestamp) -> int:
+    def _full_soql(self, sobject: str) -> str:
         where = _OBJECTS[sobject]["where"]
-        soql = self._select(sobject, with_deleted=False) + (f" WHERE {where}" if where else "")
+        return self._select(sobject, with_deleted=False) + (f" WHERE {where}" if where else "")
+
+    def _full(self, client: SalesforceClient, org_id: str, sobject: str, job: QueryJob, now: pd.Timestamp) -> int:
         filled = 0
         newest: pd.Timestamp | None = None
         with self._raw() as (raw, cur):
             # Each results page is staged as it arrives: an org of millions is never one frame in memory.
-            for page in bulk_query(client, soql):
+            for page in query_rows(client, job):
                 rows = self._rows(sobject, page)
                 self._stage(cur, rows)
                 filled += len(rows)

@@ -180,7 +180,8 @@ def _bulk_job(
             raise
         logger.warning("%s; job %s is %s, so the close took effect", failure, job["id"], state)
     state = ""
-    poller = JobPoller(expected, first=0.05, backoff_max=BULK_POLL_MAX_SECONDS)
+    # No job is done sooner than about a second per 100,000 records: a big job's first polls would find nothing.
+    poller = JobPoller(expected, first=max(0.05, expected / 100_000), backoff_max=BULK_POLL_MAX_SECONDS)
     for _ in range(BULK_POLL_LIMIT):
         info = client.rest("read", f"{what}: status", "GET", job_path)
         state = info.get("state", "")
