@@ -25,7 +25,7 @@ from campaign_pipeline.core.events import (
     parse_unsubscribes,
 )
 from campaign_pipeline.core.schemas import RawEmailEvents
-from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine, table_setup
 from campaign_pipeline.storage.frames import parse_csv
 
 if TYPE_CHECKING:
@@ -146,10 +146,7 @@ class LandingStore:
         self._ensure_tables()
 
     def _ensure_tables(self) -> None:
-        with self.engine.begin() as conn:
-            # Several run processes may start at once; the lock keeps their DDL from racing on the catalog.
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('campaign_pipeline.mailchimp_landing'))"))
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{PIPELINE_SCHEMA}"'))
+        with table_setup(self.engine, PIPELINE_SCHEMA, LANDED_EVENTS_TABLE) as conn:
             conn.exec_driver_sql(_DDL)
 
     # ------------------------------------------------------------------ cursors

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
 
 OWNERS_TABLE = "campaign_partition_owners"
 
@@ -29,9 +29,7 @@ class PartitionOwners:
     def __init__(self, engine: sa.Engine, schema: str = PIPELINE_SCHEMA) -> None:
         self.engine = engine
         self._qualified = f'"{schema}"."{OWNERS_TABLE}"'
-        ensure_schema(engine, schema)
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"table:{self._qualified}"})
+        with table_setup(engine, schema, OWNERS_TABLE) as conn:
             conn.execute(
                 sa.text(
                     f"CREATE TABLE IF NOT EXISTS {self._qualified} (partition_key text PRIMARY KEY, "

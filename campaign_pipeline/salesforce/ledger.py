@@ -8,7 +8,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from campaign_pipeline.core.diff import LEDGER_COLUMNS, RESULT_ERROR, RESULT_OK, RESULT_PENDING
-from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
 
 LEDGER_TABLE = "sync_ledger"
 # Columns a results frame passed to record_results carries.
@@ -68,9 +68,7 @@ class SyncLedger:
         self.source = source
         self.target = target
         self._qualified = f'"{schema}"."{table}"'
-        ensure_schema(engine, schema)
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"table:{self._qualified}"})
+        with table_setup(engine, schema, table) as conn:
             conn.execute(
                 sa.text(
                     f"""

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from campaign_pipeline.salesforce.bulk_query import QueryJob, query_rows, start_query
 from campaign_pipeline.salesforce.resource import SalesforceClient
-from campaign_pipeline.storage.database import PIPELINE_SCHEMA, ensure_schema
+from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,7 @@ class PeopleMirror:
         self.last_refresh: MirrorRefresh | None = None
         self._table = f'"{schema}"."{MIRROR_TABLE}"'
         self._state = f'"{schema}"."{STATE_TABLE}"'
-        ensure_schema(engine, schema)
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ddl:{self._table}"})
+        with table_setup(engine, schema, MIRROR_TABLE) as conn:
             conn.execute(
                 sa.text(
                     f"""

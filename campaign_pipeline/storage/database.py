@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode
 
@@ -264,3 +266,13 @@ def ensure_schema(engine: sa.Engine, schema: str) -> None:
             {"s": f"schema:{schema}"},
         )
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+
+@contextmanager
+def table_setup(engine: sa.Engine, schema: str, table: str) -> Iterator[sa.Connection]:
+    """The transaction a store creates (or upgrades) its tables in: its schema exists, and processes starting
+    together wait for each other on an advisory lock, since concurrent CREATE ... IF NOT EXISTS can fail."""
+    ensure_schema(engine, schema)
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"ddl:{schema}.{table}"})
+        yield conn
