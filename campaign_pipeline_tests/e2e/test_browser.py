@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from campaign_pipeline.run_workers import FORKED_WORKER_PID_TAG
 from campaign_pipeline_tests.e2e.conftest import DagsterDev
 
 # Startup, the run and teardown together stay well under this; pytest.ini's 600 s would be tight on a busy CI box.
@@ -159,6 +160,8 @@ def test_materialize_one_campaign_partition_from_the_ui(
     assert run["jobName"] == JOB_NAME
     assert tags.get("dagster/partition") == sandbox_campaign_id
     assert tags.get("dagster/from_ui") == "true", "the run must have been launched from the UI"
+    # The daemon's launcher forked the run from its warm worker, not a code-server subprocess importing it all again.
+    assert FORKED_WORKER_PID_TAG in tags, tags
     steps = {step["stepKey"]: step["status"] for step in run["stepStats"]}
     assert "salesforce_sync" in steps and set(steps.values()) == {"SUCCESS"}, steps
 

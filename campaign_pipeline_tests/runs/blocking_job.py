@@ -31,7 +31,8 @@ def pool_step(context: dg.AssetExecutionContext) -> None:
         time.sleep(0.05)
 
 
-blocking_job = dg.define_asset_job("blocking_job", selection=[pool_step])
+# In process like sync_campaign_job, so a launched run executes its step in the worker the launcher started.
+blocking_job = dg.define_asset_job("blocking_job", selection=[pool_step], executor_def=dg.in_process_executor)
 defs = dg.Definitions(assets=[pool_step], jobs=[blocking_job])
 
 
