@@ -169,6 +169,9 @@ class Workspace:
         (root / "home" / "dagster.yaml").write_text(config)
         base = yaml.safe_load((REPO_ROOT / "sync_profile.yaml").read_text())
         base["mode"] = mode
+        if mode == "campaign_totals":
+            # The example profile maps member metrics, which a totals-only profile is refused for.
+            base.get("field_mapping", {}).pop("campaign_member", None)
         for section, values in profile.items():
             base.setdefault(section, {}).update(values)
         (root / "profile.yaml").write_text(yaml.safe_dump(base))
