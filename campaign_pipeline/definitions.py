@@ -80,6 +80,8 @@ def build_definitions(profile: SyncProfile, instance: str | None = None) -> dg.D
         sensors=sensors,
         schedules=schedules,
         resources=resources,
+        # The same for the runs Dagster builds itself (Materialize in the UI, backfills over a partition range).
+        executor=dg.in_process_executor,
     )
 
 

@@ -171,3 +171,11 @@ def test_the_job_says_whether_it_reads_and_writes_sandboxes_or_live_systems(monk
     assert "Mailchimp source: Mailchimp API" in live_job.description
     assert "Salesforce target: live org" in live_job.description
     assert "0123456789abcdef" not in live_job.description and "secret" not in live_job.description
+
+
+def test_runs_dagster_builds_itself_run_their_steps_in_one_process_like_the_sync_job():
+    # A UI "Materialize" or a backfill over a partition range runs the implicit asset job: one subprocess per step
+    # there would re-import Dagster and rebuild these Definitions for each of the ten steps.
+    implicit = defs.resolve_implicit_global_asset_job_def()
+    assert implicit.executor_def.name == dg.in_process_executor.name
+    assert defs.resolve_job_def(SYNC_JOB_NAME).executor_def.name == dg.in_process_executor.name
