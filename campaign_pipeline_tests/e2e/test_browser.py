@@ -49,6 +49,10 @@ REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { na
 
 @pytest.fixture
 def sandbox_campaign_id(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
+    return first_sent_campaign(dagster_dev, monkeypatch)
+
+
+def first_sent_campaign(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
     """A sent campaign of the same sandbox account the webserver's runs will read (same data folder)."""
     from campaign_pipeline.definitions import load_active_profile
     from campaign_pipeline.deployment import choose_deployment
