@@ -124,6 +124,13 @@ class SandboxSalesforceResource(SalesforceResource):
 
     sandbox_schema: str = Field(default="sandbox_salesforce", description="Postgres schema of the sandbox org.")
     sandbox_seed: int = Field(default=7, description="Seed of the sandbox org's Leads and Contacts.")
+    sandbox_person_account_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the seeded Contacts that are Person Accounts instead; above 0 the org has Person "
+        "Accounts enabled (an org's setting for good, as in Salesforce).",
+    )
 
     _sandbox_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -145,9 +152,10 @@ class SandboxSalesforceResource(SalesforceResource):
         from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
         from campaign_pipeline.storage.database import get_engine
 
-        with SalesforceSandbox(get_engine(), schema=self.sandbox_schema) as org:
+        share = self.sandbox_person_account_share
+        with SalesforceSandbox(get_engine(), schema=self.sandbox_schema, person_accounts=share > 0) as org:
             with self._sandbox_lock:
-                _seed_sandbox_once(org, seed=self.sandbox_seed)
+                _seed_sandbox_once(org, seed=self.sandbox_seed, person_account_share=share)
             sf = Salesforce(
                 instance_url=org.instance_url,
                 session_id=org.session_id,
@@ -173,7 +181,7 @@ def sandbox_session(org: Any) -> str:
     return response.json()["access_token"]
 
 
-def _seed_sandbox_once(org: Any, *, seed: int) -> None:
+def _seed_sandbox_once(org: Any, *, seed: int, person_account_share: float = 0.0) -> None:
     """Give the sandbox org Leads and Contacts for part of the Mailchimp sandbox audience (once per org)."""
     from campaign_pipeline.sandbox.salesforce_api import seed_people
 
@@ -184,4 +192,4 @@ def _seed_sandbox_once(org: Any, *, seed: int) -> None:
     except Exception as exc:  # the Mailchimp sandbox is optional for the Salesforce side
         logger.warning("sandbox org not seeded from the Mailchimp sandbox audience: %s", exc)
         return
-    seed_people(org, emails, seed=seed)
+    seed_people(org, emails, seed=seed, person_account_share=person_account_share)

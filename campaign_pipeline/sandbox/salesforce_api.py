@@ -158,6 +158,7 @@ class SalesforceSandbox(SalesforceRoutes):
     (Bulk API 2.0 query: results pages and Sforce-Locator), limits. Every record carries SystemModstamp,
     moved by every change (conversion and deletion too). Outside it: /services/oauth2/token
     (grant_type=password with `username` and DEFAULT_PASSWORD, optionally + a token suffix).
+    ``person_accounts=True`` enables Person Accounts on the org, for good (salesforce_person_account_rules).
     """
 
     def __init__(
@@ -169,12 +170,13 @@ class SalesforceSandbox(SalesforceRoutes):
         username: str = DEFAULT_USERNAME,
         password: str = DEFAULT_PASSWORD,
         port: int = 0,
+        person_accounts: bool = False,
     ) -> None:
         if engine is None:
             from campaign_pipeline.storage.database import get_engine
 
             engine = get_engine()
-        self.store = SalesforceStore(engine, schema)
+        self.store = SalesforceStore(engine, schema, person_accounts=person_accounts)
         # Faults set from outside the process (CAMPAIGN_PIPELINE_SANDBOX_FAULTS) when none are given.
         self._plan = FaultPlan() if faults is not None else FaultPlan.from_env("salesforce")
         self.faults = faults or self._plan.apply_settings(SalesforceFaults())

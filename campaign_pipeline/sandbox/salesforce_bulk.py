@@ -13,7 +13,6 @@ from typing import Any
 
 from campaign_pipeline.sandbox.salesforce_objects import (
     API_USER_ID,
-    OBJECTS,
     make_record_id,
     object_spec,
     parse_datetime,
@@ -52,7 +51,7 @@ class BulkJobStore(WritingStore):
         operation = request.get("operation")
         if operation not in ("insert", "update", "upsert", "delete"):
             raise RequestError(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
-        spec = object_spec(str(request.get("object") or ""))
+        spec = object_spec(str(request.get("object") or ""), self.objects)
         if spec is None:
             raise RequestError(400, "INVALIDJOB", f"InvalidJob : Unable to find object: {request.get('object')}")
         blob = next((f for f in spec.fields if f.type == "base64"), None)
@@ -236,7 +235,7 @@ class BulkJobStore(WritingStore):
                 return
             data_rows.extend(reader)
         assert header is not None
-        spec = OBJECTS[info["object"]]
+        spec = self.objects[info["object"]]
         for column in header:
             if spec.field(column) is None:
                 info["state"] = "Failed"

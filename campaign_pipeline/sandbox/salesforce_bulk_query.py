@@ -72,7 +72,7 @@ class BulkQueryStore(QueryingStore):
         if line_ending not in ("LF", "CRLF"):
             raise RequestError(400, "INVALIDJOB", f"InvalidJob : Invalid lineEnding: {line_ending}")
         soql = str(request.get("query") or "")
-        query = parse_soql(soql)
+        query = parse_soql(soql, self.objects)
         if query.count_only or query.offset is not None:
             raise RequestError(
                 400, "API_ERROR", "Bulk API 2.0 query does not support COUNT() or OFFSET; use the Query API"

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 API_VERSION = "62.0"
@@ -391,10 +391,39 @@ OBJECTS: dict[str, ObjectSpec] = {
 PREFIX_TO_OBJECT = {spec.key_prefix: name for name, spec in OBJECTS.items()}
 
 
-def object_spec(name: str) -> ObjectSpec | None:
+def _with_fields(spec: ObjectSpec, *extra: FieldSpec, optional: tuple[str, ...] = ()) -> ObjectSpec:
+    """``spec`` plus ``extra`` fields, with the fields named in ``optional`` no longer required."""
+    kept = tuple(replace(f, required=False) if f.name in optional else f for f in spec.fields)
+    return ObjectSpec(spec.name, spec.key_prefix, kept + extra, spec.label)
+
+
+# An org with Person Accounts enabled: a person is an Account (FirstName/LastName, PersonEmail) with a hidden
+# "person contact" the org creates and keeps in step (PersonContactId); Account.Name is then required only on
+# business accounts (a person account's Name is its person's name). Describe shows these fields only there.
+PERSON_ACCOUNT_OBJECTS: dict[str, ObjectSpec] = {
+    **OBJECTS,
+    "Account": _with_fields(
+        OBJECTS["Account"],
+        _text("FirstName", 40),
+        _text("LastName", 80),
+        _text("PersonEmail", 80, type="email"),
+        _bool("IsPersonAccount", createable=False, updateable=False),
+        _ref("PersonContactId", "Contact", createable=False, updateable=False),
+        _bool("PersonHasOptedOutOfEmail"),
+        optional=("Name",),
+    ),
+    "Contact": _with_fields(OBJECTS["Contact"], _bool("IsPersonAccount", createable=False, updateable=False)),
+    # Filled by the org from the member's Contact (its Account; for a person contact, the person account).
+    "CampaignMember": _with_fields(
+        OBJECTS["CampaignMember"], _ref("AccountId", "Account", createable=False, updateable=False)
+    ),
+}
+
+
+def object_spec(name: str, objects: dict[str, ObjectSpec] = OBJECTS) -> ObjectSpec | None:
     """The spec for an sObject name, matched case-insensitively as Salesforce does."""
     lowered = name.lower()
-    return next((s for n, s in OBJECTS.items() if n.lower() == lowered), None)
+    return next((s for n, s in objects.items() if n.lower() == lowered), None)
 
 
 def _checksum_suffix(id15: str) -> str:

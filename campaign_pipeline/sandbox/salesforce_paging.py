@@ -63,7 +63,7 @@ class QueryingStore(StoreBase):
         self, soql: str, version: str = API_VERSION, page_size: int = QUERY_PAGE_SIZE, *, include_deleted: bool = False
     ) -> dict[str, Any]:
         """Run a SOQL query (queryAll with ``include_deleted``): its first page, with a nextRecordsUrl when more remain."""
-        query = parse_soql(soql)
+        query = parse_soql(soql, self.objects)
         params: list[Any] = []
         base = self._page_sql(query, params, include_deleted=include_deleted)
         with self.cursor() as cursor:
@@ -108,7 +108,7 @@ class QueryingStore(StoreBase):
             raise RequestError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         soql, total, include_deleted = row
         position = int(position_text)
-        query = parse_soql(soql)
+        query = parse_soql(soql, self.objects)
         size = max(0, min(page_size, total - position))
         records = self._fetch_page(
             query, (query.offset or 0) + position, size, version, include_deleted=include_deleted

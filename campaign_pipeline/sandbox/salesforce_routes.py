@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from campaign_pipeline.sandbox.salesforce_objects import API_VERSION, OBJECTS, normalize_id, object_of_id, object_spec
+from campaign_pipeline.sandbox.salesforce_objects import API_VERSION, normalize_id, object_of_id, object_spec
 from campaign_pipeline.sandbox.salesforce_store import RequestError, SalesforceStore, SfError, WriteResult
 
 MAX_COLLECTION_RECORDS = 200
@@ -128,11 +128,12 @@ class SalesforceRoutes:
                     "encoding": "UTF-8",
                     "maxBatchSize": 200,
                     "sobjects": [
-                        {k: v for k, v in spec.describe().items() if k != "fields"} for spec in OBJECTS.values()
+                        {k: v for k, v in spec.describe().items() if k != "fields"}
+                        for spec in self.store.objects.values()
                     ],
                 },
             )
-        spec = object_spec(segments[0])
+        spec = object_spec(segments[0], self.store.objects)
         if spec is None:
             return error_response(404, "NOT_FOUND", "The requested resource does not exist")
         rest = segments[1:]
@@ -180,7 +181,7 @@ class SalesforceRoutes:
     def _render_full(
         self, sobject: str, record: dict[str, Any], version: str, wanted: list[str] | None
     ) -> dict[str, Any]:
-        spec = OBJECTS[sobject]
+        spec = self.store.objects[sobject]
         if wanted:
             fields = []
             for name in wanted:
@@ -223,7 +224,7 @@ class SalesforceRoutes:
     def _by_external_id(
         self, method: str, version: str, sobject: str, field_name: str, value: str, body: bytes
     ) -> ApiResponse:
-        spec = OBJECTS[sobject]
+        spec = self.store.objects[sobject]
         field_spec = spec.field(field_name)
         if field_spec is None or not (field_spec.external_id or field_spec.name == "Id" or field_spec.type == "email"):
             return error_response(
@@ -274,7 +275,7 @@ class SalesforceRoutes:
             results = self.store.delete(ids, all_or_none=all_or_none)
             return ApiResponse(200, [r.collection(False) for r in results])
         if method == "GET" and len(segments) == 1:
-            spec = object_spec(segments[0])
+            spec = object_spec(segments[0], self.store.objects)
             if spec is None:
                 return error_response(404, "NOT_FOUND", "The requested resource does not exist")
             ids = [i for i in (query.get("ids") or [""])[0].split(",") if i]
@@ -299,7 +300,7 @@ class SalesforceRoutes:
         if method == "PATCH" and not segments:
             return self._collection_write("update", records, all_or_none, None, None)
         if method == "PATCH" and len(segments) == 2:
-            spec = object_spec(segments[0])
+            spec = object_spec(segments[0], self.store.objects)
             if spec is None:
                 return error_response(404, "NOT_FOUND", "The requested resource does not exist")
             return self._collection_write("upsert", records, all_or_none, spec.name, segments[1])
@@ -333,7 +334,7 @@ class SalesforceRoutes:
                 elif operation == "update" and isinstance(record.get("Id"), str):
                     normalized = normalize_id(record["Id"])
                     type_name = object_of_id(normalized) if normalized else None
-            spec = object_spec(type_name or "")
+            spec = object_spec(type_name or "", self.store.objects)
             if spec is None:
                 results[index] = WriteResult(errors=[SfError("INVALID_TYPE", "Must send a concrete entity type.")])
                 continue

@@ -18,6 +18,7 @@ from campaign_pipeline.sandbox.salesforce_objects import (
     object_of_id,
     value_length,
 )
+from campaign_pipeline.sandbox.salesforce_person_account_rules import PersonAccountRules
 from campaign_pipeline.sandbox.salesforce_state import RequestError, SfError, WriteResult
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def roll_back(results: list[WriteResult]) -> None:
             )
 
 
-class RecordWriter(CampaignRules, ContentRules):
+class RecordWriter(CampaignRules, ContentRules, PersonAccountRules):
     """One write request's validation and persistence, set-based over all its rows."""
 
     def __init__(
@@ -96,6 +97,9 @@ class RecordWriter(CampaignRules, ContentRules):
         self._check_references(results, values, finals)
         if self.spec.name == "CampaignMember":
             self._campaign_member_rules(results, finals, targets)
+            self._member_account_rules(finals)
+        elif self.spec.name == "Account" and self.store.person_accounts:
+            self._account_kind_rules(results, finals, targets)
         elif self.spec.name == "CampaignMemberStatus":
             self._member_status_rules(results, finals, targets)
         elif self.spec.name in CONTENT_OBJECTS:
@@ -128,6 +132,8 @@ class RecordWriter(CampaignRules, ContentRules):
                 result.created = target is None
         if self.spec.name == "Campaign" and new_records:
             self.store._create_default_statuses(self.cursor, [r["Id"] for r in new_records])
+        if self.spec.name == "Account":
+            self.store._keep_person_contacts(self.cursor, new_records + changed)
         if self.spec.name == "CampaignMemberStatus":
             self._single_default(
                 [f for r, f in zip(results, finals, strict=True) if r.success and f and f.get("IsDefault")]

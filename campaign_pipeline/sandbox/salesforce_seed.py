@@ -33,6 +33,7 @@ class SeedSummary:
     contact_and_lead: list[str] = field(default_factory=list)  # a Contact and a Lead each
     converted: list[str] = field(default_factory=list)  # a converted Lead each (first also has a Contact)
     quoted: list[str] = field(default_factory=list)  # addresses with a quote, seeded as Contacts
+    person_accounts: list[str] = field(default_factory=list)  # seeded as person accounts (with their person contact)
     extra_emails: list[str] = field(default_factory=list)  # seeded though not in the audience
     skipped_too_long: list[str] = field(default_factory=list)
     already_seeded: bool = False
@@ -66,7 +67,12 @@ def _company(email: str) -> str:
 
 
 def seed_people(
-    target: Any, emails: list[str], seed: int = 7, coverage: float = 0.6, schema: str = "sandbox_salesforce"
+    target: Any,
+    emails: list[str],
+    seed: int = 7,
+    coverage: float = 0.6,
+    schema: str = "sandbox_salesforce",
+    person_account_share: float = 0.0,
 ) -> SeedSummary:
     """Create Contacts and Leads for a share (`coverage`) of `emails`, once per org.
 
@@ -76,19 +82,29 @@ def seed_people(
     every audience address containing a quote (plus o'brien@example.com if none does).
     `target` is a SalesforceSandbox or a SQLAlchemy engine (then `schema` names the org).
     A second call on a seeded org changes nothing and returns the first summary.
+    With ``person_account_share`` (an org with Person Accounts enabled only), that share of the plain Contacts
+    are person accounts instead: an Account with PersonEmail, whose person contact the org creates.
     """
     if not 0.0 <= coverage <= 1.0:
         raise ValueError(f"coverage must be between 0 and 1, got {coverage}")
+    if not 0.0 <= person_account_share <= 1.0:
+        raise ValueError(f"person_account_share must be between 0 and 1, got {person_account_share}")
     if isinstance(target, sa.Engine):
         store = SalesforceStore(target, schema)
         store.ensure_schema()
     else:
         store = target.store
+    if person_account_share and not store.person_accounts:
+        raise ValueError(f"person_account_share needs an org with Person Accounts enabled; {schema!r} has none")
     with store.seeding(SEED_NAME) as cursor:
         existing = store.seed_summary_in(cursor, SEED_NAME)
         if existing is not None:
             return SeedSummary(**{**existing, "already_seeded": True})
-        summary, contacts, leads = _plan(emails, seed, coverage)
+        summary, contacts, leads = _plan(emails, seed, coverage, person_account_share)
+        person_emails = {e.lower() for e in summary.person_accounts}
+        people = [c for c, email in contacts if email.lower() in person_emails]
+        contacts = [(c, email) for c, email in contacts if email.lower() not in person_emails]
+        store.insert_in(cursor, "Account", [_person_account(c) for c in people])
         contact_ids = store.insert_in(cursor, "Contact", [c for c, _ in contacts])
         by_email: dict[str, str] = {}
         for contact_id, (_, audience_email) in zip(contact_ids, contacts, strict=True):
@@ -103,8 +119,26 @@ def seed_people(
     return summary
 
 
+def _person_account(contact: dict[str, Any]) -> dict[str, Any]:
+    """The person account of a planned Contact: the person's fields on the Account, with the Person prefix."""
+    return {
+        "FirstName": contact["FirstName"],
+        "LastName": contact["LastName"],
+        "PersonEmail": contact["Email"],
+        "PersonHasOptedOutOfEmail": contact["HasOptedOutOfEmail"],
+        "IsPersonAccount": True,
+        "CreatedDate": contact["CreatedDate"],
+        "LastModifiedDate": contact["LastModifiedDate"],
+    }
+
+
+def _share_pick(seed: int, email: str, share: float) -> bool:
+    """A stable pick of ``share`` of the addresses that leaves the seed's other random choices untouched."""
+    return int(hashlib.sha1(f"{seed}:person:{email.lower()}".encode()).hexdigest()[:8], 16) < share * 16**8
+
+
 def _plan(
-    emails: list[str], seed: int, coverage: float
+    emails: list[str], seed: int, coverage: float, person_account_share: float = 0.0
 ) -> tuple[SeedSummary, list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str | None]]]:
     summary = SeedSummary()
     unique: dict[str, str] = {}
@@ -181,6 +215,8 @@ def _plan(
     for email in plain[3 * special :]:
         if rng.random() < CONTACT_SHARE:
             contacts.append((contact(email), email))
+            if person_account_share and _share_pick(seed, email, person_account_share):
+                summary.person_accounts.append(email)
         else:
             leads.append((lead(email), None))
     if wanted and not quoted:
@@ -190,7 +226,7 @@ def _plan(
     summary.contact_and_lead = list(both)
     summary.converted = list(converted)
     summary.quoted = list(quoted) or list(summary.extra_emails)
-    summary.contacts = len(contacts)
+    summary.contacts = len(contacts) - len(summary.person_accounts)
     summary.leads = len(leads)
     summary.converted_leads = len(converted)
     return summary, contacts, leads

@@ -8,6 +8,7 @@ from typing import Any, Union
 
 from campaign_pipeline.sandbox.salesforce_objects import (
     NUMBER_TYPES,
+    OBJECTS,
     REFERENCE_TYPES,
     TEXT_TYPES,
     FieldSpec,
@@ -213,8 +214,9 @@ _KEYWORDS = frozenset(
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, objects: dict[str, ObjectSpec]) -> None:
         self.text = text
+        self.objects = objects
         self.tokens = tokenize(text)
         self.index = 0
         self.sobject: ObjectSpec | None = None
@@ -264,7 +266,7 @@ class _Parser:
         if self.current.kind != "word":
             self.unexpected()
         object_token = self.advance()
-        spec = object_spec(object_token.text)
+        spec = object_spec(object_token.text, self.objects)
         if spec is None:
             raise SoqlError(
                 "INVALID_TYPE",
@@ -448,9 +450,9 @@ class _Parser:
         return token.literal
 
 
-def parse_soql(text: str) -> SoqlQuery:
-    """Parse a SOQL statement of the supported subset or raise SoqlError with Salesforce's error code."""
-    query = _Parser(text).parse()
+def parse_soql(text: str, objects: dict[str, ObjectSpec] = OBJECTS) -> SoqlQuery:
+    """Parse a SOQL statement of the supported subset (over the org's ``objects``) or raise SoqlError."""
+    query = _Parser(text, objects).parse()
     if query.sobject.name == "ContentDocumentLink" and not _filters_on_an_id(query.where):
         # Salesforce answers this for any ContentDocumentLink query without such a filter (no Query All Files).
         raise SoqlError(

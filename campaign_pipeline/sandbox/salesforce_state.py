@@ -15,7 +15,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from campaign_pipeline.sandbox.salesforce_objects import ORG_ID, ObjectSpec, format_datetime, make_record_id
+from campaign_pipeline.sandbox.salesforce_objects import (
+    OBJECTS,
+    ORG_ID,
+    PERSON_ACCOUNT_OBJECTS,
+    ObjectSpec,
+    format_datetime,
+    make_record_id,
+)
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -112,7 +119,7 @@ def org_id_for(schema: str) -> str:
 class StoreBase:
     """The org's Postgres schema and connections; every public method is one transaction."""
 
-    def __init__(self, engine: sa.Engine, schema: str) -> None:
+    def __init__(self, engine: sa.Engine, schema: str, *, person_accounts: bool = False) -> None:
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"sandbox schema name {schema!r} must be a lower-case SQL identifier")
         self.engine = engine
@@ -120,6 +127,10 @@ class StoreBase:
         self.records_table = f'"{schema}".records'
         self.deleted_table = f'"{schema}".deleted_records'
         self.org_id = org_id_for(schema)
+        # Person Accounts, once enabled, stay enabled (as in Salesforce): the org keeps the setting in Postgres,
+        # so every instance on the schema serves the same describe; ensure_schema reads (and maybe sets) it.
+        self.person_accounts = person_accounts
+        self.objects: dict[str, ObjectSpec] = PERSON_ACCOUNT_OBJECTS if person_accounts else OBJECTS
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -153,6 +164,14 @@ class StoreBase:
             connection.commit()
             try:
                 self._create_tables(cursor, s)
+                if self.person_accounts:
+                    cursor.execute(
+                        f"INSERT INTO {s}.org_settings (name, value) VALUES ('person_accounts', 'true') "
+                        "ON CONFLICT (name) DO NOTHING"
+                    )
+                cursor.execute(f"SELECT value FROM {s}.org_settings WHERE name = 'person_accounts'")
+                self.person_accounts = bool(cursor.fetchone())
+                self.objects = PERSON_ACCOUNT_OBJECTS if self.person_accounts else OBJECTS
                 connection.commit()
             except BaseException:
                 connection.rollback()
@@ -222,6 +241,7 @@ class StoreBase:
                     member_key text
                 );
                 ALTER TABLE {s}.query_cursors ADD COLUMN IF NOT EXISTS include_deleted boolean NOT NULL DEFAULT false;
+                CREATE TABLE IF NOT EXISTS {s}.org_settings (name text PRIMARY KEY, value jsonb NOT NULL);
                 CREATE TABLE IF NOT EXISTS {s}.bulk_query_jobs (id text PRIMARY KEY, info jsonb NOT NULL);
                 CREATE TABLE IF NOT EXISTS {s}.bulk_query_rows (
                     job_id text NOT NULL, row_number integer NOT NULL, line text NOT NULL,

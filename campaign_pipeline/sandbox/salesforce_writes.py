@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from campaign_pipeline.sandbox.salesforce_objects import (
-    OBJECTS,
     ObjectSpec,
     make_record_id,
     normalize_id,
@@ -29,6 +28,23 @@ DEFAULT_MEMBER_STATUSES = (("Sent", False, True, 1), ("Responded", True, False, 
 
 def _person_name(fields: dict[str, Any]) -> str:
     return " ".join(part for part in (fields.get("FirstName"), fields.get("LastName")) if part)
+
+
+def _is_person(spec: ObjectSpec, fields: dict[str, Any]) -> bool:
+    """Whether the record's Name is its person's name: Contacts, Leads and person accounts."""
+    return spec.name in ("Contact", "Lead") or (spec.name == "Account" and bool(fields.get("IsPersonAccount")))
+
+
+def _person_contact(account: dict[str, Any]) -> dict[str, Any]:
+    """The person contact's fields as the org keeps them in step with its person account."""
+    return {
+        "FirstName": account.get("FirstName"),
+        "LastName": account.get("LastName"),
+        "Email": account.get("PersonEmail"),
+        "HasOptedOutOfEmail": bool(account.get("PersonHasOptedOutOfEmail")),
+        "AccountId": account["Id"],
+        "IsPersonAccount": True,
+    }
 
 
 def _id_number(record_id: str) -> int:
@@ -60,7 +76,9 @@ class WritingStore(StoreBase):
             # The API refuses these fields on create, so only seeding (insert_raw) sets them: records of the past.
             fields_.setdefault("LastModifiedDate", stamp)
             fields_.setdefault("SystemModstamp", fields_["LastModifiedDate"])
-            if spec.name in ("Contact", "Lead"):
+            if spec.field("IsPersonAccount") is not None:
+                fields_.setdefault("IsPersonAccount", False)
+            if _is_person(spec, fields_):
                 fields_["Name"] = _person_name(fields_)
             # seq is the Id's own counter, so creation order holds across processes and restarts.
             rows.append((record_id, spec.name, str(_id_number(record_id)), fields_, *record_keys(spec, fields_)))
@@ -76,14 +94,18 @@ class WritingStore(StoreBase):
             # type instead of using the email / campaign indexes, and matching queries crawl.
             cursor.execute(f"ANALYZE {self.records_table}")
 
-    def _update(self, cursor: Any, spec: ObjectSpec, changed: list[dict[str, Any]]) -> None:
+    def _update(
+        self, cursor: Any, spec: ObjectSpec, changed: list[dict[str, Any]], *, keep_stamps: bool = False
+    ) -> None:
+        """Store changed records; ``keep_stamps``: they carry their LastModifiedDate/SystemModstamp already."""
         if not changed:
             return
         stamp = now_text()
         for fields_ in changed:
-            fields_["LastModifiedDate"] = stamp
-            fields_["SystemModstamp"] = stamp
-            if spec.name in ("Contact", "Lead"):
+            if not keep_stamps:
+                fields_["LastModifiedDate"] = stamp
+                fields_["SystemModstamp"] = stamp
+            if _is_person(spec, fields_):
                 fields_["Name"] = _person_name(fields_)
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS sf_sandbox_update (id text, fields jsonb, ext_key text, member_key text) "
@@ -103,13 +125,50 @@ class WritingStore(StoreBase):
 
     def insert_raw(self, sobject: str, new_records: list[dict[str, Any]]) -> list[str]:
         """Insert records without API validation (seeding: converted Leads, fixed CreatedDate...)."""
-        spec = OBJECTS[sobject]
         with self.cursor() as cursor:
             self._lock(cursor, sobject)
-            self._insert(cursor, spec, new_records)
-            if sobject == "Campaign":
-                self._create_default_statuses(cursor, [r["Id"] for r in new_records])
-        return [r["Id"] for r in new_records]
+            return self.insert_in(cursor, sobject, new_records)
+
+    def _keep_person_contacts(self, cursor: Any, accounts: list[dict[str, Any]]) -> None:
+        """Create the person contact of each new person account, and keep existing ones in step with theirs."""
+        people = [a for a in accounts if a.get("IsPersonAccount")]
+        if not people:
+            return
+        contact_spec = self.objects["Contact"]
+        new = [a for a in people if not a.get("PersonContactId")]
+        kept = [a for a in people if a.get("PersonContactId")]
+        contacts = [
+            {**_person_contact(a), "CreatedDate": a["CreatedDate"], "LastModifiedDate": a["LastModifiedDate"]}
+            for a in new
+        ]
+        self._insert(cursor, contact_spec, contacts)
+        for account, contact in zip(new, contacts, strict=True):
+            account["PersonContactId"] = contact["Id"]
+        if new:
+            # The org sets PersonContactId as part of the create: no second change (or SystemModstamp) of the account.
+            cursor.execute(
+                f"""UPDATE {self.records_table} r SET fields = r.fields || jsonb_build_object('PersonContactId', p.c)
+                    FROM unnest(%s::text[], %s::text[]) AS p(a, c) WHERE r.id = p.a""",
+                ([a["Id"] for a in new], [a["PersonContactId"] for a in new]),
+            )
+        if not kept:
+            return
+        cursor.execute(
+            f"SELECT id, fields FROM {self.records_table} WHERE id = ANY(%s)", ([a["PersonContactId"] for a in kept],)
+        )
+        current = dict(cursor.fetchall())
+        # Any change of a person account is one of its person contact too, with the same stamps (one record to users).
+        changed = [
+            {
+                **current[a["PersonContactId"]],
+                **_person_contact(a),
+                "LastModifiedDate": a["LastModifiedDate"],
+                "SystemModstamp": a["SystemModstamp"],
+            }
+            for a in kept
+            if a["PersonContactId"] in current
+        ]
+        self._update(cursor, contact_spec, changed, keep_stamps=True)
 
     def _create_default_statuses(self, cursor: Any, campaign_ids: list[str]) -> None:
         statuses = [
@@ -117,7 +176,7 @@ class WritingStore(StoreBase):
             for cid in campaign_ids
             for label, responded, default, order in DEFAULT_MEMBER_STATUSES
         ]
-        self._insert(cursor, OBJECTS["CampaignMemberStatus"], statuses)
+        self._insert(cursor, self.objects["CampaignMemberStatus"], statuses)
 
     def write(
         self,
@@ -162,7 +221,7 @@ class WritingStore(StoreBase):
         """
         specs = []
         for sobject, _ in groups:
-            spec = object_spec(sobject)
+            spec = object_spec(sobject, self.objects)
             if spec is None:
                 raise RequestError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}'")
             specs.append(spec)
@@ -234,6 +293,13 @@ class WritingStore(StoreBase):
                 roll_back(results)
                 return results
             if doomed:
+                # A person account's person contact goes with it (and so do the contact's members).
+                cursor.execute(
+                    f"""SELECT fields->>'PersonContactId' FROM {self.records_table}
+                        WHERE id = ANY(%s) AND sobject = 'Account' AND fields->>'PersonContactId' IS NOT NULL""",
+                    (doomed,),
+                )
+                doomed = doomed + [row[0] for row in cursor.fetchall()]
                 # Deleting a Campaign or person takes its members and statuses with it, as Salesforce does; the
                 # records go to the recycle bin (deleted_records), where queryAll still finds them.
                 stamp = now_text()
@@ -261,7 +327,7 @@ class WritingStore(StoreBase):
 
         Conversion is the system's change, not a field update through the API: it moves the Lead's SystemModstamp.
         """
-        spec, contact_spec = OBJECTS["Lead"], OBJECTS["Contact"]
+        spec, contact_spec = self.objects["Lead"], self.objects["Contact"]
         with self.cursor() as cursor:
             self._lock(cursor, "Lead")
             cursor.execute(
@@ -286,8 +352,10 @@ class WritingStore(StoreBase):
 
     def insert_in(self, cursor: Any, sobject: str, new_records: list[dict[str, Any]]) -> list[str]:
         """insert_raw inside a caller's transaction."""
-        spec = OBJECTS[sobject]
+        spec = self.objects[sobject]
         self._insert(cursor, spec, new_records)
         if sobject == "Campaign":
             self._create_default_statuses(cursor, [r["Id"] for r in new_records])
+        if sobject == "Account":
+            self._keep_person_contacts(cursor, new_records)
         return [r["Id"] for r in new_records]
