@@ -86,9 +86,13 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
         would_become_leads = len(unmatched) if profile.matching.create_leads_for_unmatched else 0
         several = int((matches["candidate_count"] > 1).sum())
         common: dict[str, Any] = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
+        people: dict[str, Any] = {}
         if mirror.last_refresh is not None:
             # How fresh the people matched against are, and what keeping them fresh cost this run.
             common.update(mirror.last_refresh.metadata())
+            if mirror.last_refresh.person_accounts:
+                # Matched person contacts, counted among "contacts": their members and Tasks go on the person.
+                people["person_accounts"] = mirror.person_accounts_among(client.org_id, matches["salesforce_id"])
         yield dg.Output(
             matches,
             output_name="salesforce_matches",
@@ -97,6 +101,7 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                 "matched": len(matches),
                 "contacts": int((matches["salesforce_object"] == "Contact").sum()),
                 "leads": int((matches["salesforce_object"] == "Lead").sum()),
+                **people,
                 "several_candidates": several,
                 "would_become_leads": would_become_leads,
                 "preview": preview_table(matches),

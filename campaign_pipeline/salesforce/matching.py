@@ -2,7 +2,8 @@
 
 Rules (design §2): emails compare case-insensitively; a Contact wins over a Lead; converted Leads are skipped;
 several candidates of the winning kind pick the oldest (CreatedDate, then Id) and the pick is reported.
-The people come from ``salesforce.mirror`` (refreshed incrementally), never from a query per member.
+The people come from ``salesforce.mirror`` (refreshed incrementally), never from a query per member; a person
+account is there as its person contact, so it is a Contact here and its match is the account's PersonContactId.
 """
 
 from __future__ import annotations

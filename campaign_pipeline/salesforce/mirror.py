@@ -1,5 +1,10 @@
 """A local mirror of the Salesforce people matching needs (Contacts, Leads, Person Accounts), per org, in Postgres.
 
+Person Accounts are mirrored through their person contacts: ``SELECT ... FROM Contact`` returns those too (with
+``IsPersonAccount`` true and Email the account's PersonEmail), and the person contact's Id is the account's
+PersonContactId, which is what CampaignMembers (ContactId) and Tasks (WhoId) of the person name. So a person
+account is a Contact to matching, and nothing of the Account itself is needed.
+
 Matching a campaign against Salesforce by querying each member's email costs reads in proportion to the campaign
 (IN-lists of a few hundred addresses a call, for Contacts and again for Leads) on every run. The mirror costs
 that once: the first refresh of an org fills it with one Bulk API 2.0 query job per object, and every later
@@ -46,15 +51,12 @@ MIRROR_COLUMNS: tuple[str, ...] = (
     "is_converted",
     "created_date",
     "system_modstamp",
-    "person_email",
+    "is_person_account",
 )
-# What each object contributes: its email field, and the SOQL fields beyond Id, CreatedDate and SystemModstamp.
-_OBJECTS: dict[str, dict[str, Any]] = {
-    "Contact": {"email": "Email", "fields": ["Email"], "where": ""},
-    "Lead": {"email": "Email", "fields": ["Email", "IsConverted"], "where": ""},
-    # Only orgs with Person Accounts have these fields; the mirror asks for them only there.
-    "Account": {"email": "PersonEmail", "fields": ["PersonEmail"], "where": "IsPersonAccount = true"},
-}
+# The SOQL fields of each object beyond Id, CreatedDate and SystemModstamp.
+_FIELDS: dict[str, list[str]] = {"Contact": ["Email"], "Lead": ["Email", "IsConverted"]}
+# Only orgs with Person Accounts have Contact.IsPersonAccount; the mirror asks for it only there.
+PERSON_ACCOUNT_FIELD = "IsPersonAccount"
 
 
 @dataclass
@@ -70,6 +72,7 @@ class MirrorRefresh:
     refreshed_at: pd.Timestamp
     last_full_refresh_at: pd.Timestamp
     objects: tuple[str, ...]
+    person_accounts: bool = False  # the org has Person Accounts (its person contacts are among the Contacts)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -127,9 +130,12 @@ class PeopleMirror:
                         is_converted boolean NOT NULL DEFAULT false,
                         created_date timestamptz,
                         system_modstamp timestamptz,
-                        person_email text,
+                        is_person_account boolean NOT NULL DEFAULT false,
                         PRIMARY KEY (org_id, id)
                     );
+                    -- Mirrors of before kept person accounts as Account rows (PersonEmail): now person contacts.
+                    ALTER TABLE {self._table} ADD COLUMN IF NOT EXISTS is_person_account boolean NOT NULL DEFAULT false;
+                    ALTER TABLE {self._table} DROP COLUMN IF EXISTS person_email;
                     CREATE INDEX IF NOT EXISTS {MIRROR_TABLE}_email ON {self._table} (org_id, email);
                     CREATE TABLE IF NOT EXISTS {self._state} (
                         org_id text NOT NULL,
@@ -139,6 +145,7 @@ class PeopleMirror:
                         last_refresh_at timestamptz NOT NULL,
                         PRIMARY KEY (org_id, sobject)
                     );
+                    ALTER TABLE {self._state} ADD COLUMN IF NOT EXISTS person_accounts boolean NOT NULL DEFAULT false;
                     """
                 )
             )
@@ -151,25 +158,30 @@ class PeopleMirror:
         now = now or pd.Timestamp.now(tz="UTC")
         with self._org_lock(org_id):
             state = self._load_state(org_id)
-            objects = self._objects(client, state)
+            objects = list(_FIELDS)
             due = [
                 sobject
                 for sobject in objects
                 if sobject not in state or now - state[sobject]["last_full_refresh_at"] >= self.full_refresh_after
             ]
+            # Asked again with each full fill of Contacts: an org can enable Person Accounts (never disable them).
+            person_accounts = (
+                self._has_person_accounts(client) if "Contact" in due else bool(state["Contact"]["person_accounts"])
+            )
             upserted = deleted = 0
             # Every full fill's job is started before any is waited on: they run side by side in the org.
-            jobs = {sobject: start_query(client, self._full_soql(sobject)) for sobject in due}
+            jobs = {sobject: start_query(client, self._full_soql(sobject, person_accounts)) for sobject in due}
             for sobject in objects:
                 if sobject in due:
-                    upserted += self._full(client, org_id, sobject, jobs[sobject], now)
+                    upserted += self._full(client, org_id, sobject, jobs[sobject], now, person_accounts)
                 else:
-                    written, removed = self._incremental(client, org_id, sobject, state[sobject], now)
+                    written, removed = self._incremental(client, org_id, sobject, state[sobject], now, person_accounts)
                     upserted, deleted = upserted + written, deleted + removed
             state = self._load_state(org_id)
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    sa.text(f"SELECT count(*) FROM {self._table} WHERE org_id = :o"), {"o": org_id}
+                    sa.text(f"SELECT count(*) FROM {self._table} WHERE org_id = :o AND sobject = ANY(:objects)"),
+                    {"o": org_id, "objects": objects},
                 ).scalar_one()
         refresh = MirrorRefresh(
             org_id=org_id,
@@ -179,8 +191,9 @@ class PeopleMirror:
             deleted=deleted,
             calls=client.stats.total - calls_before,
             refreshed_at=now,
-            last_full_refresh_at=min(entry["last_full_refresh_at"] for entry in state.values()),
+            last_full_refresh_at=min(state[sobject]["last_full_refresh_at"] for sobject in objects),
             objects=tuple(objects),
+            person_accounts=person_accounts,
         )
         self.last_refresh = refresh
         logger.info(
@@ -193,23 +206,28 @@ class PeopleMirror:
         )
         return refresh
 
-    def _objects(self, client: SalesforceClient, state: dict[str, dict[str, Any]]) -> list[str]:
-        """Contact and Lead always; Account when the org has Person Accounts (asked once, with a full fill)."""
-        if "Contact" in state and "Lead" in state:
-            return [name for name in _OBJECTS if name in state]
-        fields = {entry["name"] for entry in client.describe("Account")["fields"]}
-        return ["Contact", "Lead", *(["Account"] if "IsPersonAccount" in fields else [])]
+    @staticmethod
+    def _has_person_accounts(client: SalesforceClient) -> bool:
+        return any(entry["name"] == PERSON_ACCOUNT_FIELD for entry in client.describe("Contact")["fields"])
 
-    def _select(self, sobject: str, *, with_deleted: bool) -> str:
-        spec = _OBJECTS[sobject]
-        fields = ["Id", *spec["fields"], "CreatedDate", "SystemModstamp", *(["IsDeleted"] if with_deleted else [])]
-        return f"SELECT {', '.join(fields)} FROM {sobject}"
+    @staticmethod
+    def _select(sobject: str, person_accounts: bool, *, with_deleted: bool) -> str:
+        extra = [PERSON_ACCOUNT_FIELD] if person_accounts and sobject == "Contact" else []
+        fields = ["Id", *_FIELDS[sobject], *extra, "CreatedDate", "SystemModstamp"]
+        return f"SELECT {', '.join(fields + (['IsDeleted'] if with_deleted else []))} FROM {sobject}"
 
-    def _full_soql(self, sobject: str) -> str:
-        where = _OBJECTS[sobject]["where"]
-        return self._select(sobject, with_deleted=False) + (f" WHERE {where}" if where else "")
+    def _full_soql(self, sobject: str, person_accounts: bool) -> str:
+        return self._select(sobject, person_accounts, with_deleted=False)
 
-    def _full(self, client: SalesforceClient, org_id: str, sobject: str, job: QueryJob, now: pd.Timestamp) -> int:
+    def _full(
+        self,
+        client: SalesforceClient,
+        org_id: str,
+        sobject: str,
+        job: QueryJob,
+        now: pd.Timestamp,
+        person_accounts: bool,
+    ) -> int:
         filled = 0
         newest: pd.Timestamp | None = None
         with self._raw() as (raw, cur):
@@ -228,17 +246,22 @@ class PeopleMirror:
                 f"SELECT %s, {', '.join(MIRROR_COLUMNS)} FROM mirror_stage",
                 (org_id,),
             )
-            self._save_state(cur, org_id, sobject, newest, now, full=True)
+            self._save_state(cur, org_id, sobject, newest, now, full=True, person_accounts=person_accounts)
             raw.commit()
         return filled
 
     def _incremental(
-        self, client: SalesforceClient, org_id: str, sobject: str, state: dict[str, Any], now: pd.Timestamp
+        self,
+        client: SalesforceClient,
+        org_id: str,
+        sobject: str,
+        state: dict[str, Any],
+        now: pd.Timestamp,
+        person_accounts: bool,
     ) -> tuple[int, int]:
-        conditions = [_OBJECTS[sobject]["where"]] if _OBJECTS[sobject]["where"] else []
+        soql = self._select(sobject, person_accounts, with_deleted=True)
         if state["high_water"] is not None and not pd.isna(state["high_water"]):
-            conditions.append(f"SystemModstamp > {_soql_instant(state['high_water'] - MODSTAMP_OVERLAP)}")
-        soql = self._select(sobject, with_deleted=True) + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+            soql += f" WHERE SystemModstamp > {_soql_instant(state['high_water'] - MODSTAMP_OVERLAP)}"
         answer = pd.DataFrame(client.query_all(soql, include_deleted=True))
         rows = self._rows(sobject, answer)
         deleted = (
@@ -260,16 +283,25 @@ class PeopleMirror:
                     (org_id,),
                 )
             newest = rows["system_modstamp"].max() if len(rows) else None
-            self._save_state(cur, org_id, sobject, newest, now, full=False, previous=state["high_water"])
+            self._save_state(
+                cur,
+                org_id,
+                sobject,
+                newest,
+                now,
+                full=False,
+                previous=state["high_water"],
+                person_accounts=person_accounts,
+            )
             raw.commit()
         return len(kept), len(gone)
 
     @staticmethod
     def _rows(sobject: str, answer: pd.DataFrame) -> pd.DataFrame:
         """Mirror rows from a query answer (Bulk CSV text or REST JSON values): Email lowercased and trimmed."""
-        spec = _OBJECTS[sobject]
-        email = _text(answer, spec["email"])
+        email = _text(answer, "Email")
         converted = _text(answer, "IsConverted")
+        person = _text(answer, PERSON_ACCOUNT_FIELD)
         return pd.DataFrame(
             {
                 "sobject": sobject,
@@ -278,7 +310,7 @@ class PeopleMirror:
                 "is_converted": converted.astype(str).str.lower().eq("true") if len(answer) else [],
                 "created_date": _instants(_text(answer, "CreatedDate")),
                 "system_modstamp": _instants(_text(answer, "SystemModstamp")),
-                "person_email": _text(answer, "PersonEmail"),
+                "is_person_account": person.astype(str).str.lower().eq("true") if len(answer) else [],
             },
             index=answer.index,
         )[list(MIRROR_COLUMNS)]
@@ -287,7 +319,7 @@ class PeopleMirror:
     def _stage(cur: Any, rows: pd.DataFrame) -> None:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS mirror_stage (sobject text, id text, email text, is_converted boolean, "
-            "created_date timestamptz, system_modstamp timestamptz, person_email text) ON COMMIT DELETE ROWS"
+            "created_date timestamptz, system_modstamp timestamptz, is_person_account boolean) ON COMMIT DELETE ROWS"
         )
         buffer = io.StringIO()
         out = rows.copy()
@@ -309,15 +341,18 @@ class PeopleMirror:
         *,
         full: bool,
         previous: pd.Timestamp | None = None,
+        person_accounts: bool = False,
     ) -> None:
         candidates = [value for value in (newest, previous) if value is not None and not pd.isna(value)]
         high_water = max(candidates) if candidates else None
         cur.execute(
             f"""
-            INSERT INTO {self._state} (org_id, sobject, high_water, last_full_refresh_at, last_refresh_at)
-            VALUES (%(org)s, %(sobject)s, %(hw)s, %(now)s, %(now)s)
+            INSERT INTO {self._state} (org_id, sobject, high_water, last_full_refresh_at, last_refresh_at,
+                                       person_accounts)
+            VALUES (%(org)s, %(sobject)s, %(hw)s, %(now)s, %(now)s, %(person_accounts)s)
             ON CONFLICT (org_id, sobject) DO UPDATE SET
                 high_water = EXCLUDED.high_water,
+                person_accounts = EXCLUDED.person_accounts,
                 last_refresh_at = EXCLUDED.last_refresh_at,
                 last_full_refresh_at = CASE WHEN %(full)s THEN EXCLUDED.last_full_refresh_at
                                             ELSE {self._state}.last_full_refresh_at END
@@ -328,6 +363,7 @@ class PeopleMirror:
                 "hw": None if high_water is None else high_water.to_pydatetime(),
                 "now": now.to_pydatetime(),
                 "full": full,
+                "person_accounts": person_accounts,
             },
         )
 
@@ -335,7 +371,8 @@ class PeopleMirror:
         with self.engine.connect() as conn:
             result = conn.execute(
                 sa.text(
-                    f"SELECT sobject, high_water, last_full_refresh_at, last_refresh_at FROM {self._state} "
+                    "SELECT sobject, high_water, last_full_refresh_at, last_refresh_at, person_accounts "
+                    f"FROM {self._state} "
                     "WHERE org_id = :o"
                 ),
                 {"o": org_id},
@@ -345,6 +382,7 @@ class PeopleMirror:
                     "high_water": None if row.high_water is None else pd.Timestamp(row.high_water).tz_convert("UTC"),
                     "last_full_refresh_at": pd.Timestamp(row.last_full_refresh_at).tz_convert("UTC"),
                     "last_refresh_at": pd.Timestamp(row.last_refresh_at).tz_convert("UTC"),
+                    "person_accounts": row.person_accounts,
                 }
                 for row in result
             }
@@ -370,6 +408,19 @@ class PeopleMirror:
             raw.close()
 
     # -- reading ---------------------------------------------------------------------------------------------------
+    def person_accounts_among(self, org_id: str, ids: Iterable[str]) -> int:
+        """How many of ``ids`` are person contacts (the people of Person Accounts) in the org's mirror."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        f"SELECT count(*) FROM {self._table} "
+                        "WHERE org_id = :o AND id = ANY(:ids) AND sobject = 'Contact' AND is_person_account"
+                    ),
+                    {"o": org_id, "ids": list(dict.fromkeys(ids))},
+                ).scalar_one()
+            )
+
     def people_for(
         self, org_id: str, emails: Iterable[str], objects: tuple[str, ...] = ("Contact", "Lead")
     ) -> pd.DataFrame:

@@ -211,3 +211,39 @@ class OtherOrg(SandboxSalesforceResource):
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {key: getattr(value, "value", value) for key, value in event.materialization.metadata.items()}
+
+
+@pytest.mark.slow
+def test_salesforce_matches_reports_person_accounts_and_the_push_puts_members_on_them(
+    pg_url, dagster_instance, sync_ledger
+) -> None:
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+    from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
+
+    resource = SandboxSalesforceResource(
+        sandbox_schema=f"sf_assets_person_{uuid.uuid4().hex[:8]}", backoff_seconds=0.0, sandbox_person_account_share=0.3
+    )
+    audience = SandboxAccount(seed=resource.sandbox_seed).audience_emails()[:60]
+    statuses = member_statuses(CAMPAIGN, dict.fromkeys(audience, "Opened"))
+    assets = [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *salesforce_assets(SyncProfile())]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+
+    first = _materialize(assets, resource, dagster_instance, sync_ledger)
+    assert first.success
+    matching = _metadata(first, "salesforce_matches")
+    with SalesforceSandbox(schema=resource.sandbox_schema) as org:
+        accounts = {a["PersonContactId"]: a["Id"] for a in org.records("Account") if a.get("IsPersonAccount")}
+        members = org.records("CampaignMember")
+    matches = first.output_for_node("salesforce_matches", "salesforce_matches")
+    on_people = matches[matches["salesforce_id"].isin(list(accounts))]
+    assert matching["person_accounts"] == len(on_people) > 0
+    assert matching["contacts"] == int((matches["salesforce_object"] == "Contact").sum()) >= len(on_people)
+    # Each matched person account's member is on its person contact, with the person account as its Account.
+    by_contact = {m["ContactId"]: m for m in members if m.get("ContactId")}
+    assert {by_contact[contact]["AccountId"] for contact in on_people["salesforce_id"]} == {
+        accounts[contact] for contact in on_people["salesforce_id"]
+    }
+
+    second = _materialize(assets, resource, dagster_instance, sync_ledger)
+    assert _metadata(second, "salesforce_matches")["person_accounts"] == len(on_people)
+    assert _metadata(second, "salesforce_sync")["write_calls"] == 0

@@ -30,7 +30,7 @@ def test_first_refresh_fills_by_bulk_query_and_a_quiet_org_costs_two_calls(sandb
     contacts = [c for c in sandbox_org.org.records("Contact") if c.get("Email")]
     leads = [lead for lead in sandbox_org.org.records("Lead") if lead.get("Email")]
     assert first.mode == "full" and first.rows == len(contacts) + len(leads) > 20
-    # Account describe (are there Person Accounts?), then per object: create job, status, one results page.
+    # Contact describe (are there Person Accounts?), then per object: create job, status, one results page.
     assert first.calls == 7
     jobs = [path for method, path, _ in sandbox_org.org.call_log if method == "POST" and path.endswith("/jobs/query")]
     assert len(jobs) == 2
