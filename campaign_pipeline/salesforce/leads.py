@@ -13,13 +13,15 @@ import pandas as pd
 
 from campaign_pipeline.core.salesforce_records import desired_leads
 from campaign_pipeline.modes import DESIRED_ASSETS, Frames, build_desired_frame, desired_asset_names, mode_spec
-from campaign_pipeline.profile import SyncProfile
+from campaign_pipeline.profile import SyncProfile, SyncSettings
 from campaign_pipeline.salesforce.engine import LEAD_KIND, DesiredRecords, SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.ledger import SyncLedger
 from campaign_pipeline.salesforce.matching import MATCH_COLUMNS
 from campaign_pipeline.salesforce.resource import SalesforceClient
 
 NEW_LEAD_NOTE = "Lead created for an unmatched member"
+# A preview's stand-in for the Id of a Lead it would create (never sent anywhere: a preview writes nothing).
+PREVIEW_LEAD_PREFIX = "new Lead for "
 
 
 def creates_leads(profile: SyncProfile) -> bool:
@@ -41,18 +43,32 @@ def lead_inputs(profile: SyncProfile) -> tuple[str, ...]:
 
 
 def create_leads_for_unmatched(
-    client: SalesforceClient, ledger: SyncLedger, profile: SyncProfile, unmatched: pd.DataFrame
+    client: SalesforceClient,
+    ledger: SyncLedger,
+    profile: SyncProfile,
+    unmatched: pd.DataFrame,
+    settings: SyncSettings | None = None,
 ) -> tuple[SyncReport, pd.DataFrame]:
     """Create a Lead per unmatched address (once, through the ledger); (the run's report, matches to those Leads).
 
-    In preview nothing is created, so only Leads of earlier runs match.
+    ``settings`` default to the profile's. In preview nothing is created: a member whose Lead the real run would
+    make is matched to a stand-in Id (``PREVIEW_LEAD_PREFIX``), so its records are counted as the run would create
+    them.
     """
+    settings = settings or profile.sync
     leads = desired_leads(
         unmatched, company=profile.matching.lead_company_default, lead_source=profile.matching.lead_source
     )
-    report = sync_desired_records(client, ledger, [DesiredRecords(LEAD_KIND, leads)], profile.sync)
+    report = sync_desired_records(client, ledger, [DesiredRecords(LEAD_KIND, leads)], settings)
     known = ledger.load(LEAD_KIND.name).dropna(subset=["salesforce_id"]).set_index("sync_key")["salesforce_id"]
-    lead_ids = ("lead|" + unmatched["email_id"]).map(known)
+    keys = "lead|" + unmatched["email_id"]
+    lead_ids = keys.map(known)
+    if settings.preview_only:
+        failing = (
+            set(report.changes.loc[report.changes["action"] == "fail", "sync_key"]) if len(report.changes) else set()
+        )
+        coming = lead_ids.isna() & keys.isin(set(leads["sync_key"])) & ~keys.isin(failing)
+        lead_ids = lead_ids.where(~coming, PREVIEW_LEAD_PREFIX + unmatched["email_id"])
     now_matched = unmatched[lead_ids.notna()].assign(
         salesforce_id=lead_ids[lead_ids.notna()],
         salesforce_object="Lead",

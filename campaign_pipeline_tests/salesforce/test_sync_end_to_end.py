@@ -253,12 +253,47 @@ def test_org_usage_past_the_stop_fraction_stops_before_the_quota(sandbox_org) ->
     assert report.stopped and "daily API requests" in report.stopped
 
 
-def test_preview_only_writes_nothing_and_lists_the_changes(sandbox_org) -> None:
-    profile = PROFILE.model_copy(update={"sync": PROFILE.sync.model_copy(update={"preview_only": True})})
-    report = sandbox_org.sync(statuses_for(AUDIENCE[:5]), profile)
-    assert report.write_calls == 0 and not sandbox_org.org.records("Campaign")
-    assert report.total("to_create") == len(report.changes) >= 11
-    assert set(report.changes["action"]) == {"create"}
+PREVIEW = PROFILE.model_copy(update={"sync": PROFILE.sync.model_copy(update={"preview_only": True})})
+SOBJECTS = ("Campaign", "CampaignMemberStatus", "CampaignMember")
+
+
+def _ledger_rows(sandbox_org) -> dict[str, list]:
+    kinds = ("campaign", "campaign_member_status", "campaign_member")
+    return {kind: sandbox_org.ledger.load(kind, ["cmp1"]).to_dict("records") for kind in kinds}
+
+
+def _preview_then_real(sandbox_org, statuses) -> None:
+    """A preview changes neither the ledger nor the org, and says per kind exactly what the real run then does."""
+    ledger_before = _ledger_rows(sandbox_org)
+    org_before = {sobject: len(sandbox_org.org.records(sobject)) for sobject in SOBJECTS}
+    preview = sandbox_org.sync(statuses, PREVIEW)
+    assert preview.write_calls == 0
+    assert _ledger_rows(sandbox_org) == ledger_before
+    assert {sobject: len(sandbox_org.org.records(sobject)) for sobject in SOBJECTS} == org_before
+    real = sandbox_org.sync(statuses)
+    for name, planned in preview.outcomes.items():
+        done = real.outcomes[name]
+        said = (planned.to_create, planned.to_update, planned.unchanged, planned.to_fail)
+        assert said == (done.created, done.updated, done.unchanged, done.failed), name
+        assert sum(said) == planned.desired, name
+    assert len(preview.changes) == preview.total("to_create") + preview.total("to_update")
+    return preview
+
+
+def test_preview_writes_nothing_and_counts_exactly_what_the_real_run_writes(sandbox_org) -> None:
+    statuses = statuses_for(AUDIENCE[:5])
+    first = _preview_then_real(sandbox_org, statuses)
+    # A new Campaign: Salesforce makes its Sent status itself, so the preview counts it adopted, not created.
+    assert first.outcomes["campaign_member_status"].to_create == 4
+    assert first.outcomes["campaign_member_status"].unchanged == 1
+    assert set(first.changes["action"]) == {"create"}
+
+    later = statuses_for(AUDIENCE[:10])
+    later.loc[[0, 1], "latest_status"] = "Clicked"
+    second = _preview_then_real(sandbox_org, later)
+    assert second.outcomes["campaign_member"].to_create >= 1
+    assert second.outcomes["campaign_member"].to_update >= 2
+    assert {"create", "update"} <= set(second.changes["action"])
 
 
 def test_campaign_totals_mode_writes_only_the_campaign_and_automation_sends_say_approximate(sandbox_org) -> None:

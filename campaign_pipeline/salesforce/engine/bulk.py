@@ -69,7 +69,7 @@ def send_bulk(
     retry_positions: list[int] = []
     failed_positions: set[int] = set()
     ok_ids: dict[int, str] = {}
-    created = 0
+    created_positions: set[int] = set()
     for result_rows, is_ok in ((successful, True), (failed, False)):
         if result_rows.empty:
             continue
@@ -85,7 +85,8 @@ def send_bulk(
             ):
                 if pd.notna(position):
                     ok_ids[int(position)] = sf_id
-                    created += str(was_created).lower() == "true"
+                    if str(was_created).lower() == "true":
+                        created_positions.add(int(position))
         else:
             errors = result_rows["sf__Error"].fillna("")
             codes = errors.str.split(":", n=1).str[0]
@@ -105,17 +106,18 @@ def send_bulk(
                 pd.Series(codes[valid][~lock].to_numpy(), index=hard_rows.index),
                 pd.Series(messages[valid][~lock].to_numpy(), index=hard_rows.index),
             )
-            outcome.failed += len(hard)
+            outcome.add("failed", hard_rows)
     if ok_ids:
         done_rows = rows.iloc[sorted(ok_ids)]
         ctx.book.record(
             kind, done_rows, pd.Series([ok_ids[p] for p in sorted(ok_ids)], index=done_rows.index), "ok", None, None
         )
-        if action == "create":
-            outcome.created += created if operation == "upsert" else len(ok_ids)
-            outcome.updated += len(ok_ids) - created if operation == "upsert" else 0
+        if action == "create" and operation == "upsert":
+            created_rows = pd.Series([p in created_positions for p in sorted(ok_ids)], index=done_rows.index)
+            outcome.add("created", done_rows[created_rows])
+            outcome.add("updated", done_rows[~created_rows])
         else:
-            outcome.updated += len(ok_ids)
+            outcome.add("created" if action == "create" else "updated", done_rows)
     answered = set(ok_ids) | set(retry_positions) | failed_positions
     unanswered = [position for position in range(len(rows)) if position not in answered]
     if unanswered:
@@ -125,7 +127,7 @@ def send_bulk(
         ctx.book.record(
             kind, lost, lost["salesforce_id"], result, "NOT_PROCESSED", "Bulk job did not process the record"
         )
-        outcome.failed += len(lost)
+        outcome.add("failed", lost)
     if retry_positions:
         client.stats.retries += 1
         client.sleep(client.backoff_seconds * (2**depth))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -91,6 +91,8 @@ class SyncContext:
     fields: OrgFields
     book: Bookkeeping
     max_upload_bytes: int = BULK_MAX_UPLOAD_BYTES
+    # Dry run: per kind, the keys it would create, so a child of such a parent counts as sent after it.
+    planned_creates: dict[str, set[str]] = field(default_factory=dict)
 
     def record_call_failure(
         self, kind: RecordKind, rows: pd.DataFrame, outcome: KindOutcome, action: str, failure: SalesforceCallFailed
@@ -101,4 +103,4 @@ class SyncContext:
         unknown = failure.outcome_unknown or code in ("TIMEOUT", "BULK_JOB_FAILED")
         result = "pending" if action == "create" and unknown else "error"
         self.book.record(kind, rows, rows["salesforce_id"], result, code, str(failure))
-        outcome.failed += len(rows)
+        outcome.add("failed", rows)

@@ -125,13 +125,14 @@ def none_if_na(value: Any) -> Any:
     return None if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)) else value
 
 
-def blob_bytes(rows: pd.DataFrame, field_types: dict[str, str]) -> int:
-    """Decoded bytes of the base64 (blob) field values in ``rows``: the file storage they take."""
-    total = 0
+def blob_bytes(rows: pd.DataFrame, field_types: dict[str, str]) -> pd.Series:
+    """Decoded bytes of each row's base64 (blob) field values: the file storage they take."""
+    total = pd.Series(0, index=rows.index, dtype="int64")
     for name in salesforce_field_columns(rows):
         if field_types.get(name) != "base64":
             continue
         encoded = rows[name][rows[name].notna()].astype(str)
         if len(encoded):
-            total += int((encoded.str.len() * 3 // 4 - encoded.str[-2:].str.count("=")).sum())
+            sizes = encoded.str.len() * 3 // 4 - encoded.str[-2:].str.count("=")
+            total = total.add(sizes.astype("int64"), fill_value=0).astype("int64")
     return total

@@ -89,7 +89,7 @@ def _settle_unknown(ctx: SyncContext, kind: RecordKind, todo: pd.DataFrame, outc
         )
         done = rows[landed.fillna(False).astype(bool)]
         ctx.book.record(kind, done, done["salesforce_id"], "ok", None, None)
-        outcome.unchanged += len(done)
+        outcome.add("unchanged", done)
         todo = todo.drop(index=done.index)
     return todo
 
@@ -156,7 +156,7 @@ def _apply(
     transient = ~ok & codes.isin(list(TRANSIENT_RECORD_ERRORS)) & (not final)
     failed = ~ok & ~transient
     ctx.book.record(kind, rows[failed], rows.loc[failed, "salesforce_id"], "error", codes[failed], messages[failed])
-    outcome.failed += int(failed.sum())
+    outcome.add("failed", rows[failed])
     written = rows[ok]
     if action == "create" and len(written):
         version_ids = pd.Series([r.get("id") for r in results], index=rows.index)[ok]
@@ -168,11 +168,11 @@ def _apply(
         # A version whose document the read did not return stays pending too, never "ok" without an Id.
         written = written[document_ids.notna()]
         ctx.book.record(kind, written, document_ids[document_ids.notna()], "ok", None, None)
-        outcome.created += len(written)
+        outcome.add("created", written)
     elif len(written):
         ctx.book.record(kind, written, written["salesforce_id"], "ok", None, None)
-        outcome.updated += len(written)
-    outcome.file_bytes += blob_bytes(written, ctx.fields.types_of(kind))
+        outcome.add("updated", written)
+    outcome.add("file_bytes", written, blob_bytes(written, ctx.fields.types_of(kind)))
     return [p for p, retry in zip(positions, transient, strict=True) if retry]
 
 

@@ -52,6 +52,9 @@ class RecordKind:
     # Files (ContentVersion): the ledger holds the ContentDocument's Id; a changed record is the document's next
     # version (a create naming ContentDocumentId), never an update; see ``file_versions``.
     versioned: bool = False
+    # Records the org makes itself when their parent is created (a new Campaign's CampaignMemberStatus values),
+    # as (field, value) pairs: a dry run counts ours of that identity as adopted from them, never created.
+    org_made_with_parent: tuple[tuple[tuple[str, object], ...], ...] = ()
 
     @property
     def identity_fields(self) -> tuple[str, ...]:
@@ -84,6 +87,10 @@ CAMPAIGN_MEMBER_STATUS_KIND = RecordKind(
     lookup_fields=("CampaignId", "Label"),
     lookup_before_create=True,
     sequence_field="SortOrder",
+    org_made_with_parent=(
+        (("Label", "Sent"), ("HasResponded", False)),
+        (("Label", "Responded"), ("HasResponded", True)),
+    ),
 )
 CAMPAIGN_MEMBER_KIND = RecordKind(
     CAMPAIGN_MEMBER,

@@ -72,7 +72,7 @@ def adopt_existing(
     if unchanged_keys:
         adopted = todo.loc[unchanged_keys]
         ctx.book.record(kind, adopted, adopted["salesforce_id"], "ok", None, None)
-        outcome.unchanged += len(adopted)
+        outcome.add("unchanged", adopted)
         todo = todo.drop(index=unchanged_keys)
     return todo
 

@@ -14,6 +14,7 @@ from campaign_pipeline.salesforce.engine.context import BULK_MAX_UPLOAD_BYTES, O
 from campaign_pipeline.salesforce.engine.file_versions import sync_file_versions
 from campaign_pipeline.salesforce.engine.kinds import DesiredRecords, RecordKind
 from campaign_pipeline.salesforce.engine.lookups import adopt_existing, number_new_records
+from campaign_pipeline.salesforce.engine.preview import missing_parent, preview_kind
 from campaign_pipeline.salesforce.engine.report import Bookkeeping, KindOutcome, SyncReport
 from campaign_pipeline.salesforce.engine.sobject_collections import send_collections
 from campaign_pipeline.salesforce.ledger import SyncLedger
@@ -35,7 +36,8 @@ def sync_desired_records(
 
     ``max_upload_bytes`` caps one Bulk API 2.0 upload (bigger data goes as several jobs).
     """
-    ctx = SyncContext(client, ledger, settings, OrgFields(client), Bookkeeping(ledger), max_upload_bytes)
+    book = Bookkeeping(ledger, dry_run=settings.preview_only)
+    ctx = SyncContext(client, ledger, settings, OrgFields(client), book, max_upload_bytes)
     report = SyncReport(target=client.target, preview_only=settings.preview_only)
     try:
         for batch in desired:
@@ -60,8 +62,9 @@ def sync_desired_records(
 
 def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd.DataFrame) -> None:
     settings = ctx.settings
-    outcome = KindOutcome(kind.name, kind.sobject, desired=len(frame))
+    outcome = KindOutcome(kind.name, kind.sobject)
     report.outcomes[kind.name] = outcome
+    outcome.add("desired", frame)
     if frame.empty:
         return
     frame = enforce_field_limits(
@@ -78,26 +81,22 @@ def _sync_kind(ctx: SyncContext, report: SyncReport, kind: RecordKind, frame: pd
         # The record exists already (the frame names it): what the ledger lacks is sent as an update.
         diffed["salesforce_id"] = diffed["Id"].astype(object)
         diffed.loc[diffed["action"] == "create", "action"] = "update"
-    parentless = diffed["action"].isin(["create", "update"]) & _missing_parent(kind, diffed)
-    counts = diffing.summarise_actions(diffed)
-    outcome.unchanged = counts["unchanged"]
-    outcome.rejected = counts["rejected"]
-    # A preview counts children of parents it would create; a real run cannot send them without the parent.
-    sendable = ~parentless | settings.preview_only
-    outcome.to_create = int(((diffed["action"] == "create") & sendable).sum())
-    outcome.to_update = int(((diffed["action"] == "update") & sendable).sum())
-    ctx.book.preview_changes(kind, diffed[diffed["action"] != "unchanged"])
+    parentless = diffed["action"].isin(["create", "update"]) & missing_parent(kind, diffed)
     if settings.preview_only:
+        preview_kind(ctx, kind, diffed, parentless, outcome)
         return
+    outcome.add("unchanged", diffed[diffed["action"] == "unchanged"])
+    outcome.add("rejected", diffed[diffed["action"] == "rejected"])
+    ctx.book.note_changes(kind, diffed[diffed["action"] != "unchanged"])
 
     rejected = diffed[diffed["action"] == "rejected"]
     ctx.book.record(kind, rejected, None, "error", "FIELD_LIMIT", rejected["reject_reason"])
-    outcome.failed += len(rejected)
+    outcome.add("failed", rejected)
     waiting = diffed[parentless]
     if len(waiting):
         reason = f"parent {kind.parent_kind} has no Salesforce Id yet (its write failed or was not made)"
         ctx.book.record(kind, waiting, None, "error", "PARENT_NOT_SYNCED", reason)
-        outcome.failed += len(waiting)
+        outcome.add("failed", waiting)
     todo = diffed[diffed["action"].isin(["create", "update"]) & ~parentless].copy()
     if todo.empty:
         return
@@ -135,9 +134,3 @@ def _fill_parent_ids(ledger: SyncLedger, kind: RecordKind, frame: pd.DataFrame) 
     frame = frame.copy()
     frame[kind.parent_field] = frame["parent_key"].map(parent_ids).astype(object)
     return frame
-
-
-def _missing_parent(kind: RecordKind, diffed: pd.DataFrame) -> pd.Series:
-    if not kind.parent_field:
-        return pd.Series(False, index=diffed.index)
-    return diffed[kind.parent_field].isna() & diffed["parent_key"].notna()

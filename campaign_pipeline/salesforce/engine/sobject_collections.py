@@ -152,13 +152,13 @@ def _apply_results(
     )
     ids = pd.Series(new_ids, index=rows.index, dtype=object).where(ok, rows["salesforce_id"])
     ctx.book.record(kind, rows[ok], ids[ok], "ok", None, None)
-    outcome.file_bytes += blob_bytes(rows[ok], ctx.fields.types_of(kind))
+    outcome.add("file_bytes", rows[ok], blob_bytes(rows[ok], ctx.fields.types_of(kind)))
     if action == "create" or kind.external_id_field:
-        created_flags = [bool(result.get("created", action == "create")) for result in results]
-        outcome.created += int(sum(flag for flag, good in zip(created_flags, ok, strict=True) if good))
-        outcome.updated += int(sum(not flag for flag, good in zip(created_flags, ok, strict=True) if good))
+        created = np.array([bool(result.get("created", action == "create")) for result in results])
+        outcome.add("created", rows[ok & created])
+        outcome.add("updated", rows[ok & ~created])
     else:
-        outcome.updated += int(ok.sum())
+        outcome.add("updated", rows[ok])
     hard_fail = ~ok & ~retry_mask & ~duplicate_mask
     failed_rows = rows[hard_fail]
     ctx.book.record(
@@ -169,7 +169,7 @@ def _apply_results(
         pd.Series(codes, index=rows.index)[hard_fail],
         pd.Series(messages, index=rows.index)[hard_fail],
     )
-    outcome.failed += int(hard_fail.sum())
+    outcome.add("failed", failed_rows)
     if duplicate_mask.any():
         # The record exists (an earlier run, or the org itself made it): adopt it, then bring it up to date.
         _adopt_duplicates(ctx, kind, rows[duplicate_mask], outcome)
@@ -184,6 +184,6 @@ def _adopt_duplicates(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, ou
         ctx.book.record(
             kind, missing, None, "error", "DUPLICATE_VALUE", "Salesforce reports a duplicate that a lookup cannot find"
         )
-        outcome.failed += len(missing)
+        outcome.add("failed", missing)
     if len(updates):
         send_collections(ctx, kind, updates, "update", outcome)
