@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import counts_table, preview_table
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.campaign_types import campaign_type_label, is_automation_type, is_known_campaign_type
 from campaign_pipeline.core.events import (
@@ -107,16 +107,14 @@ def raw_email_events(
             ),
             "events_filtered": bot_opens_left_out,
             "dagster/row_count": totals["total_events"],
-            "actions": dg.MetadataValue.json(store.value_counts(LANDED_EVENTS_TABLE, "action", campaign_ids)),
+            "actions": counts_table(store.value_counts(LANDED_EVENTS_TABLE, "action", campaign_ids), "action"),
             "preview": preview_table(store.preview(LANDED_EVENTS_TABLE, campaign_ids)),
             "stored_in": f"{PIPELINE_SCHEMA}.{LANDED_EVENTS_TABLE}",
-            "quarantined_reasons": dg.MetadataValue.json(
-                {str(k): int(v) for k, v in quarantined["reason"].value_counts().items()} if len(quarantined) else {}
-            ),
-            "quarantined_preview": preview_table(quarantined[["campaign_id", "source", "reason", "record"]]),
         }
     )
     if len(quarantined):
+        metadata["quarantined_reasons"] = counts_table(quarantined["reason"].value_counts().to_dict(), "reason")
+        metadata["quarantined_preview"] = preview_table(quarantined[["campaign_id", "source", "reason", "record"]])
         context.log.warning(
             f"{len(quarantined)} malformed Mailchimp record(s) kept out of the events, see "
             f"campaign_pipeline.quarantined_records: {', '.join(sorted(set(quarantined['reason'])))}"
@@ -165,7 +163,7 @@ def campaign_recipients(
     metadata.update(
         {
             "dagster/row_count": sum(send_status.values()),
-            "send_status": dg.MetadataValue.json(send_status),
+            "send_status": counts_table(send_status, "send_status"),
             "sent_at_is_exact": approximate == 0,
             "sent_to_fetched": sum(sync.fetched_sent_to for sync in syncs),
             "new_members": sum(sync.new_members for sync in syncs),

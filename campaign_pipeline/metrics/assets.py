@@ -6,7 +6,13 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import (
+    RATE_COLUMNS,
+    metadata_per_partition,
+    percent,
+    preview_table,
+    with_percentages,
+)
 from campaign_pipeline.core.metrics import campaign_totals as compute_campaign_totals
 from campaign_pipeline.core.metrics import member_statuses as compute_member_statuses
 from campaign_pipeline.core.metrics import reconcile_totals
@@ -59,7 +65,6 @@ def build_member_statuses(profile: SyncProfile) -> dg.AssetsDefinition:
         raw_email_events: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         statuses = compute_member_statuses(campaign_recipients, raw_email_events, status_rule=status_rule)
-        breakdown = statuses["latest_status"].value_counts().reindex(list(MEMBER_STATUSES), fill_value=0)
         recipients = statuses["is_recipient"]
         approximate = int((recipients & ~statuses["sent_at_is_exact"]).sum())
         non_recipients = int((~recipients).sum())
@@ -70,31 +75,36 @@ def build_member_statuses(profile: SyncProfile) -> dg.AssetsDefinition:
             )
         if approximate:
             context.log.info(f"{approximate} recipient(s) have approximate send times (automation emails)")
-        send_time_note = (
-            f"{approximate} recipient(s) of automation emails: Mailchimp gives no per-recipient send time, so their "
-            "Sent time is approximate (sent_at_is_exact = false): the email's send time, or the member's first "
-            "activity when that is earlier; time_to_open_minutes is left empty for them"
-            if approximate
-            else "All send times are exact"
-        )
         return dg.Output(
             statuses,
-            metadata={
-                "dagster/row_count": len(statuses),
-                "send_times": dg.MetadataValue.text(send_time_note),
-                "status_rule": status_rule,
-                "status_breakdown": preview_table(
-                    breakdown.rename_axis("status").reset_index(name="members"), rows=None
-                ),
-                **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
-                "recipients": int(recipients.sum()),
-                "non_recipient_members": non_recipients,
-                "approximate_send_times": approximate,
-                "preview": preview_table(statuses),
-            },
+            metadata=metadata_per_partition(context, statuses, lambda own: _statuses_metadata(own, status_rule)),
         )
 
     return member_statuses
+
+
+def _statuses_metadata(statuses: pd.DataFrame, status_rule: str) -> dict[str, Any]:
+    breakdown = statuses["latest_status"].value_counts().reindex(list(MEMBER_STATUSES), fill_value=0)
+    recipients = statuses["is_recipient"]
+    approximate = int((recipients & ~statuses["sent_at_is_exact"]).sum())
+    send_time_note = (
+        f"{approximate} recipient(s) of automation emails: Mailchimp gives no per-recipient send time, so their "
+        "Sent time is approximate (sent_at_is_exact = false): the email's send time, or the member's first "
+        "activity when that is earlier; time_to_open_minutes is left empty for them"
+        if approximate
+        else "All send times are exact"
+    )
+    return {
+        "dagster/row_count": len(statuses),
+        "send_times": dg.MetadataValue.text(send_time_note),
+        "status_rule": status_rule,
+        "status_breakdown": preview_table(breakdown.rename_axis("status").reset_index(name="members"), rows=None),
+        **{f"status_{status.lower()}": int(count) for status, count in breakdown.items()},
+        "recipients": int(recipients.sum()),
+        "non_recipient_members": int((~recipients).sum()),
+        "approximate_send_times": approximate,
+        "preview": preview_table(statuses),
+    }
 
 
 # What campaign_totals reads of member_statuses: the IO manager loads only these columns.
@@ -126,25 +136,34 @@ TOTALS_MEMBER_COLUMNS = [
         "delivered (0 when there is nothing to divide by), and members with events outside sent-to."
     ),
 )
-def campaign_totals(member_statuses: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def campaign_totals(
+    context: dg.AssetExecutionContext, member_statuses: pd.DataFrame, mailchimp_campaign_report: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     totals = compute_campaign_totals(member_statuses, mailchimp_campaign_report)
-    metadata: dict[str, Any] = {
-        "dagster/row_count": len(totals),
-        "preview": preview_table(totals),
-    }
-    if len(totals) == 1:
-        # One campaign (the usual partition run): its numbers as first-class metadata, plottable over runs.
-        only = totals.iloc[0]
-        for column in ("emails_sent", "delivered", "unique_opens", "unique_subscriber_clicks", "unsubscribes"):
-            metadata[column] = int(only[column])
-        for column in ("open_rate", "click_rate", "click_to_open_rate"):
-            metadata[column] = dg.MetadataValue.float(float(only[column]))
-        recipients = member_statuses[member_statuses["is_recipient"]]
-        titles = mailchimp_campaign_report["campaign_title"] if len(mailchimp_campaign_report) else pd.Series([""])
-        metadata["funnel"] = funnel_metadata(
-            only, recipients["latest_status"].astype(str).value_counts(), str(titles.iloc[0] or only["campaign_id"])
-        )
-    return dg.Output(totals, metadata=metadata)
+
+    def describe(own: pd.DataFrame) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"dagster/row_count": len(own), "preview": preview_table(with_percentages(own))}
+        if len(own) == 1:
+            # One campaign: its numbers as first-class metadata, plottable over runs.
+            only = own.iloc[0]
+            for column in ("emails_sent", "delivered", "unique_opens", "unique_subscriber_clicks", "unsubscribes"):
+                metadata[column] = int(only[column])
+            for column in RATE_COLUMNS:
+                # As people read a rate ("29.8%"), and as a number the UI can plot over runs.
+                metadata[column] = percent(float(only[column]))
+                metadata[f"{column}_percent"] = dg.MetadataValue.float(round(100 * float(only[column]), 2))
+            campaign = member_statuses["campaign_id"] == only["campaign_id"]
+            recipients = member_statuses[campaign & member_statuses["is_recipient"]]
+            report = mailchimp_campaign_report[mailchimp_campaign_report["campaign_id"] == only["campaign_id"]]
+            titles = report["campaign_title"] if len(report) else pd.Series([""])
+            metadata["funnel"] = funnel_metadata(
+                only,
+                recipients["latest_status"].astype(str).value_counts(),
+                str(titles.iloc[0] or only["campaign_id"]),
+            )
+        return metadata
+
+    return dg.Output(totals, metadata=metadata_per_partition(context, totals, describe))
 
 
 def build_metrics_asset_checks(
@@ -174,7 +193,7 @@ def build_metrics_asset_checks(
         passed = differences.empty and not unreported
         metadata: dict[str, Any] = {
             "campaigns_checked": dg.MetadataValue.text(", ".join(sorted(map(str, campaign_totals["campaign_id"])))),
-            "tolerance": dg.MetadataValue.float(tolerance),
+            "tolerance": percent(tolerance),
             "differing_numbers": len(differences),
             "differences": preview_table(differences.round(4), rows=None),
         }

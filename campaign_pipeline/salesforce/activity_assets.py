@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import counts_table, preview_table
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES, attachment_bytes
 from campaign_pipeline.core.content_records import FILE_MAX_BYTES, file_bytes
 from campaign_pipeline.core.diff import diff_against_ledger
@@ -96,7 +96,7 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
         metadata.update(
             {
                 "tasks": len(desired),
-                "by_response": dg.MetadataValue.json({str(k): int(v) for k, v in subjects.items()}),
+                "by_response": counts_table(subjects, "response"),
                 "matched_people": int(desired["WhoId"].nunique()),
                 "preview": _table(desired, ["sync_key", "WhoId", "Subject", "ActivityDate"]),
             }

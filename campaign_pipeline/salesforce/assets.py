@@ -9,9 +9,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import (
+    counts_table,
+    frame_table,
+    metadata_per_partition,
+    partition_check_results,
+    preview_table,
+)
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
-from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import APPROXIMATE_SEND_NOTE
 from campaign_pipeline.mailchimp.partitions import (
     CAMPAIGN_BACKFILL_POLICY,
@@ -25,6 +30,12 @@ from campaign_pipeline.salesforce.engine import SyncReport, sync_desired_records
 from campaign_pipeline.salesforce.leads import create_leads_for_unmatched, lead_inputs, with_new_leads
 from campaign_pipeline.salesforce.matching import MEMBER_KEY_COLUMNS, match_campaign_members
 from campaign_pipeline.salesforce.resource import SalesforceResource, SalesforceStopped
+from campaign_pipeline.salesforce.sync_metadata import (
+    PREVIEW_TAG,
+    campaign_metadata,
+    preview_requested,
+    run_metadata,
+)
 from campaign_pipeline.stores import PeopleMirrorResource, SyncLedgerResource
 
 SALESFORCE_GROUP = "salesforce"
@@ -136,17 +147,7 @@ def build_sf_campaign(profile: SyncProfile) -> dg.AssetsDefinition:
             "sf_campaign",
             {"campaign_totals": campaign_totals, "mailchimp_campaign_report": mailchimp_campaign_report},
         )
-        approximate = int((~desired["sent_at_is_exact"]).sum())
-        metadata: dict[str, Any] = {
-            "campaigns": len(desired),
-            "approximate_send_times": approximate,
-            "truncated": int((desired["truncated_fields"] != "").sum()),
-            "rejected": int(desired["reject_reason"].notna().sum()),
-            "preview": preview_table(desired),
-        }
-        if approximate:
-            metadata["note"] = APPROXIMATE_SEND_NOTE
-        return dg.Output(desired, metadata=metadata)
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, _campaign_metadata))
 
     return sf_campaign
 
@@ -171,66 +172,36 @@ def build_sf_campaign_members(profile: SyncProfile) -> dg.AssetsDefinition:
             "sf_campaign_members",
             {"member_statuses": member_statuses, "salesforce_matches": salesforce_matches},
         )
-        breakdown = desired["Status"].value_counts().to_dict() if len(desired) else {}
-        approximate = int((~desired["sent_at_is_exact"]).sum())
-        metadata: dict[str, Any] = {
-            "members": len(desired),
-            "status_breakdown": dg.MetadataValue.json({str(k): int(v) for k, v in breakdown.items()}),
-            "approximate_send_times": approximate,
-            "preview": preview_table(desired),
-        }
-        if approximate:
-            metadata["note"] = APPROXIMATE_SEND_NOTE
-        return dg.Output(desired, metadata=metadata)
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, _members_metadata))
 
     return sf_campaign_members
 
 
-# Objects whose records take the org's file storage (their blob fields), reported as file_bytes.
-FILE_SOBJECTS = frozenset({"Attachment", "ContentNote", "ContentVersion"})
-
-
-def report_metadata(report: SyncReport) -> dict[str, Any]:
-    """What a sync run did, for the UI: counts, API calls, target, stop reason, failures and changes."""
-    per_kind = {
-        name: {
-            "desired": o.desired,
-            "created": o.created,
-            "updated": o.updated,
-            "unchanged": o.unchanged,
-            "failed": o.failed,
-            "api": o.api,
-            **({"to_create": o.to_create, "to_update": o.to_update} if report.preview_only else {}),
-            **({"file_bytes": o.file_bytes} if o.sobject in FILE_SOBJECTS else {}),
-        }
-        for name, o in report.outcomes.items()
-    }
+def _campaign_metadata(desired: pd.DataFrame) -> dict[str, Any]:
+    approximate = int((~desired["sent_at_is_exact"]).sum())
     metadata: dict[str, Any] = {
-        "salesforce_target": report.target,
-        "preview_only": report.preview_only,
-        "created": report.total("created"),
-        "updated": report.total("updated"),
-        "unchanged": report.total("unchanged"),
-        "failed": report.total("failed"),
-        "would_create": report.total("to_create"),
-        "would_update": report.total("to_update"),
-        "write_calls": report.write_calls,
-        "read_calls": report.read_calls,
-        "api_calls": sum(report.calls.values()),
-        "retries": report.retries,
-        "per_kind": dg.MetadataValue.json(per_kind),
-        "failures": preview_table(report.failures, 20),
-        "changes": preview_table(report.changes, 20),
-        "stopped": report.stopped or "",
-        "kind_errors": dg.MetadataValue.json(report.kind_errors),
+        "campaigns": len(desired),
+        "approximate_send_times": approximate,
+        "truncated": int((desired["truncated_fields"] != "").sum()),
+        "rejected": int(desired["reject_reason"].notna().sum()),
+        "preview": preview_table(desired),
     }
-    opt_outs = [report.outcomes[name] for name in (CONTACT_OPT_OUT, LEAD_OPT_OUT) if name in report.outcomes]
-    if opt_outs:
-        # Opt-out sync: people marked HasOptedOutOfEmail = true by this run (the CLI summary shows it too).
-        metadata["opted_out"] = sum(outcome.updated for outcome in opt_outs)
-    if any(o.sobject in FILE_SOBJECTS for o in report.outcomes.values()):
-        # What this run added to the org's file storage (notes and files count against it, not data storage).
-        metadata["file_bytes"] = report.total("file_bytes")
+    if approximate:
+        metadata["note"] = APPROXIMATE_SEND_NOTE
+    return metadata
+
+
+def _members_metadata(desired: pd.DataFrame) -> dict[str, Any]:
+    approximate = int((~desired["sent_at_is_exact"]).sum())
+    metadata: dict[str, Any] = {
+        "members": len(desired),
+        "approximate_send_times": approximate,
+        "preview": preview_table(desired),
+    }
+    if len(desired):
+        metadata["status_breakdown"] = counts_table(desired["Status"].value_counts().to_dict(), "Status")
+    if approximate:
+        metadata["note"] = APPROXIMATE_SEND_NOTE
     return metadata
 
 
@@ -254,14 +225,16 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
                 "no_failed_records",
                 asset="salesforce_sync",
                 description="Every desired record was written; failures are listed with Salesforce's code and message.",
+                partitions_def=mailchimp_campaigns,
             )
         ],
         description=(
             f"Writes {', '.join(names)} to Salesforce (mode {profile.mode}): only new records, changed records "
             "and records whose last write failed, through sObject Collections or, from "
             f"{profile.sync.bulk_threshold} records, Bulk API 2.0. Metadata: created / updated / unchanged / "
-            "failed, API calls, the target org (sandbox or live), failures and changes. With sync.preview_only "
-            "it writes nothing and shows what would change. Output: the ledger rows of these campaigns."
+            "failed per campaign partition, API calls, the target org (sandbox or live), failures and changes. "
+            f"A dry run (run tag {PREVIEW_TAG} = true, or sync.preview_only) writes nothing and shows would_create / "
+            "would_update / would_skip / would_fail. Output: the ledger rows of these campaigns."
         ),
     )
     def salesforce_sync(
@@ -270,55 +243,73 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         sync_ledger: SyncLedgerResource,
         **frames: pd.DataFrame,
     ):
+        preview = profile.sync.preview_only or preview_requested(context.run.tags)
+        settings = profile.sync.model_copy(update={"preview_only": preview})
         ledger = sync_ledger.open_for_run(context.assets_def.keys, context.partition_keys, salesforce)
         desired_frames = {name: frames[name] for name in names}
         with salesforce.open_client(
-            api_call_budget=profile.sync.api_call_budget,
-            limit_usage_stop_fraction=profile.sync.limit_usage_stop_fraction,
+            api_call_budget=settings.api_call_budget,
+            limit_usage_stop_fraction=settings.limit_usage_stop_fraction,
             log=context.log,
         ) as client:
             lead_report = None
             if extra_inputs:
                 lead_report, new_matches = create_leads_for_unmatched(
-                    client, ledger, profile, frames["unmatched_members"]
+                    client, ledger, profile, frames["unmatched_members"], settings
                 )
                 desired_frames = with_new_leads(profile, desired_frames, frames, new_matches)
             desired = push_records(profile, desired_frames)
-            report = sync_desired_records(client, ledger, desired, profile.sync)
+            report = sync_desired_records(client, ledger, desired, settings)
             if lead_report is not None:
                 report = lead_report.followed_by(report)
         if report.stopped:
             context.log.warning(f"Salesforce sync stopped cleanly: {report.stopped}")
-        metadata = report_metadata(report)
+        campaign_of = {key: campaign_id_from_key(key) for key in context.partition_keys}
+        metadata = run_metadata(report, len(campaign_of))
         # Whose state this is: the ledger rows above belong to this Mailchimp account and this Salesforce org only.
         metadata["source"] = ledger.source or "unknown (no preflight recorded the campaigns' account)"
         metadata["target"] = ledger.target
         if client.session_lost:
             # Not a clean stop: nothing more can be written until someone renews the login, so the run fails
             # with the reason (what was written before is in the ledger) instead of reporting success.
-            raise dg.Failure(description=client.session_lost, metadata=metadata, allow_retries=False)
+            raise dg.Failure(
+                description=client.session_lost, metadata={**metadata, **campaign_metadata(report)}, allow_retries=False
+            )
         approximate = sum(int((~item.frame["sent_at_is_exact"].astype(bool)).sum()) for item in desired)
         if approximate:
             metadata["note"] = APPROXIMATE_SEND_NOTE
-        campaign_ids = [campaign_id_from_key(key) for key in context.partition_keys]
+        # Each campaign partition's materialization carries its own counts and changes, also in a batched run.
+        own_reports = {key: report.for_campaign(campaign_id) for key, campaign_id in campaign_of.items()}
+        for key, own in own_reports.items():
+            context.add_asset_metadata(campaign_metadata(own), partition_key=key)
         kinds = [item.kind.name for item in desired]
         ledger_rows = pd.concat(
-            [ledger.load(kind, campaign_ids).assign(object_kind=kind) for kind in kinds], ignore_index=True
+            [ledger.load(kind, list(campaign_of.values())).assign(object_kind=kind) for kind in kinds],
+            ignore_index=True,
         )
         ledger_rows = ledger_rows[
             ["campaign_id", "object_kind", "sync_key", "salesforce_id", "last_result", "error_code", "error_message"]
         ]
-        failed = report.total("failed")
         yield dg.Output(ledger_rows.astype(object).where(ledger_rows.notna(), None), metadata=metadata)
-        yield dg.AssetCheckResult(
-            check_name="no_failed_records",
-            passed=failed == 0 and not report.stopped and not report.kind_errors,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "failed": failed,
-                "stopped": report.stopped or "",
-                "failures": preview_table(report.failures, 20),
-            },
+        yield from partition_check_results(
+            context,
+            "no_failed_records",
+            {key: _no_failed_records(own) for key, own in own_reports.items()},
         )
 
     return salesforce_sync
+
+
+def _no_failed_records(report: SyncReport) -> dg.AssetCheckResult:
+    """One campaign's check: every desired record written (or, in preview, nothing would fail)."""
+    failed = report.total("to_fail" if report.preview_only else "failed")
+    metadata: dict[str, Any] = {"failed": failed}
+    if report.stopped:
+        metadata["stopped"] = report.stopped
+    if len(report.failures):
+        metadata["failures"] = frame_table(report.failures.drop(columns=["campaign_id"]), 20)
+    return dg.AssetCheckResult(
+        passed=failed == 0 and not report.stopped and not report.kind_errors,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )

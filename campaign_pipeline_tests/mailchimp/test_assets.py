@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipeline.asset_metadata import table_rows
 from campaign_pipeline.mailchimp.assets import (
     MAILCHIMP_ASSETS,
     campaign_content,
@@ -94,7 +95,7 @@ def test_raw_email_events_lands_then_adds_only_late_activity(account, mailchimp,
     meta = materialization(first, raw_email_events).metadata
     assert meta["new_events"].value == meta["total_events"].value == len(truth)
     assert meta["quarantined_new"].value == len(malformed_records(account, campaign_id))
-    assert set(meta["quarantined_reasons"].value) == {
+    assert {row["reason"] for row in table_rows(meta["quarantined_reasons"])} == {
         "missing action",
         "unparseable timestamp '2026-02-30T25:61:00+00:00'",
         "missing email_address",

@@ -17,6 +17,7 @@ from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, LiveSalesforce
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 from campaign_pipeline.stores import SYNC_LEDGER_KEY, SyncLedgerResource, store_resources
+from campaign_pipeline_tests.metadata import materialization_metadata
 
 from .frames import campaign_report, campaign_totals, member_statuses
 
@@ -137,7 +138,7 @@ def test_campaign_totals_mode_has_only_campaign_assets_and_preview_writes_nothin
     )
     meta = _metadata(result, "salesforce_sync")
     assert meta["preview_only"] is True and meta["write_calls"] == 0
-    assert meta["would_create"] == 1 and "create" in meta["changes"]
+    assert meta["would_create"] == 1 and [row["action"] for row in meta["changes"]] == ["create"]
 
 
 @pytest.mark.slow
@@ -209,8 +210,7 @@ class OtherOrg(SandboxSalesforceResource):
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
-    return {key: getattr(value, "value", value) for key, value in event.materialization.metadata.items()}
+    return materialization_metadata(result, asset)
 
 
 @pytest.mark.slow
