@@ -299,7 +299,12 @@ def backfill(since: Any, limit: int | None, preview: bool, resync: bool, as_json
     help="Sync mode for this run; overrides the profile's mode.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (keys documented in the README).")
-def demo(mode: str | None, as_json: bool) -> None:
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="A dry run: show what each campaign's sync would create, update, skip and fail; write nothing.",
+)
+def demo(mode: str | None, as_json: bool, preview: bool) -> None:
     """Sync every sandbox campaign end to end and print what landed in Salesforce.
 
     Uses the embedded Postgres, the sandbox Mailchimp account and the sandbox Salesforce org unless
@@ -312,7 +317,7 @@ def demo(mode: str | None, as_json: bool) -> None:
     from campaign_pipeline.mailchimp.sensors import SourceStateMismatch
 
     try:
-        report = run_demo(mode, progress=stderr_progress)
+        report = run_demo(mode, progress=stderr_progress, preview=preview)
     except DatabaseUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     except (SourceStateMismatch, PartitionOwnerMismatch) as exc:

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.utils import make_new_run_id
 
+from campaign_pipeline.asset_metadata import table_rows
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type
 from campaign_pipeline.definitions import PROJECT_ROOT, SYNC_JOB_NAME, build_definitions, load_active_profile
@@ -30,6 +31,7 @@ from campaign_pipeline.run_health import (
     remember_failure,
     worker_tags,
 )
+from campaign_pipeline.salesforce.sync_metadata import PREVIEW_TAG
 from campaign_pipeline.sandbox.resources import MAILCHIMP_SANDBOX_IDENTITY
 from campaign_pipeline.storage.database import data_dir, get_engine
 from campaign_pipeline.storage.frames import read_frame, table_exists
@@ -52,6 +54,21 @@ class SalesforceCounts:
 
 
 @dataclass
+class PreviewCounts:
+    """A dry run's counts: what the next real run would write (would_skip: unchanged, left alone)."""
+
+    would_create: int = 0
+    would_update: int = 0
+    would_skip: int = 0
+    would_fail: int = 0
+    api_calls: int = 0
+
+
+COUNTERS = ("created", "updated", "unchanged", "failed")
+PREVIEW_COUNTERS = ("would_create", "would_update", "would_skip", "would_fail")
+
+
+@dataclass
 class CampaignSummary:
     campaign_id: str
     # The campaign's Dagster partition: `<send date>_<title>_<campaign id>`.
@@ -65,7 +82,9 @@ class CampaignSummary:
     clicked: int = 0
     bounced: int = 0
     unsubscribed: int = 0
-    salesforce: SalesforceCounts = field(default_factory=SalesforceCounts)
+    salesforce: SalesforceCounts | PreviewCounts = field(default_factory=SalesforceCounts)
+    # Per record kind (campaign, campaign_member_status, campaign_member, task...): the same counts.
+    per_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     run_id: str = ""
     success: bool = False
 
@@ -135,10 +154,16 @@ def discover_campaigns(
     return [key for key in keys if owners.get(campaign_of[key], source) == source]
 
 
-def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
+def summarise(key: str, result: dg.ExecuteInProcessResult, preview: bool = False) -> CampaignSummary:
     """Counts from the stored frames (the same rows the UI previews) and the sync's own metadata."""
     campaign_id = campaign_id_from_key(key)
-    summary = CampaignSummary(campaign_id=campaign_id, partition_key=key, run_id=result.run_id, success=result.success)
+    summary = CampaignSummary(
+        campaign_id=campaign_id,
+        partition_key=key,
+        run_id=result.run_id,
+        success=result.success,
+        salesforce=PreviewCounts() if preview else SalesforceCounts(),
+    )
     engine = get_engine()
     if table_exists(engine, "asset_mailchimp_campaign_report"):
         report = read_frame(engine, "asset_mailchimp_campaign_report", [campaign_id])
@@ -161,8 +186,15 @@ def summarise(key: str, result: dg.ExecuteInProcessResult) -> CampaignSummary:
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
         if materialization.asset_key.to_user_string() == "salesforce_sync":
             meta: dict[str, Any] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-            for counter in ("created", "updated", "unchanged", "failed", "api_calls", "opted_out"):
+            counters = (*PREVIEW_COUNTERS, "api_calls") if preview else (*COUNTERS, "api_calls", "opted_out")
+            for counter in counters:
                 setattr(summary.salesforce, counter, int(meta.get(counter, 0) or 0))
+            if "per_kind" in materialization.metadata:
+                wanted = ("desired", *(PREVIEW_COUNTERS if preview else COUNTERS))
+                summary.per_kind = {
+                    str(row["kind"]): {name: int(row[name] or 0) for name in wanted}
+                    for row in table_rows(materialization.metadata["per_kind"])
+                }
     return summary
 
 
@@ -187,6 +219,7 @@ def run_partition(
     instance: dg.DagsterInstance,
     run_config: dict[str, Any] | None = None,
     progress=None,
+    extra_tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One campaign's run, in this process, that reacts to SIGTERM/SIGINT at once.
 
@@ -200,7 +233,7 @@ def run_partition(
     for run_id in fail_dead_runs(instance, reason=" by campaign-pipeline demo"):
         if progress:
             progress(f"run {run_id} was left running by a process that no longer exists: marked failed, slots freed")
-    tags = worker_tags()
+    tags = {**worker_tags(), **(extra_tags or {})}
     # Chosen here, so the run can be named even when Postgres is the thing that failed.
     run_id = make_new_run_id()
     outcome: dict[str, Any] = {}
@@ -270,7 +303,8 @@ def _database_outage(instance: dg.DagsterInstance, run_id: str, key: str, error:
     return message
 
 
-def run_demo(mode: str | None, progress) -> dict[str, Any]:
+def run_demo(mode: str | None, progress, preview: bool = False) -> dict[str, Any]:
+    """Sync every campaign (``preview``: a dry run of each, tagged as the UI's Launchpad would tag it)."""
     profile = load_active_profile()
     if mode:
         profile = profile.model_copy(update={"mode": mode})
@@ -298,45 +332,68 @@ def run_demo(mode: str | None, progress) -> dict[str, Any]:
     summaries = []
     for index, key in enumerate(keys, start=1):
         progress(f"[{index}/{len(keys)}] campaign {key}: syncing")
-        result = run_partition(job, key, instance, progress=progress)
-        summary = summarise(key, result)
+        result = run_partition(
+            job, key, instance, progress=progress, extra_tags={PREVIEW_TAG: "true"} if preview else None
+        )
+        summary = summarise(key, result, preview)
         summaries.append(summary)
         status = "ok" if result.success else "FAILED (see the run in `dagster dev`)"
         progress(f"[{index}/{len(keys)}] campaign {key}: {status}")
     report: dict[str, Any] = {
         "mode": profile.mode,
+        "preview": preview,
         "source": source,
         "target": target,
         "campaigns": [asdict(s) for s in summaries],
-        "salesforce_writes": sum(s.salesforce.created + s.salesforce.updated for s in summaries),
         "failed_runs": sum(not s.success for s in summaries),
     }
-    if profile.matching.sync_opt_out:
-        report["opted_out"] = sum(s.salesforce.opted_out for s in summaries)
+    if preview:
+        # A dry run writes nothing; these are the writes the next real run would make.
+        report["salesforce_writes"] = 0
+        report["would_write"] = sum(
+            c["salesforce"]["would_create"] + c["salesforce"]["would_update"] for c in report["campaigns"]
+        )
+    else:
+        report["salesforce_writes"] = sum(
+            c["salesforce"]["created"] + c["salesforce"]["updated"] for c in report["campaigns"]
+        )
+        if profile.matching.sync_opt_out:
+            report["opted_out"] = sum(c["salesforce"]["opted_out"] for c in report["campaigns"])
     return report
 
 
 def format_summary(report: dict[str, Any]) -> str:
+    preview = bool(report.get("preview"))
+    counters = PREVIEW_COUNTERS if preview else COUNTERS
+    labels = ("would-create", "would-update", "would-skip", "would-fail") if preview else counters
+    widths = [max(len(label), 7) for label in labels]
     header = (
         f"{'campaign':<14} {'title':<28} {'type':<10} {'sent':>7} {'deliv':>7} {'opened':>7} {'clicked':>7} {'bounced':>7} "
-        f"{'unsub':>6} | {'created':>7} {'updated':>7} {'unchanged':>9} {'failed':>6}"
+        f"{'unsub':>6} | " + " ".join(f"{label:>{width}}" for label, width in zip(labels, widths, strict=True))
     )
     whose = "".join(f"   {name.title()}: {report[name]}" for name in ("source", "target") if report.get(name))
-    lines = [f"Mode: {report['mode']}{whose}", header, "-" * len(header)]
+    lines = [
+        f"Mode: {report['mode']}{' (preview: nothing written)' if preview else ''}{whose}",
+        header,
+        "-" * len(header),
+    ]
     for c in report["campaigns"]:
         sf = c["salesforce"]
         title = (c["title"] or "")[:26] + ("*" if not c["sent_at_is_exact"] else "")
+        counts = " ".join(f"{sf[name]:>{width}}" for name, width in zip(counters, widths, strict=True))
         lines.append(
             f"{c['campaign_id']:<14} {title:<28} {c['campaign_type'][:10]:<10} {c['sent']:>7} {c['delivered']:>7} {c['opened']:>7} "
-            f"{c['clicked']:>7} {c['bounced']:>7} {c['unsubscribed']:>6} | {sf['created']:>7} {sf['updated']:>7} "
-            f"{sf['unchanged']:>9} {sf['failed']:>6}{'' if c['success'] else '  RUN FAILED'}"
+            f"{c['clicked']:>7} {c['bounced']:>7} {c['unsubscribed']:>6} | {counts}{'' if c['success'] else '  RUN FAILED'}"
         )
     if any(not c["sent_at_is_exact"] for c in report["campaigns"]):
         lines.append(
             "* automation email: Mailchimp gives no per-recipient send time, so 'Sent' times are approximate "
             "(never after the member's first activity) and time to open is left empty"
         )
-    lines.append(f"Salesforce records written this run: {report['salesforce_writes']}")
+    if preview:
+        lines.append(f"Preview: nothing written; the next real run would write {report['would_write']} records")
+    else:
+        lines.append(f"Salesforce records written this run: {report['salesforce_writes']}")
     if "opted_out" in report:
         lines.append(f"Leads/Contacts marked HasOptedOutOfEmail (unsubscribed in Mailchimp): {report['opted_out']}")
     return "\n".join(lines)
