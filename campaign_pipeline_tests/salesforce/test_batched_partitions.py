@@ -2,11 +2,13 @@
 that campaign's own numbers, and a preview of the batch changes nothing and says what the real batch writes."""
 
 import uuid
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 import pytest
 
+from campaign_pipeline.core.campaign_keys import campaign_id_from_key, campaign_partition_key
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.defs import salesforce_assets
@@ -28,7 +30,8 @@ def _stand_ins(statuses: pd.DataFrame, reports: pd.DataFrame) -> list[dg.AssetsD
     """Upstream assets answering the run's partitions from fixed frames, as a batched run reads them."""
 
     def of_run(frame: pd.DataFrame, context: dg.AssetExecutionContext) -> pd.DataFrame:
-        return frame[frame["campaign_id"].isin(context.partition_keys)].reset_index(drop=True)
+        campaigns = [campaign_id_from_key(key) for key in context.partition_keys]
+        return frame[frame["campaign_id"].isin(campaigns)].reset_index(drop=True)
 
     @dg.asset(name="member_statuses", partitions_def=mailchimp_campaigns, metadata=PARTITION)
     def statuses_stand_in(context: dg.AssetExecutionContext) -> pd.DataFrame:
@@ -70,9 +73,14 @@ def test_each_partition_of_a_batched_run_carries_its_own_counts_changes_and_chec
         ignore_index=True,
     )
     profile = SyncProfile.model_validate({"sync": {"field_limit_policy": "reject"}})
-    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, list(sizes))
+    # Partition keys as the sensor makes them (send date, title, campaign id); every store keys on the campaign id.
+    key_of = {
+        campaign: campaign_partition_key(datetime(2026, 11, day, tzinfo=UTC), "Spring offer", campaign)
+        for day, campaign in enumerate(sizes, start=1)
+    }
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, list(key_of.values()))
     assets = [*_stand_ins(statuses, reports), *salesforce_assets(profile)]
-    batch = {"dagster/asset_partition_range_start": small, "dagster/asset_partition_range_end": refused}
+    batch = {"dagster/asset_partition_range_start": key_of[small], "dagster/asset_partition_range_end": key_of[refused]}
 
     def run(**tags: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(
@@ -95,13 +103,13 @@ def test_each_partition_of_a_batched_run_carries_its_own_counts_changes_and_chec
     assert preview.success
     assert ledger.open().load("campaign_member", list(sizes)).empty
     assert org_counts() == {"Campaign": 0, "CampaignMember": 0}
-    planned = {campaign: _latest(dagster_instance, campaign) for campaign in sizes}
+    planned = {campaign: _latest(dagster_instance, key_of[campaign]) for campaign in sizes}
 
     real = run()
     assert real.success
     matched = real.output_for_node("salesforce_matches", "salesforce_matches").groupby("campaign_id").size()
     for campaign in sizes:
-        own = _latest(dagster_instance, campaign)
+        own = _latest(dagster_instance, key_of[campaign])
         assert own["campaigns_in_run"] == 3
         # The batch's numbers are never recorded on a partition: each says its own campaign's.
         assert own["desired"] == 1 + 5 + matched[campaign]
@@ -113,10 +121,10 @@ def test_each_partition_of_a_batched_run_carries_its_own_counts_changes_and_chec
             assert own["per_kind"]["campaign_member"]["created"] == matched[campaign]
         assert all(row["sync_key"].startswith(campaign) for row in own.get("changes", []))
         # The desired-record assets of the batch say each campaign's own rows too.
-        members = _latest(dagster_instance, campaign, "sf_campaign_members")
+        members = _latest(dagster_instance, key_of[campaign], "sf_campaign_members")
         assert members["members"] == matched[campaign]
         assert sum(row["count"] for row in members["status_breakdown"]) == matched[campaign]
-        assert _latest(dagster_instance, campaign, "sf_campaign")["campaigns"] == 1
+        assert _latest(dagster_instance, key_of[campaign], "sf_campaign")["campaigns"] == 1
         said = planned[campaign]
         assert (said["would_create"], said["would_update"], said["would_skip"], said["would_fail"]) == (
             own["created"],
@@ -125,7 +133,7 @@ def test_each_partition_of_a_batched_run_carries_its_own_counts_changes_and_chec
             own["failed"],
         )
     checks = {evaluation.partition: evaluation for evaluation in real.get_asset_check_evaluations()}
-    assert set(checks) == set(sizes)
-    assert {campaign for campaign, evaluation in checks.items() if not evaluation.passed} == {refused}
-    assert checks[refused].metadata["failed"].value == 1 + 5 + matched[refused]
+    assert set(checks) == set(key_of.values())
+    assert {key for key, evaluation in checks.items() if not evaluation.passed} == {key_of[refused]}
+    assert checks[key_of[refused]].metadata["failed"].value == 1 + 5 + matched[refused]
     assert all(evaluation.target_materialization_data is not None for evaluation in checks.values())
