@@ -146,6 +146,7 @@ def _as_instance(
                 lambda spec: spec.replace_attributes(partitions_def=partitions, group_name=instance)
             ),
             instance,
+            partitions,
         )
         for asset in assets
     ]
@@ -156,10 +157,18 @@ def _as_instance(
     return prefixed, prefixed_checks
 
 
-def _with_op_prefix(asset: dg.AssetsDefinition, instance: str) -> dg.AssetsDefinition:
+def _with_op_prefix(
+    asset: dg.AssetsDefinition, instance: str, partitions: dg.DynamicPartitionsDefinition | None = None
+) -> dg.AssetsDefinition:
     attributes = asset.get_attributes_dict()
     node = attributes["node_def"]
     attributes["node_def"] = node.with_replaced_properties(name=f"{instance}__{node.name}")
+    if partitions is not None and attributes.get("check_specs_by_output_name"):
+        # A partitioned check inside an asset (salesforce_sync's no_failed_records) follows its asset's partitions.
+        attributes["check_specs_by_output_name"] = {
+            name: spec._replace(partitions_def=partitions) if spec.partitions_def is not None else spec
+            for name, spec in attributes["check_specs_by_output_name"].items()
+        }
     return type(asset).dagster_internal_init(**attributes)
 
 
