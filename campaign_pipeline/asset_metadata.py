@@ -147,3 +147,9 @@ def metadata_per_partition(
         own = frame[frame[column] == campaign_id_from_key(key)].reset_index(drop=True)
         context.add_asset_metadata(build(own), partition_key=key)
     return {"campaigns_in_run": dg.MetadataValue.int(len(keys))}
+
+
+def escaped_markdown_table(frame: pd.DataFrame, rows: int | None = PREVIEW_ROWS) -> dg.MarkdownMetadataValue:
+    """``preview_table`` with `|` in cells escaped, so keys such as `cmp|003...` keep the columns in place."""
+    shown = frame if rows is None else frame.head(rows)
+    return preview_table(shown.astype(str).apply(lambda column: column.str.replace("|", "\\|", regex=False)), None)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from campaign_pipeline.asset_metadata import (
     counts_table,
-    frame_table,
+    escaped_markdown_table,
     metadata_per_partition,
     partition_check_results,
     preview_table,
@@ -307,7 +307,7 @@ def _no_failed_records(report: SyncReport) -> dg.AssetCheckResult:
     if report.stopped:
         metadata["stopped"] = report.stopped
     if len(report.failures):
-        metadata["failures"] = frame_table(report.failures.drop(columns=["campaign_id"]), 20)
+        metadata["failures"] = escaped_markdown_table(report.failures.drop(columns=["campaign_id"]), 20)
     return dg.AssetCheckResult(
         passed=failed == 0 and not report.stopped and not report.kind_errors,
         severity=dg.AssetCheckSeverity.WARN,

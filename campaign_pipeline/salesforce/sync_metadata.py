@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import frame_table
+from campaign_pipeline.asset_metadata import escaped_markdown_table, frame_table
 from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.salesforce.engine import SyncReport
 
@@ -73,7 +73,7 @@ def campaign_metadata(report: SyncReport) -> dict[str, Any]:
         # What this run added to the org's file storage (notes and files count against it, not data storage).
         metadata["file_bytes"] = report.total("file_bytes")
     if len(report.failures):
-        metadata["failures"] = frame_table(report.failures.drop(columns=["campaign_id"]), CHANGE_ROWS)
+        metadata["failures"] = escaped_markdown_table(report.failures.drop(columns=["campaign_id"]), CHANGE_ROWS)
     if len(report.changes):
         metadata["changes"] = frame_table(report.changes.drop(columns=["campaign_id"]), CHANGE_ROWS)
     return metadata
