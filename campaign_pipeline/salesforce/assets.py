@@ -283,10 +283,10 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         for key, own in own_reports.items():
             context.add_asset_metadata(campaign_metadata(own), partition_key=key)
         kinds = [item.kind.name for item in desired]
-        ledger_rows = pd.concat(
-            [ledger.load(kind, list(campaign_of.values())).assign(object_kind=kind) for kind in kinds],
-            ignore_index=True,
-        )
+        per_kind_rows = [ledger.load(kind, list(campaign_of.values())).assign(object_kind=kind) for kind in kinds]
+        # Kinds with no rows yet (a preview, a mode's first run) are left out: pandas would otherwise guess the
+        # columns' types from all-empty frames, which it warns is going away.
+        ledger_rows = pd.concat([rows for rows in per_kind_rows if len(rows)] or per_kind_rows[:1], ignore_index=True)
         ledger_rows = ledger_rows[
             ["campaign_id", "object_kind", "sync_key", "salesforce_id", "last_result", "error_code", "error_message"]
         ]
