@@ -139,14 +139,15 @@ def _launch_preview_from_the_launchpad(page, dev: DagsterDev, location: str, cam
     page.keyboard.type(campaign_id)
     page.get_by_role("menuitem").filter(has_text=re.compile(rf"_{re.escape(campaign_id)}$")).click()
     # Choosing the partition tags the run with it; the custom tag goes in next to those.
-    expect(page.get_by_text(re.compile(rf"partition: .*{re.escape(campaign_id)}"))).to_be_visible()
+    # A tag under the pointer also shows its text in a tooltip: the tag itself is the first match.
+    expect(page.get_by_text(re.compile(rf"partition: .*{re.escape(campaign_id)}")).first).to_be_visible()
     page.get_by_role("button", name="Edit tags").click()
     tags = page.get_by_role("dialog")
     tags.get_by_role("button", name="Add custom tag").click()
     tags.get_by_placeholder("Tag Key").last.fill(PREVIEW_TAG)
     tags.get_by_placeholder("Tag Value").last.fill("true")
     tags.get_by_role("button", name="Apply").click()
-    expect(page.get_by_text(f"{PREVIEW_TAG}: true")).to_be_visible()
+    expect(page.get_by_text(f"{PREVIEW_TAG}: true").first).to_be_visible()
     page.get_by_role("button", name="Launch Run").click()
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[1]
