@@ -145,8 +145,8 @@ def run(recipients: int, mode: str, seed: int) -> dict[str, Any]:
 
 def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, Any]:
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions
+    from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
-    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.profile import SyncProfile
     from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
     from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount

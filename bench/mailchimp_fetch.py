@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import minimums
 from bench.database import bench_database
 from campaign_pipeline.mailchimp.landing import LandingStore, fetch_and_land_events, fetch_and_land_recipients
-from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events

@@ -22,8 +22,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_campaign_report, raw_email_events
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.metrics.assets import metrics_assets, metrics_resources
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox

@@ -19,20 +19,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from campaign_pipeline.mailchimp.resource import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    LiveMailchimpResource,
-    MailchimpConnection,
-    MailchimpResource,
-)
-from campaign_pipeline.salesforce.resource import (
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
+from campaign_pipeline.mailchimp.resource import API_KEY_ENV, BASE_URL_ENV, MailchimpResource
+from campaign_pipeline.salesforce.live import (
     CREDENTIAL_FIELDS,
     LiveSalesforceResource,
     SalesforceCredentials,
-    SalesforceResource,
     login_method,
 )
+from campaign_pipeline.salesforce.resource import SalesforceResource
 
 TARGET_ENV = "CAMPAIGN_PIPELINE_TARGET"
 TARGETS = ("live", "sandbox")

@@ -15,9 +15,9 @@ from dagster._core.utils import make_new_backfill_id
 
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key, keys_by_campaign_id
 from campaign_pipeline.core.events import is_valid_campaign_id
+from campaign_pipeline.mailchimp.campaigns import SentCampaign
 from campaign_pipeline.mailchimp.ownership import PartitionOwners
 from campaign_pipeline.mailchimp.partitions import CAMPAIGN_BACKFILL_POLICY, mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import SentCampaign
 from campaign_pipeline.mailchimp.sensors import sent_campaign_key
 from campaign_pipeline.storage.database import get_engine
 

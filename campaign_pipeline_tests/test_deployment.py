@@ -8,10 +8,12 @@ import pytest
 from campaign_pipeline.definitions import build_definitions
 from campaign_pipeline.deployment import DeploymentConfigError, choose_deployment
 from campaign_pipeline.mailchimp.assets import mailchimp_campaign_report
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpResource
+from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.profile import default_profile
-from campaign_pipeline.salesforce.resource import LiveSalesforceResource, SalesforceResource
+from campaign_pipeline.salesforce.live import LiveSalesforceResource
+from campaign_pipeline.salesforce.resource import SalesforceResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 from campaign_pipeline.sandbox.resources import SandboxMailchimpResource, SandboxSalesforceResource

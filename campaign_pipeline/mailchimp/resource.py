@@ -19,8 +19,8 @@ import requests
 from mailchimp_marketing.api_client import ApiClient, ApiClientError
 from pydantic import Field, PrivateAttr
 
-from campaign_pipeline.core.campaign_types import canonical_campaign_type, is_automation_type, is_known_campaign_type
-from campaign_pipeline.core.events import is_valid_campaign_id, parse_timestamp
+from campaign_pipeline.core.events import is_valid_campaign_id
+from campaign_pipeline.mailchimp.campaigns import SentCampaign, sent_campaign
 from campaign_pipeline.transport import READ_ONLY_METHODS, RETRY_STATUSES, RetryPolicy, retrying_session
 
 logger = logging.getLogger(__name__)
@@ -80,24 +80,6 @@ class MailchimpCallStats:
             now.retries - earlier.retries,
             now.throttled - earlier.throttled,
         )
-
-
-@dataclass(frozen=True)
-class SentCampaign:
-    """A sent campaign of any type, one send of an RSS campaign, or an automation email: one partition."""
-
-    id: str
-    type: str  # canonical (core.campaign_types)
-    send_time: pd.Timestamp | None
-    title: str | None
-    list_id: str | None
-    automation_id: str | None = None
-    parent_campaign_id: str | None = None  # the RSS campaign a send belongs to
-
-    @property
-    def sent_at_is_exact(self) -> bool:
-        # Automation emails go out member by member; Mailchimp gives no per-recipient time.
-        return not is_automation_type(self.type)
 
 
 def _data_center(api_key: str) -> str:
@@ -357,7 +339,7 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
         )
         found: dict[str, SentCampaign] = {}
         for record in campaign_records:
-            campaign = _sent_campaign(record)
+            campaign = sent_campaign(record)
             if campaign is not None:
                 found[campaign.id] = campaign
         for automation in self._get_all("/automations", "automations"):
@@ -369,7 +351,7 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
             emails = self._get(f"/automations/{automation_id}/emails")
             self._stats.add(pages=1)
             for email in _items(emails, "emails", f"/automations/{automation_id}/emails"):
-                campaign = _sent_campaign(email, automation_id=automation_id)
+                campaign = sent_campaign(email, automation_id=automation_id)
                 if campaign is None or campaign.id in found:
                     continue
                 if since_send_time is not None and campaign.send_time < since_send_time:
@@ -434,42 +416,6 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
         self._stats.add(pages=1)
         html = content.get("html") if isinstance(content, dict) else None
         return html if isinstance(html, str) else ""
-
-
-class MailchimpConnection(dg.ConfigurableResource):
-    """The key and API root of a live account: bound from the environment (``dg.EnvVar``) when Definitions are built.
-
-    A nested resource of its own, so run config for the reading settings (page_size, filter_bots...) never
-    replaces it: Dagster keeps a nested resource's bound values whatever run config says about its parent.
-    """
-
-    api_key: str = Field(repr=False, description=f"Mailchimp API key ending in -<dc>; bind dg.EnvVar('{API_KEY_ENV}').")
-    base_url: str | None = Field(
-        default=None,
-        description=f"API root to use instead of https://<dc>.api.mailchimp.com/3.0 (a proxy or a test server); "
-        f"bind dg.EnvVar('{BASE_URL_ENV}').",
-    )
-
-
-class LiveMailchimpResource(MailchimpResource):
-    """A real Mailchimp account, through its key (and, when set, another API root such as a proxy)."""
-
-    connection: MailchimpConnection
-
-    def _connection(self) -> tuple[str, str | None]:
-        return self.connection.api_key.strip(), (self.connection.base_url or "").strip() or None
-
-    @property
-    def uses_sandbox(self) -> bool:
-        return False
-
-    @property
-    def source_description(self) -> str:
-        host = (self.connection.base_url or "").strip()
-        return LIVE_SOURCE_MESSAGE + (f" at {host} ({BASE_URL_ENV})" if host else "")
-
-    def now(self) -> pd.Timestamp:
-        return pd.Timestamp.now(tz="UTC")
 
 
 class _SessionApiClient(ApiClient):
@@ -544,40 +490,3 @@ def _network_reason(error: Any) -> str:
     """The kind of network failure the client wrapped, without its text (which holds the URL)."""
     reason = getattr(getattr(error, "args", [None])[0], "reason", None) if isinstance(error, Exception) else None
     return type(reason or error).__name__
-
-
-def _sent_campaign(record: Any, automation_id: str | None = None) -> SentCampaign | None:
-    if not isinstance(record, dict):
-        return None
-    campaign_id = record.get("id")
-    if not is_valid_campaign_id(campaign_id):
-        logger.warning("Skipping Mailchimp campaign with unusable id %r", campaign_id)
-        return None
-    status = record.get("status")
-    if automation_id is None and status not in ("sent", None):
-        return None
-    if automation_id is not None and status not in ("sending", "sent", "paused", None):
-        return None
-    send_time = parse_timestamp(record.get("send_time")) or parse_timestamp(record.get("start_time"))
-    if send_time is None:
-        return None
-    settings = record.get("settings") or {}
-    recipients = record.get("recipients") or {}
-    campaign_type = "automation" if automation_id is not None else canonical_campaign_type(record.get("type"))
-    if not is_known_campaign_type(campaign_type):
-        logger.warning(
-            "Mailchimp campaign %s has type %r, which this pipeline does not know; it is synced like a regular "
-            "campaign",
-            campaign_id,
-            campaign_type,
-        )
-    parent = record.get("parent_campaign_id")
-    return SentCampaign(
-        id=str(campaign_id),
-        type=campaign_type,
-        send_time=send_time,
-        title=settings.get("title") or settings.get("subject_line"),
-        list_id=recipients.get("list_id"),
-        automation_id=automation_id,
-        parent_campaign_id=parent if isinstance(parent, str) and parent else None,
-    )

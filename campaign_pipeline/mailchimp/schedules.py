@@ -5,8 +5,9 @@ import pandas as pd
 
 from campaign_pipeline.core.campaign_keys import keys_by_campaign_id
 from campaign_pipeline.core.events import is_valid_campaign_id
+from campaign_pipeline.mailchimp.campaigns import SentCampaign
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
+from campaign_pipeline.mailchimp.resource import MailchimpResource
 from campaign_pipeline.mailchimp.sensors import RunTarget
 
 SCHEDULE_NAME = "mailchimp_resync_schedule"

@@ -9,8 +9,9 @@ import pandas as pd
 
 from campaign_pipeline.core.campaign_keys import campaign_partition_key, is_bare_campaign_id, keys_by_campaign_id
 from campaign_pipeline.core.events import is_valid_campaign_id
+from campaign_pipeline.mailchimp.campaigns import SentCampaign
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
-from campaign_pipeline.mailchimp.resource import MailchimpResource, SentCampaign
+from campaign_pipeline.mailchimp.resource import MailchimpResource
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
 

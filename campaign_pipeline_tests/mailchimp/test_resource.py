@@ -6,12 +6,8 @@ import pandas as pd
 import pytest
 
 from campaign_pipeline.core.events import parse_email_activity, parse_sent_to, parse_unsubscribes
-from campaign_pipeline.mailchimp.resource import (
-    LiveMailchimpResource,
-    MailchimpApiError,
-    MailchimpConnection,
-    MailchimpResource,
-)
+from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
+from campaign_pipeline.mailchimp.resource import MailchimpApiError, MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
 from campaign_pipeline.sandbox.mailchimp_oracle import truth_events, truth_recipients
 

@@ -10,8 +10,8 @@ import pytest
 
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.mailchimp.assets import MAILCHIMP_ASSETS
+from campaign_pipeline.mailchimp.campaigns import SentCampaign
 from campaign_pipeline.mailchimp.defs import build_mailchimp_sensors
-from campaign_pipeline.mailchimp.resource import SentCampaign
 from campaign_pipeline.mailchimp.schedules import build_mailchimp_resync_schedule, campaigns_in_window
 from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor, new_sends, sent_campaign_key
 from campaign_pipeline.profile import SyncProfile
@@ -186,7 +186,7 @@ def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
 def test_switching_to_a_live_source_does_not_reuse_the_sandbox_cursor(sandbox_world, dagster_instance, tmp_path):
     """The sandbox's cursor (its clock runs ahead: max_send_time in the future) must not make a live source skip
     real sends; a live key next to sandbox partitions is refused with a message saying what to do."""
-    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
+    from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.mailchimp.sensors import SourceStateMismatch
     from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
 

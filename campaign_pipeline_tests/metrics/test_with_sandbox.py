@@ -31,7 +31,7 @@ def served_account(tmp_path, pg_engine):
 
 
 def test_sandbox_campaigns_reconcile_with_their_reports(served_account, dagster_instance):
-    from campaign_pipeline.mailchimp.resource import LiveMailchimpResource, MailchimpConnection
+    from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 
     account, served = served_account
     mailchimp = LiveMailchimpResource(

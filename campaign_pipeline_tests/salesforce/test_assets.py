@@ -13,7 +13,8 @@ from campaign_pipeline.deployment import choose_deployment
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.defs import salesforce_assets
-from campaign_pipeline.salesforce.resource import SANDBOX_TARGET, LiveSalesforceResource
+from campaign_pipeline.salesforce.live import LiveSalesforceResource
+from campaign_pipeline.salesforce.resource import SANDBOX_TARGET
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 from campaign_pipeline.stores import SYNC_LEDGER_KEY, SyncLedgerResource, store_resources

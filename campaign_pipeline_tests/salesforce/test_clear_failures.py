@@ -7,11 +7,8 @@ import socket
 import pytest
 
 from campaign_pipeline.salesforce.engine import sync_desired_records
-from campaign_pipeline.salesforce.resource import (
-    LiveSalesforceResource,
-    SalesforceCredentials,
-    SalesforceLoginFailed,
-)
+from campaign_pipeline.salesforce.live import LiveSalesforceResource, SalesforceCredentials
+from campaign_pipeline.salesforce.resource import SalesforceLoginFailed
 
 from .conftest import AUDIENCE, PROFILE, statuses_for
 
