@@ -263,20 +263,13 @@ def backfill(since: Any, limit: int | None, preview: bool, resync: bool, as_json
     from campaign_pipeline.demo import demo_instance
     from campaign_pipeline.deployment import choose_deployment
     from campaign_pipeline.history import backfill_history, format_plan
-    from campaign_pipeline.preflight import raise_on_failure, run_checks
+    from campaign_pipeline.preflight import stop_on_setup_error
 
     profile = load_active_profile()
     deployment = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
     if not preview:
         # A setup error would fail every queued run the same way: say it now, before anything is queued.
-        raise_on_failure(
-            run_checks(
-                lambda: profile,
-                mailchimp=deployment.mailchimp,
-                salesforce=deployment.salesforce,
-                stop_at_first_failure=True,
-            )
-        )
+        stop_on_setup_error(profile, deployment)
     with demo_instance() as instance:
         plan = backfill_history(
             since.date(),

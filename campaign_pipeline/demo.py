@@ -22,7 +22,7 @@ from campaign_pipeline.deployment import choose_deployment
 from campaign_pipeline.mailchimp.ownership import PartitionOwners
 from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
 from campaign_pipeline.mailchimp.sensors import NewSendsCursor, build_mailchimp_sensor
-from campaign_pipeline.preflight import raise_on_failure, run_checks
+from campaign_pipeline.preflight import stop_on_setup_error
 from campaign_pipeline.run_health import (
     database_outage_message,
     fail_dead_runs,
@@ -312,14 +312,7 @@ def run_demo(mode: str | None, progress, preview: bool = False) -> dict[str, Any
     # the same way: say it once, before any run, in one line.
     progress(f"mode {profile.mode}: checking the setup")
     deployment = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
-    raise_on_failure(
-        run_checks(
-            lambda: profile,
-            mailchimp=deployment.mailchimp,
-            salesforce=deployment.salesforce,
-            stop_at_first_failure=True,
-        )
-    )
+    stop_on_setup_error(profile, deployment)
     # Whose state this demo reads and writes: cursors, partitions and ledger rows of another account or org are
     # never used for these.
     source, target = deployment.mailchimp.source_identity(), deployment.salesforce.state_identity()

@@ -302,6 +302,19 @@ def raise_on_failure(results: list[CheckResult]) -> None:
             raise PreflightFailed(result)
 
 
+def stop_on_setup_error(profile: SyncProfile, deployment: Any) -> None:
+    """Run the checks against the chosen deployment and raise the first failure: a command that starts many runs
+    (demo, backfill) says a setup error once, in one line, before any run would fail on it."""
+    raise_on_failure(
+        run_checks(
+            lambda: profile,
+            mailchimp=deployment.mailchimp,
+            salesforce=deployment.salesforce,
+            stop_at_first_failure=True,
+        )
+    )
+
+
 def verdict(results: list[CheckResult]) -> str:
     failed = [r for r in results if not r.ok]
     lines = [r.line() for r in results]
