@@ -3,18 +3,22 @@
     python -m bench.end_to_end --recipients 100000 --mode campaign      (or --mode activity)
 
 The Mailchimp sandbox serves one regular campaign sent to an audience of N members (bounded-memory generation);
-the sandbox Salesforce org, in the same Postgres, holds Contacts and Leads for 60% of them. The job runs in this
-process with the project's Definitions for the mode (default sync profile otherwise: default API-call budget),
-exactly as a run launched from the UI; the second run has nothing new. Postgres is a throwaway embedded server,
-or CAMPAIGN_PIPELINE_DATABASE_URL when set.
+the sandbox Salesforce org, in the same Postgres, holds Contacts and Leads for 60% of them. Each emulator runs in
+its own process (bench.emulators), so this process holds only the runs. The job runs here with the project's
+Definitions for the mode (default sync profile otherwise: default API-call budget), exactly as a run launched
+from the UI; the second run has nothing new. Postgres is a throwaway embedded server, or
+CAMPAIGN_PIPELINE_DATABASE_URL when set.
 
-Prints one JSON object: recipients, events, seconds (first run), noop_seconds, peak_rss_mb (this process during the
-two runs: the run, and the two emulators serving it, so an upper bound for the run alone; the generator's own peak
-before them is build_peak_rss_mb), seconds_by_asset (step wall times of the
-first run), mailchimp_calls, mailchimp_min_calls (pages strictly needed at Mailchimp's 1,000 a page, plus the
-report), salesforce_read_calls, salesforce_write_calls, salesforce_min_write_calls (bench.minimums, from the
-desired records the run stored), noop_salesforce_calls, noop_mailchimp_calls, stored_bytes_by_table (the
-pipeline's schema), success, and build_seconds (generating the org's people, not part of any run).
+Prints one JSON object: recipients, events, seconds (first run), noop_seconds, api_wait_seconds (wall time of the
+first run with a request to either API in flight or a Bulk poll wait under way, bench.api_wait), own_seconds
+(the rest: our processing, Postgres and Dagster included) and own_fraction, api_wait_by_api, run_cpu_seconds (this
+process's CPU time in the first run), the same for the no-op run, peak_rss_mb (this process, the run process,
+during the two runs), emulator_peak_rss_mb (each emulator process; the Mailchimp one's peak while generating is
+build_peak_rss_mb), seconds_by_asset (step wall times of the first run), mailchimp_calls, mailchimp_min_calls
+(pages strictly needed at Mailchimp's 1,000 a page, plus the report), salesforce_read_calls,
+salesforce_write_calls, salesforce_min_write_calls (bench.minimums, from the desired records the run stored),
+noop_salesforce_calls, noop_mailchimp_calls, stored_bytes_by_table (the pipeline's schema), success, and
+build_seconds (generating the account and the org's people, not part of any run).
 """
 
 from __future__ import annotations
@@ -28,15 +32,17 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import sqlalchemy as sa
 
-from bench import minimums
+from bench import api_wait, emulators, minimums
 from bench.database import bench_database
 from campaign_pipeline.storage import database
 
 MODES = ("campaign", "activity")
+SALESFORCE_SCHEMA = emulators.SALESFORCE_SCHEMA
 DESIRED_TABLES = ("asset_sf_campaign", "asset_sf_campaign_members", "asset_sf_tasks")
 QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -84,27 +90,6 @@ def _stored_bytes(engine: sa.Engine) -> dict[str, int]:
         return {name: int(size) for name, size in rows}
 
 
-def _reset_peak_rss() -> float:
-    """This process's peak RSS so far (MB), then reset it (Linux clear_refs 5), so later peaks are the runs' own."""
-    peak = _peak_rss_mb()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux, or not allowed: the peak then includes the generator's
-    return peak
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process since start or the last reset, in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def _min_write_calls(engine: sa.Engine, campaign_id: str) -> int:
     from campaign_pipeline.core.salesforce_records import salesforce_field_columns
     from campaign_pipeline.storage.frames import read_frame, table_exists
@@ -143,27 +128,32 @@ def run(recipients: int, mode: str, seed: int) -> dict[str, Any]:
                 server.cleanup()
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, Any]:
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions
     from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
     from campaign_pipeline.profile import SyncProfile
-    from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
-    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
-    from campaign_pipeline.sandbox.salesforce_api import seed_people
 
-    built = time.perf_counter()
-    account = SandboxAccount(seed=seed, n_members=recipients, n_regular_campaigns=1, n_automation_emails=0)
-    [campaign_id] = account.campaign_ids()
-    # The resource's sandbox org (schema sandbox_salesforce) finds these people and does not seed its own.
-    seed_people(engine, account.audience_emails(), seed=seed, coverage=0.6, schema="sandbox_salesforce")
-    build_seconds = time.perf_counter() - built
     profile = SyncProfile.model_validate({"mode": mode})
-    with MailchimpSandbox(account) as sandbox:
+    url = engine.url.render_as_string(hide_password=False)
+    with emulators.served_emulators(recipients, seed, url) as served:
+        campaign_id = served.mailchimp_info["campaign_id"]
         defs = build_definitions(profile)
         # The sandbox account served over HTTP and read as a live account is: only its size is ours.
-        served = LiveMailchimpResource(
-            connection=MailchimpConnection(api_key=sandbox.api_key, base_url=sandbox.base_url),
+        mailchimp = LiveMailchimpResource(
+            connection=MailchimpConnection(
+                api_key=served.mailchimp_info["api_key"], base_url=served.mailchimp_info["base_url"]
+            ),
             list_id=profile.mailchimp.list_id,
             filter_bots=profile.mailchimp.filter_bots,
         )
@@ -171,64 +161,82 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
             assets=list(defs.assets or []),
             asset_checks=list(defs.asset_checks or []),
             jobs=list(defs.jobs or []),
-            resources={**(defs.resources or {}), "mailchimp": served},
+            resources={**(defs.resources or {}), "mailchimp": mailchimp, "salesforce": served.salesforce_resource()},
         )
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [campaign_id])
-
-        def one_run() -> tuple[dg.ExecuteInProcessResult, float, int, int]:
-            mailchimp_before, salesforce_before = sandbox.calls(), _org_calls(engine, "sandbox_salesforce")
-            started = time.perf_counter()
-            result = job.execute_in_process(
-                partition_key=campaign_id, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
-            )
-            seconds = time.perf_counter() - started
-            return (
-                result,
-                seconds,
-                sandbox.calls() - mailchimp_before,
-                _org_calls(engine, "sandbox_salesforce") - salesforce_before,
-            )
-
-        # The peak is the runs', not the generator's: Linux resets the high-water mark on request.
-        build_peak_mb = _reset_peak_rss()
-        first, seconds, mailchimp_calls, salesforce_calls = one_run()
-        metadata = _materialized(first)
-        noop, noop_seconds, noop_mailchimp, noop_salesforce = one_run()
-        spec = account.spec(campaign_id)
-        assert spec is not None
-        activity_members = sandbox.routes.email_activity({"count": "1", "offset": "0"}, campaign_id)["total_items"]
-        mailchimp_min = minimums.mailchimp_calls(
-            recipients, activity_members, len(account.unsubscribed_listing(spec)), single_calls=1
+        label_of = api_wait.label_by_prefix(
+            {
+                _origin(served.mailchimp_info["base_url"]): "mailchimp",
+                _origin(served.salesforce_info["instance_url"]): "salesforce",
+            }
         )
+
+        def one_run() -> dict[str, Any]:
+            mailchimp_before, salesforce_before = served.mailchimp_calls(), _org_calls(engine, SALESFORCE_SCHEMA)
+            cpu_before = _cpu_seconds()
+            with api_wait.ApiWaitClock().installed(label_of) as waits:
+                started = time.perf_counter()
+                result = job.execute_in_process(
+                    partition_key=campaign_id, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
+                )
+                seconds = time.perf_counter() - started
+            waited = waits.seconds()
+            return {
+                "result": result,
+                "seconds": seconds,
+                "cpu_seconds": _cpu_seconds() - cpu_before,
+                "api_wait_seconds": waited,
+                "api_wait_by_api": {name: round(waits.seconds(name), 2) for name in ("mailchimp", "salesforce")},
+                "mailchimp_calls": served.mailchimp_calls() - mailchimp_before,
+                "salesforce_calls": _org_calls(engine, SALESFORCE_SCHEMA) - salesforce_before,
+            }
+
+        # The peak is the runs' own: Linux resets the high-water mark on request (the generator is elsewhere).
+        emulators.reset_peak_rss()
+        first = one_run()
+        metadata = _materialized(first["result"])
+        noop = one_run()
+        peak_rss = emulators.peak_rss_mb()
+        emulator_rss = served.peak_rss_mb()
+        mailchimp_min = served.mailchimp_min_calls()
     sync = metadata.get("salesforce_sync", {})
     events = metadata.get("raw_email_events", {}).get(
         "total_events", metadata.get("raw_email_events", {}).get("dagster/row_count")
     )
     write_calls = int(sync.get("write_calls", 0) or 0)
+    seconds, waited = first["seconds"], first["api_wait_seconds"]
     return {
         "mode": mode,
         "recipients": recipients,
         "events": events,
-        "success": first.success and noop.success,
+        "success": first["result"].success and noop["result"].success,
         "seconds": round(seconds, 2),
-        "noop_seconds": round(noop_seconds, 2),
-        "peak_rss_mb": _peak_rss_mb(),
-        "build_peak_rss_mb": build_peak_mb,
-        "seconds_by_asset": _step_seconds(instance, first.run_id),
-        "mailchimp_calls": mailchimp_calls,
+        "noop_seconds": round(noop["seconds"], 2),
+        "api_wait_seconds": round(waited, 2),
+        "own_seconds": round(seconds - waited, 2),
+        "own_fraction": round((seconds - waited) / seconds, 3) if seconds else None,
+        "api_wait_by_api": first["api_wait_by_api"],
+        "run_cpu_seconds": round(first["cpu_seconds"], 2),
+        "noop_api_wait_seconds": round(noop["api_wait_seconds"], 2),
+        "noop_own_seconds": round(noop["seconds"] - noop["api_wait_seconds"], 2),
+        "peak_rss_mb": peak_rss,
+        "emulator_peak_rss_mb": emulator_rss,
+        "build_peak_rss_mb": served.mailchimp_info["build_peak_rss_mb"],
+        "seconds_by_asset": _step_seconds(instance, first["result"].run_id),
+        "mailchimp_calls": first["mailchimp_calls"],
         "mailchimp_min_calls": mailchimp_min,
-        "salesforce_read_calls": salesforce_calls - write_calls,
+        "salesforce_read_calls": first["salesforce_calls"] - write_calls,
         "salesforce_write_calls": write_calls,
         "salesforce_min_write_calls": _min_write_calls(engine, campaign_id),
-        "noop_salesforce_calls": noop_salesforce,
-        "noop_mailchimp_calls": noop_mailchimp,
+        "noop_salesforce_calls": noop["salesforce_calls"],
+        "noop_mailchimp_calls": noop["mailchimp_calls"],
         "mirror": {
             key: value for key, value in metadata.get("salesforce_matches", {}).items() if key.startswith("mirror_")
         },
         "stored_bytes_by_table": _stored_bytes(engine),
-        "build_seconds": round(build_seconds, 2),
+        "build_seconds": served.mailchimp_info["build_seconds"],
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
