@@ -30,6 +30,8 @@ class ApiWaitClock:
         self._since: dict[str, float] = {}
         self._seconds: dict[str, float] = {}
         self.waits: dict[str, int] = {}
+        # The stretches with any wait under way, in order: what a step's own time is measured against.
+        self.intervals: list[tuple[float, float]] = []
 
     @contextlib.contextmanager
     def waiting(self, label: str) -> Iterator[None]:
@@ -54,7 +56,10 @@ class ApiWaitClock:
             for key in ("all", label):
                 self._depth[key] -= 1
                 if self._depth[key] == 0:
-                    self._seconds[key] = self._seconds.get(key, 0.0) + now - self._since.pop(key)
+                    since = self._since.pop(key)
+                    self._seconds[key] = self._seconds.get(key, 0.0) + now - since
+                    if key == "all":
+                        self.intervals.append((since, now))
 
     def seconds(self, label: str = "all") -> float:
         """Waited so far under ``label`` ("all": any); a wait still under way counts up to now."""
@@ -64,6 +69,11 @@ class ApiWaitClock:
             if self._depth.get(label, 0):
                 done += now - self._since[label]
             return done
+
+    def overlap(self, start: float, end: float) -> float:
+        """Seconds of finished waits (any API) between ``start`` and ``end`` on this clock."""
+        with self._lock:
+            return sum(max(0.0, min(end, stop) - max(start, since)) for since, stop in self.intervals)
 
     @contextlib.contextmanager
     def installed(self, label_of: Callable[[str], str]) -> Iterator[ApiWaitClock]:

@@ -36,6 +36,9 @@ def test_overlapping_waits_count_once_and_per_api() -> None:
     assert waits.seconds("mailchimp") == 6.0
     assert waits.seconds("salesforce") == 2.0
     assert waits.waits == {"mailchimp": 2, "salesforce": 1}
+    assert waits.intervals == [(0.0, 5.0), (9.0, 10.0)]
+    assert waits.overlap(4.0, 9.5) == 1.5
+    assert waits.overlap(5.0, 9.0) == 0.0
 
 
 def test_a_wait_under_way_counts_up_to_now() -> None:
