@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,44 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory (VmRSS) of a process now, in MB; 0.0 when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssSampler:
+    """This process's RSS sampled every ``interval`` seconds on a thread, with epoch timestamps, so the peak of a
+    stretch (one step of a run) can be told afterwards."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), rss_mb()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def peak_between(self, start: float, end: float) -> float:
+        return max((mb for at, mb in self.samples if start <= at <= end), default=0.0)
 
 
 def reset_peak_rss() -> float:

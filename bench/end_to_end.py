@@ -13,7 +13,8 @@ Prints one JSON object: recipients, events, seconds (first run), noop_seconds, a
 first run with a request to either API in flight or a Bulk poll wait under way, bench.api_wait), own_seconds
 (the rest: our processing, Postgres and Dagster included) and own_fraction, api_wait_by_api, run_cpu_seconds (this
 process's CPU time in the first run), the same for the no-op run, peak_rss_mb (this process, the run process,
-during the two runs), emulator_peak_rss_mb (each emulator process; the Mailchimp one's peak while generating is
+during the two runs; peak_rss_mb_by_asset, sampled each 0.25 s, the highest seen in each step),
+emulator_peak_rss_mb (each emulator process; the Mailchimp one's peak while generating is
 build_peak_rss_mb), seconds_by_asset (step wall times of the first run) and own_seconds_by_asset (the same less
 the API waits within each), mailchimp_calls, mailchimp_min_calls
 (pages strictly needed at Mailchimp's 1,000 a page, plus the report), salesforce_read_calls,
@@ -199,9 +200,10 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
 
         # The peak is the runs' own: Linux resets the high-water mark on request (the generator is elsewhere).
         emulators.reset_peak_rss()
-        first = one_run()
-        metadata = _materialized(first["result"])
-        noop = one_run()
+        with emulators.RssSampler() as rss:
+            first = one_run()
+            metadata = _materialized(first["result"])
+            noop = one_run()
         peak_rss = emulators.peak_rss_mb()
         emulator_rss = served.peak_rss_mb()
         mailchimp_min = served.mailchimp_min_calls()
@@ -230,6 +232,7 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
         "emulator_peak_rss_mb": emulator_rss,
         "build_peak_rss_mb": served.mailchimp_info["build_peak_rss_mb"],
         "seconds_by_asset": {step: round(end - start, 2) for step, (start, end) in steps.items()},
+        "peak_rss_mb_by_asset": {step: rss.peak_between(start, end) for step, (start, end) in steps.items()},
         "own_seconds_by_asset": {
             step: round(end - start - first["waits"].overlap(start, end), 2) for step, (start, end) in steps.items()
         },
