@@ -37,6 +37,7 @@ from campaign_pipeline.core.salesforce_records import (
     desired_campaigns,
 )
 from campaign_pipeline.salesforce.engine.kinds import (
+    ACCOUNT_OPT_OUT_KIND,
     ATTACHMENT_KIND,
     CAMPAIGN_IN_HIERARCHY_KIND,
     CAMPAIGN_KIND,
@@ -82,13 +83,16 @@ class RecordStep:
 
     ``derive`` turns the asset's frame into this step's records when they are not the frame itself (the
     CampaignMemberStatus values of the Campaigns). ``applies`` leaves the step out for profiles it does not
-    concern (the links of Enhanced Notes, under classic notes).
+    concern (the links of Enhanced Notes, under classic notes). ``only_with_rows`` leaves it out of a push with
+    no such records: for fields only some orgs have (a person account's opt-out flag, which an org without
+    Person Accounts lacks, so checking the field there would fail the push).
     """
 
     asset: str
     kind: Callable[[SyncProfile], RecordKind]
     derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
     applies: Callable[[SyncProfile], bool] | None = None
+    only_with_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,12 @@ _PARENT_CAMPAIGNS = RecordStep("sf_parent_campaigns", parent_campaign_kind)
 _OPT_OUTS = (
     RecordStep("sf_opt_outs", lambda profile: CONTACT_OPT_OUT_KIND, lambda frame: opt_outs_of(frame, "Contact")),
     RecordStep("sf_opt_outs", lambda profile: LEAD_OPT_OUT_KIND, lambda frame: opt_outs_of(frame, "Lead")),
+    RecordStep(
+        "sf_opt_outs",
+        lambda profile: ACCOUNT_OPT_OUT_KIND,
+        lambda frame: opt_outs_of(frame, "Account"),
+        only_with_rows=True,
+    ),
 )
 
 MODES: dict[str, ModeSpec] = {
@@ -379,7 +389,10 @@ def push_records(profile: SyncProfile, desired_frames: Frames) -> list[DesiredRe
     records = []
     for step in record_steps(profile):
         frame = desired_frames[step.asset]
-        records.append(DesiredRecords(step.kind(profile), step.derive(frame) if step.derive else frame))
+        records_frame = step.derive(frame) if step.derive else frame
+        if step.only_with_rows and records_frame.empty:
+            continue
+        records.append(DesiredRecords(step.kind(profile), records_frame))
     return records
 
 

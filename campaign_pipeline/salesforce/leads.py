@@ -74,6 +74,7 @@ def create_leads_for_unmatched(
         salesforce_object="Lead",
         candidate_count=1,
         match_note=NEW_LEAD_NOTE,
+        person_account_id=None,
     )
     return report, now_matched[list(MATCH_COLUMNS)].reset_index(drop=True)
 

@@ -3,7 +3,8 @@
 Rules (design §2): emails compare case-insensitively; a Contact wins over a Lead; converted Leads are skipped;
 several candidates of the winning kind pick the oldest (CreatedDate, then Id) and the pick is reported.
 The people come from ``salesforce.mirror`` (refreshed incrementally), never from a query per member; a person
-account is there as its person contact, so it is a Contact here and its match is the account's PersonContactId.
+account is there as its person contact, so it is a Contact here and its match is the account's PersonContactId;
+``person_account_id`` names the Account itself (null for everyone else), where the person's own fields are written.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ MATCH_COLUMNS: tuple[str, ...] = (
     "salesforce_object",
     "candidate_count",
     "match_note",
+    "person_account_id",
 )
 # What matching reads of member_statuses.
 MEMBER_KEY_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address")
 UNMATCHED_COLUMNS: tuple[str, ...] = ("campaign_id", "email_id", "email_address", "reason")
-PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date")
+PEOPLE_COLUMNS: tuple[str, ...] = ("salesforce_id", "salesforce_object", "email", "created_date", "person_account_id")
 
 
 def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,6 +37,8 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     Pure and vectorised: candidates are ranked Contact before Lead, then oldest CreatedDate, then Id.
     """
     people = people.dropna(subset=["email"]).copy()
+    if "person_account_id" not in people.columns:
+        people["person_account_id"] = None
     people["email_key"] = people["email"].str.strip().str.lower()
     people["kind_rank"] = np.where(people["salesforce_object"] == "Contact", 0, 1)
     people["created_at"] = pd.to_datetime(people["created_date"], utc=True, errors="coerce", format="ISO8601")
@@ -46,7 +50,7 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     keyed = members[list(MEMBER_KEY_COLUMNS)].copy()
     keyed["email_key"] = keyed["email_address"].str.strip().str.lower()
     joined = keyed.merge(
-        best[["salesforce_id", "salesforce_object", "candidate_count"]],
+        best[["salesforce_id", "salesforce_object", "candidate_count", "person_account_id"]],
         left_on="email_key",
         right_index=True,
         how="left",
@@ -54,6 +58,8 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     found = joined["salesforce_id"].notna()
     matches = joined[found].copy()
     matches["candidate_count"] = matches["candidate_count"].astype("int64")
+    account = matches["person_account_id"].astype(object)
+    matches["person_account_id"] = account.where(account.notna(), None)
     several = matches["candidate_count"] > 1
     matches["match_note"] = np.where(
         several,

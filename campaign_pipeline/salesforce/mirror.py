@@ -3,7 +3,8 @@
 Person Accounts are mirrored through their person contacts: ``SELECT ... FROM Contact`` returns those too (with
 ``IsPersonAccount`` true and Email the account's PersonEmail), and the person contact's Id is the account's
 PersonContactId, which is what CampaignMembers (ContactId) and Tasks (WhoId) of the person name. So a person
-account is a Contact to matching, and nothing of the Account itself is needed.
+account is a Contact to matching. Of the Account only its Id is kept (the person contact's AccountId): the
+person's own fields, such as the opt-out flag, are written on the Account, never on the read-only person contact.
 
 Matching a campaign against Salesforce by querying each member's email costs reads in proportion to the campaign
 (IN-lists of a few hundred addresses a call, for Contacts and again for Leads) on every run. The mirror costs
@@ -52,11 +53,14 @@ MIRROR_COLUMNS: tuple[str, ...] = (
     "created_date",
     "system_modstamp",
     "is_person_account",
+    "account_id",
 )
 # The SOQL fields of each object beyond Id, CreatedDate and SystemModstamp.
 _FIELDS: dict[str, list[str]] = {"Contact": ["Email"], "Lead": ["Email", "IsConverted"]}
-# Only orgs with Person Accounts have Contact.IsPersonAccount; the mirror asks for it only there.
+# Only orgs with Person Accounts have Contact.IsPersonAccount; the mirror asks for it (and the person contact's
+# AccountId, its person account) only there.
 PERSON_ACCOUNT_FIELD = "IsPersonAccount"
+_PERSON_ACCOUNT_FIELDS = [PERSON_ACCOUNT_FIELD, "AccountId"]
 
 
 @dataclass
@@ -131,6 +135,7 @@ class PeopleMirror:
                         created_date timestamptz,
                         system_modstamp timestamptz,
                         is_person_account boolean NOT NULL DEFAULT false,
+                        account_id text,
                         PRIMARY KEY (org_id, id)
                     );
                     -- Mirrors of before kept person accounts as Account rows (PersonEmail): now person contacts.
@@ -146,6 +151,18 @@ class PeopleMirror:
                         PRIMARY KEY (org_id, sobject)
                     );
                     ALTER TABLE {self._state} ADD COLUMN IF NOT EXISTS person_accounts boolean NOT NULL DEFAULT false;
+                    -- Mirrors of before held no person account Ids: their Contacts are refilled on the next refresh.
+                    DO $$ BEGIN
+                        IF NOT EXISTS (
+                            SELECT 1 FROM information_schema.columns
+                            WHERE table_schema = '{schema}' AND table_name = '{MIRROR_TABLE}'
+                              AND column_name = 'account_id'
+                        ) THEN
+                            ALTER TABLE {self._table} ADD COLUMN account_id text;
+                            UPDATE {self._state} SET last_full_refresh_at = 'epoch'
+                            WHERE sobject = 'Contact' AND person_accounts;
+                        END IF;
+                    END $$;
                     """
                 )
             )
@@ -212,7 +229,7 @@ class PeopleMirror:
 
     @staticmethod
     def _select(sobject: str, person_accounts: bool, *, with_deleted: bool) -> str:
-        extra = [PERSON_ACCOUNT_FIELD] if person_accounts and sobject == "Contact" else []
+        extra = _PERSON_ACCOUNT_FIELDS if person_accounts and sobject == "Contact" else []
         fields = ["Id", *_FIELDS[sobject], *extra, "CreatedDate", "SystemModstamp"]
         return f"SELECT {', '.join(fields + (['IsDeleted'] if with_deleted else []))} FROM {sobject}"
 
@@ -302,6 +319,7 @@ class PeopleMirror:
         email = _text(answer, "Email")
         converted = _text(answer, "IsConverted")
         person = _text(answer, PERSON_ACCOUNT_FIELD)
+        is_person = person.astype(str).str.lower().eq("true") if len(answer) else pd.Series(dtype=bool)
         return pd.DataFrame(
             {
                 "sobject": sobject,
@@ -310,7 +328,9 @@ class PeopleMirror:
                 "is_converted": converted.astype(str).str.lower().eq("true") if len(answer) else [],
                 "created_date": _instants(_text(answer, "CreatedDate")),
                 "system_modstamp": _instants(_text(answer, "SystemModstamp")),
-                "is_person_account": person.astype(str).str.lower().eq("true") if len(answer) else [],
+                "is_person_account": is_person if len(answer) else [],
+                # Kept for person contacts only: a business contact's Account is no person's record.
+                "account_id": _text(answer, "AccountId").where(is_person, None) if len(answer) else [],
             },
             index=answer.index,
         )[list(MIRROR_COLUMNS)]
@@ -319,7 +339,8 @@ class PeopleMirror:
     def _stage(cur: Any, rows: pd.DataFrame) -> None:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS mirror_stage (sobject text, id text, email text, is_converted boolean, "
-            "created_date timestamptz, system_modstamp timestamptz, is_person_account boolean) ON COMMIT DELETE ROWS"
+            "created_date timestamptz, system_modstamp timestamptz, is_person_account boolean, account_id text) "
+            "ON COMMIT DELETE ROWS"
         )
         buffer = io.StringIO()
         out = rows.copy()
@@ -427,6 +448,7 @@ class PeopleMirror:
         """Mirrored people of ``objects`` whose email is one of ``emails`` (any case), as matching's people frame.
 
         Converted Leads are left out: they live on as Contacts, and matching them would double-count the person.
+        ``person_account_id`` is the person account of a person contact (null for everyone else).
         """
         wanted = pd.Series(list(emails), dtype=object)
         wanted = wanted[wanted.map(lambda value: isinstance(value, str))].str.strip().str.lower()
@@ -439,7 +461,7 @@ class PeopleMirror:
             cur.copy_expert("COPY mirror_wanted (email) FROM STDIN WITH (FORMAT csv)", buffer)
             select = cur.mogrify(
                 f"""
-                SELECT p.id, p.sobject, p.email, p.created_date
+                SELECT p.id, p.sobject, p.email, p.created_date, p.account_id
                 FROM {self._table} p JOIN (SELECT DISTINCT email FROM mirror_wanted) w ON w.email = p.email
                 WHERE p.org_id = %s AND p.sobject = ANY(%s) AND NOT (p.sobject = 'Lead' AND p.is_converted)
                 """,
@@ -452,7 +474,7 @@ class PeopleMirror:
         found.seek(0)
         people = pd.read_csv(
             found,
-            names=["salesforce_id", "salesforce_object", "email", "created_date"],
+            names=["salesforce_id", "salesforce_object", "email", "created_date", "person_account_id"],
             dtype=str,
             keep_default_na=False,
             na_values=[""],

@@ -21,7 +21,8 @@ def build_sf_opt_outs(profile: SyncProfile) -> dg.AssetsDefinition:
         ins={"member_statuses": dg.AssetIn(), "salesforce_matches": dg.AssetIn()},
         description=(
             "Opt-out sync: the matched Contact or Lead of each member who unsubscribed from the campaign, to be "
-            "marked HasOptedOutOfEmail = true. Only ever sets the flag (never clears it); each person is written "
+            "marked HasOptedOutOfEmail = true (a person account: its Account, PersonHasOptedOutOfEmail = true, "
+            "since the org keeps person contacts read-only). Only ever sets the flag (never clears it); each person is written "
             "once per campaign, through the sync ledger. Keyed by campaign + Salesforce person."
         ),
     )
@@ -35,6 +36,7 @@ def build_sf_opt_outs(profile: SyncProfile) -> dg.AssetsDefinition:
             "dagster/row_count": len(desired),
             "contacts": len(opt_outs_of(desired, "Contact")),
             "leads": len(opt_outs_of(desired, "Lead")),
+            "person_accounts": len(opt_outs_of(desired, "Account")),
             "preview": preview_table(desired),
         }
         return dg.Output(desired, metadata=metadata)

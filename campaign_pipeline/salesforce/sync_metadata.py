@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import escaped_markdown_table, frame_table
-from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
+from campaign_pipeline.core.opt_out_records import ACCOUNT_OPT_OUT, CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.salesforce.engine import SyncReport
 
 # A run tag: `campaign_pipeline/preview` = `true` makes this one run a dry run (the Launchpad's tags, or
@@ -63,7 +63,9 @@ def campaign_metadata(report: SyncReport) -> dict[str, Any]:
     ]
     if rows:
         metadata["per_kind"] = frame_table(pd.DataFrame(rows), rows=None)
-    opt_outs = [report.outcomes[name] for name in (CONTACT_OPT_OUT, LEAD_OPT_OUT) if name in report.outcomes]
+    opt_outs = [
+        report.outcomes[name] for name in (CONTACT_OPT_OUT, LEAD_OPT_OUT, ACCOUNT_OPT_OUT) if name in report.outcomes
+    ]
     if opt_outs:
         # Opt-out sync: people marked HasOptedOutOfEmail = true by this run (the CLI summary shows it too).
         metadata["would_opt_out" if preview else "opted_out"] = sum(

@@ -56,6 +56,17 @@ class PersonAccountRules:
             else:
                 final["IsPersonAccount"] = False
 
+    def _person_contact_rules(self, results: list[WriteResult], targets: list[dict[str, Any] | None]) -> None:
+        """A person contact is the org's own copy of its person account: writing it directly is refused.
+
+        As a real org answers an update of a person contact (help article 005305352): the person account is the
+        interface for the person's fields (``PersonHasOptedOutOfEmail`` for ``HasOptedOutOfEmail``).
+        """
+        for result, target in zip(results, targets, strict=True):
+            if result.errors or target is None or not target.get("IsPersonAccount"):
+                continue
+            result.errors.append(SfError("INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id"))
+
     def _member_account_rules(self, finals: list[dict[str, Any] | None]) -> None:
         """A member of a Contact carries the Contact's Account (for a person contact, its person account)."""
         members = [f for f in finals if f is not None and f.get("ContactId")]

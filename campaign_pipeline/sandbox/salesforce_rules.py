@@ -100,6 +100,8 @@ class RecordWriter(CampaignRules, ContentRules, PersonAccountRules):
             self._member_account_rules(finals)
         elif self.spec.name == "Account" and self.store.person_accounts:
             self._account_kind_rules(results, finals, targets)
+        elif self.spec.name == "Contact" and self.store.person_accounts:
+            self._person_contact_rules(results, targets)
         elif self.spec.name == "CampaignMemberStatus":
             self._member_status_rules(results, finals, targets)
         elif self.spec.name in CONTENT_OBJECTS:

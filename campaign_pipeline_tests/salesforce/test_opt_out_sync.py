@@ -123,7 +123,11 @@ def test_activity_mode_marks_opt_outs_too(sandbox_org) -> None:
 def test_off_by_default_and_only_where_people_are_matched() -> None:
     assert PROFILE.matching.sync_opt_out is False
     assert "sf_opt_outs" not in desired_asset_names(PROFILE)
-    assert [step.kind(OPT_OUT).name for step in record_steps(OPT_OUT)][-2:] == ["contact_opt_out", "lead_opt_out"]
+    assert [step.kind(OPT_OUT).name for step in record_steps(OPT_OUT)][-3:] == [
+        "contact_opt_out",
+        "lead_opt_out",
+        "account_opt_out",
+    ]
     assert desired_asset_names(_with_opt_out(PROFILE, "notes"))[-1] == "sf_opt_outs"
     with pytest.raises(ProfileError, match="matching.sync_opt_out .* campaign_totals"):
         validate_profile({"mode": "campaign_totals", "matching": {"sync_opt_out": True}}, "test profile")

@@ -40,6 +40,7 @@ the report says so and everything written so far is in the ledger.
 from campaign_pipeline.salesforce.engine.bulk import BULK_JOB_WRITE_CALLS
 from campaign_pipeline.salesforce.engine.context import SalesforceFieldError
 from campaign_pipeline.salesforce.engine.kinds import (
+    ACCOUNT_OPT_OUT_KIND,
     ATTACHMENT_KIND,
     CAMPAIGN_KIND,
     CAMPAIGN_MEMBER_KIND,
@@ -62,6 +63,7 @@ from campaign_pipeline.salesforce.engine.run import sync_desired_records
 from campaign_pipeline.salesforce.engine.sobject_collections import COLLECTION_SIZE
 
 __all__ = [
+    "ACCOUNT_OPT_OUT_KIND",
     "ATTACHMENT_KIND",
     "BULK_JOB_WRITE_CALLS",
     "CAMPAIGN_KIND",

@@ -9,7 +9,7 @@ import pandas as pd
 from campaign_pipeline.core.activity_records import ATTACHMENT, NOTE, TASK
 from campaign_pipeline.core.campaign_hierarchy import PARENT_CAMPAIGN
 from campaign_pipeline.core.content_records import CONTENT_NOTE, CONTENT_NOTE_LINK, EMAIL_FILE
-from campaign_pipeline.core.opt_out_records import CONTACT_OPT_OUT, LEAD_OPT_OUT
+from campaign_pipeline.core.opt_out_records import ACCOUNT_OPT_OUT, CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.core.salesforce_records import CAMPAIGN, CAMPAIGN_MEMBER, CAMPAIGN_MEMBER_STATUS
 
 
@@ -129,6 +129,8 @@ ATTACHMENT_KIND = RecordKind(
 # Opt-out sync: HasOptedOutOfEmail = true on the matched person (core.opt_out_records), one kind per sObject.
 CONTACT_OPT_OUT_KIND = RecordKind(CONTACT_OPT_OUT, "Contact", updates_existing=True)
 LEAD_OPT_OUT_KIND = RecordKind(LEAD_OPT_OUT, "Lead", updates_existing=True)
+# A person account's opt-out goes on the Account (PersonHasOptedOutOfEmail): its person contact is read-only.
+ACCOUNT_OPT_OUT_KIND = RecordKind(ACCOUNT_OPT_OUT, "Account", updates_existing=True)
 
 # Enhanced Notes and Files (mode notes, notes_format enhanced; core.content_records). Blob fields: no Bulk API.
 CONTENT_NOTE_KIND = RecordKind(
