@@ -10,10 +10,12 @@ flight side by side count once, so ``seconds`` never exceeds the wall time it wa
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -32,6 +34,8 @@ class ApiWaitClock:
         self.waits: dict[str, int] = {}
         # The stretches with any wait under way, in order: what a step's own time is measured against.
         self.intervals: list[tuple[float, float]] = []
+        # Every request sent while installed: (when, label, method, URL), to count requests by kind and step.
+        self.sent: list[tuple[float, str, str, str]] = []
 
     @contextlib.contextmanager
     def waiting(self, label: str) -> Iterator[None]:
@@ -83,7 +87,10 @@ class ApiWaitClock:
         clock = self
 
         def timed_send(session: requests.Session, request: Any, **kwargs: Any) -> Any:
-            with clock.waiting(label_of(str(request.url))):
+            url = str(request.url)
+            label = label_of(url)
+            clock.sent.append((clock._clock(), label, str(request.method), url))
+            with clock.waiting(label):
                 return send(session, request, **kwargs)
 
         def timed_sleep(client: SalesforceClient, seconds: float) -> None:
@@ -97,6 +104,18 @@ class ApiWaitClock:
         finally:
             requests.Session.send = send  # type: ignore[method-assign, assignment]
             SalesforceClient.sleep = sleep  # type: ignore[method-assign, assignment]
+
+
+_RECORD_ID = re.compile(r"^(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{15,18}$")
+_API_VERSION = re.compile(r"^/services/data/v[0-9.]+")
+
+
+def request_kind(method: str, url: str) -> str:
+    """``METHOD path`` with the API version, record and job Ids and the query string left out: what a request
+    was, e.g. ``GET /jobs/query/{id}/results`` or ``PATCH /composite/sobjects``."""
+    path = _API_VERSION.sub("", urlsplit(url).path)
+    segments = ["{id}" if _RECORD_ID.match(segment) else segment for segment in path.split("/")]
+    return f"{method.upper()} {'/'.join(segments) or '/'}"
 
 
 def label_by_prefix(prefixes: dict[str, str]) -> Callable[[str], str]:

@@ -19,7 +19,9 @@ build_peak_rss_mb), seconds_by_asset (step wall times of the first run) and own_
 the API waits within each), mailchimp_calls, mailchimp_min_calls
 (pages strictly needed at Mailchimp's 1,000 a page, plus the report), salesforce_read_calls,
 salesforce_write_calls, salesforce_min_write_calls (bench.minimums, from the desired records the run stored),
-noop_salesforce_calls, noop_mailchimp_calls, stored_bytes_by_table (the pipeline's schema), success, and
+noop_salesforce_calls, salesforce_requests_by_kind / _by_asset and noop_salesforce_requests_by_kind (requests
+the run sent, a transport retry inside one not counted again; bench.api_wait.request_kind), noop_mailchimp_calls,
+stored_bytes_by_table (the pipeline's schema), success, and
 build_seconds (generating the account and the org's people, not part of any run).
 """
 
@@ -32,6 +34,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,6 +137,20 @@ def run(recipients: int, mode: str, seed: int) -> dict[str, Any]:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _salesforce_requests(waits: api_wait.ApiWaitClock) -> dict[str, int]:
+    """The run's Salesforce requests by kind (bench.api_wait.request_kind), most first."""
+    kinds = Counter(api_wait.request_kind(method, url) for _, label, method, url in waits.sent if label == "salesforce")
+    return dict(kinds.most_common())
+
+
+def _salesforce_requests_by_step(waits: api_wait.ApiWaitClock, steps: dict[str, tuple[float, float]]) -> dict[str, int]:
+    counts = {
+        step: sum(1 for at, label, _, _ in waits.sent if label == "salesforce" and start <= at <= end)
+        for step, (start, end) in steps.items()
+    }
+    return {step: count for step, count in counts.items() if count}
 
 
 def _cpu_seconds() -> float:
@@ -242,6 +259,9 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
         "salesforce_write_calls": write_calls,
         "salesforce_min_write_calls": _min_write_calls(engine, campaign_id),
         "noop_salesforce_calls": noop["salesforce_calls"],
+        "salesforce_requests_by_kind": _salesforce_requests(first["waits"]),
+        "salesforce_requests_by_asset": _salesforce_requests_by_step(first["waits"], steps),
+        "noop_salesforce_requests_by_kind": _salesforce_requests(noop["waits"]),
         "noop_mailchimp_calls": noop["mailchimp_calls"],
         "mirror": {
             key: value for key, value in metadata.get("salesforce_matches", {}).items() if key.startswith("mirror_")

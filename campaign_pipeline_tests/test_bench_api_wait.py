@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from bench.api_wait import ApiWaitClock, label_by_prefix
+from bench.api_wait import ApiWaitClock, label_by_prefix, request_kind
 from campaign_pipeline.salesforce.resource import SalesforceClient
 
 
@@ -84,9 +84,26 @@ def test_installed_times_session_requests_and_client_sleeps_then_puts_them_back(
         requests.Session().get(f"{slow_server}/y", timeout=10)
     assert requests.Session.send is send and SalesforceClient.sleep is sleep
     assert waits.waits == {"mailchimp": 2, "salesforce": 1}
+    assert [(label, method, url.rsplit("/", 1)[1]) for _, label, method, url in waits.sent] == [
+        ("mailchimp", "GET", "x"),
+        ("mailchimp", "GET", "y"),
+    ]
     assert waits.seconds("mailchimp") >= 0.4
     assert waits.seconds("salesforce") >= 0.1
     assert waits.seconds() == pytest.approx(waits.seconds("mailchimp") + waits.seconds("salesforce"))
     # Nothing is timed once the block is over.
     requests.Session().get(f"{slow_server}/z", timeout=10)
     assert waits.waits["mailchimp"] == 2
+
+
+def test_request_kinds_leave_out_version_ids_and_query() -> None:
+    base = "https://127.0.0.1:5000/services/data/v62.0"
+    assert request_kind("get", f"{base}/jobs/query/750xx0000000001AAA/results?maxRecords=5") == (
+        "GET /jobs/query/{id}/results"
+    )
+    assert request_kind("PATCH", f"{base}/composite/sobjects/CampaignMember/Sync_Key__c") == (
+        "PATCH /composite/sobjects/CampaignMember/Sync_Key__c"
+    )
+    assert request_kind("GET", f"{base}/query?q=SELECT+Id+FROM+Campaign") == "GET /query"
+    assert request_kind("GET", f"{base}/sobjects/Contact/003000000000001") == "GET /sobjects/Contact/{id}"
+    assert request_kind("GET", "http://127.0.0.1:9/3.0/reports/abc123") == "GET /3.0/reports/abc123"

@@ -34,3 +34,9 @@ def test_small_end_to_end_prints_the_promised_json(
         assert 0 <= result["own_seconds_by_asset"][step] <= seconds + 0.01, step
     assert result["salesforce_write_calls"] >= result["salesforce_min_write_calls"] > 0
     assert result["salesforce_read_calls"] > 0 and result["noop_salesforce_calls"] > 0
+    # The requests the run sent, by kind, are the calls the org counted (no retries in a clean run).
+    assert sum(result["salesforce_requests_by_kind"].values()) == (
+        result["salesforce_read_calls"] + result["salesforce_write_calls"]
+    )
+    assert sum(result["noop_salesforce_requests_by_kind"].values()) == result["noop_salesforce_calls"]
+    assert sum(result["salesforce_requests_by_asset"].values()) <= sum(result["salesforce_requests_by_kind"].values())
