@@ -186,7 +186,10 @@ def _sf_campaign(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
     hierarchy = profile.campaign_hierarchy
     if hierarchy.enabled:
         parents = campaign_parent_keys(
-            report, automation_parents=hierarchy.automation_parents, regular_parent_name=hierarchy.regular_parent
+            report,
+            automation_parents=hierarchy.automation_parents,
+            regular_parent_name=hierarchy.regular_parent,
+            rss_parents=hierarchy.rss_parents,
         )
         by_campaign = dict(zip(report["campaign_id"], parents, strict=True))
         desired["parent_key"] = desired["campaign_id"].map(by_campaign).astype(object)
@@ -199,6 +202,7 @@ def _sf_parent_campaigns(profile: SyncProfile, frames: Frames) -> pd.DataFrame:
         frames["mailchimp_campaign_report"],
         automation_parents=hierarchy.automation_parents,
         regular_parent_name=hierarchy.regular_parent,
+        rss_parents=hierarchy.rss_parents,
         key_field=profile.field_mapping.campaign_key_field,
         field_limit_policy=profile.sync.field_limit_policy,
     )

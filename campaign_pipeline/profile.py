@@ -299,19 +299,26 @@ class CampaignHierarchy(BaseModel):
         default=True,
         description="Put the emails of each Mailchimp automation workflow under one parent Campaign named after it.",
     )
+    rss_parents: bool = Field(
+        default=True,
+        description=(
+            "Put the sends of each Mailchimp RSS campaign under one parent Campaign named after the RSS campaign "
+            "(keyed by its id); off = RSS sends are like any other campaign (under regular_parent when set)."
+        ),
+    )
     regular_parent: str | None = Field(
         default=None,
         min_length=1,
         max_length=80,
         description=(
-            "Put every other campaign (regular, plain-text, A/B split, multivariate, RSS sends) under one parent "
-            "Campaign of this name; None = no parent for them."
+            "Put every other campaign (regular, plain-text, A/B split, multivariate; RSS sends when rss_parents is "
+            "off) under one parent Campaign of this name; None = no parent for them."
         ),
     )
 
     @property
     def enabled(self) -> bool:
-        return self.automation_parents or bool(self.regular_parent)
+        return self.automation_parents or self.rss_parents or bool(self.regular_parent)
 
 
 class SyncProfile(BaseModel):

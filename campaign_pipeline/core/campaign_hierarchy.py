@@ -1,8 +1,12 @@
-"""Campaign hierarchy: parent Campaigns for an automation's emails (and, optionally, all regular campaigns).
+"""Campaign hierarchy: parent Campaigns for an automation's emails, an RSS campaign's sends (and, optionally, all
+regular campaigns).
 
 Salesforce rolls a child Campaign's statistics up to its parent (``ParentId``). The parent of an automation
-email is keyed by its Mailchimp workflow id, the parent of regular campaigns by a fixed key, so a parent is
-created once however many runs and partitions name it, and renaming it in the profile updates it in place.
+email is keyed by its Mailchimp workflow id, the parent of an RSS campaign's sends by the RSS campaign's id, the
+parent of regular campaigns by a fixed key, so a parent is created once however many runs and partitions name it,
+and renaming it in the profile updates it in place. Every send has at most one parent and every parent is a
+top-level Campaign with no members of its own, so each send counts exactly once in exactly one hierarchy: an
+automation workflow's, an RSS campaign's, or the regular parent's.
 """
 
 from __future__ import annotations
@@ -16,29 +20,41 @@ from campaign_pipeline.core.salesforce_records import _with_meta, enforce_field_
 PARENT_CAMPAIGN = "parent_campaign"
 WORKFLOW_KEY_PREFIX = "mailchimp-workflow-"
 REGULAR_PARENT_KEY = "mailchimp-regular-campaigns"
+RSS_KEY_PREFIX = "mailchimp-rss-"
+
+
+def _column(campaign_report: pd.DataFrame, name: str) -> pd.Series:
+    if name in campaign_report.columns:
+        return campaign_report[name]
+    return pd.Series(pd.NA, index=campaign_report.index, dtype=object)
 
 
 def campaign_parent_keys(
-    campaign_report: pd.DataFrame, *, automation_parents: bool, regular_parent_name: str | None
+    campaign_report: pd.DataFrame,
+    *,
+    automation_parents: bool,
+    regular_parent_name: str | None,
+    rss_parents: bool = False,
 ) -> pd.Series:
     """Per report row (same index): the sync key of the campaign's parent Campaign, or NA when it has none.
 
-    Automation emails go under their workflow's parent (when the report knows the workflow); every other type
-    (regular, plain-text, A/B split, multivariate, RSS sends, types Mailchimp adds) under the regular parent.
+    Automation emails go under their workflow's parent (when the report knows the workflow), the sends of an RSS
+    campaign under that RSS campaign's parent (with ``rss_parents``, when the report knows the RSS campaign);
+    every other type (regular, plain-text, A/B split, multivariate, RSS sends without their own parent, types
+    Mailchimp adds) under the regular parent.
     """
     types = campaign_report["campaign_type"].map(canonical_campaign_type)
     automation = types.map(is_automation_type).astype(bool)
-    workflow = (
-        campaign_report["automation_id"]
-        if "automation_id" in campaign_report.columns
-        else pd.Series(pd.NA, index=campaign_report.index, dtype=object)
-    )
+    workflow = _column(campaign_report, "automation_id")
+    rss_campaign = _column(campaign_report, "rss_campaign_id")
     keys = pd.Series(pd.NA, index=campaign_report.index, dtype=object)
     if automation_parents:
         known = automation & workflow.notna()
         keys[known] = WORKFLOW_KEY_PREFIX + workflow[known].astype(str)
+    rss = (types == "rss") & rss_campaign.notna() if rss_parents else pd.Series(False, index=keys.index)
     if regular_parent_name:
-        keys[~automation] = REGULAR_PARENT_KEY
+        keys[~automation & ~rss] = REGULAR_PARENT_KEY
+    keys[rss] = RSS_KEY_PREFIX + rss_campaign[rss].astype(str)
     return keys
 
 
@@ -47,6 +63,7 @@ def desired_parent_campaigns(
     *,
     automation_parents: bool,
     regular_parent_name: str | None,
+    rss_parents: bool = False,
     key_field: str | None = None,
     field_limit_policy: str = "truncate",
 ) -> pd.DataFrame:
@@ -56,18 +73,23 @@ def desired_parent_campaigns(
     Campaign of someone else; with an external-ID field the key is written there and the parent is upserted.
     """
     keys = campaign_parent_keys(
-        campaign_report, automation_parents=automation_parents, regular_parent_name=regular_parent_name
+        campaign_report,
+        automation_parents=automation_parents,
+        regular_parent_name=regular_parent_name,
+        rss_parents=rss_parents,
     )
-    titles = (
-        campaign_report["automation_title"]
-        if "automation_title" in campaign_report.columns
-        else pd.Series(pd.NA, index=campaign_report.index, dtype=object)
-    )
+    titles = _column(campaign_report, "automation_title")
+    rss_titles = _column(campaign_report, "rss_campaign_title")
     rows = []
     for key in sorted(keys.dropna().unique()):
         if key == REGULAR_PARENT_KEY:
             name = str(regular_parent_name)
             description = f"Mailchimp regular campaigns: each synced campaign is a child Campaign. Sync key {key}."
+        elif key.startswith(RSS_KEY_PREFIX):
+            rss_id = key.removeprefix(RSS_KEY_PREFIX)
+            title = rss_titles[keys == key].dropna()
+            name = str(title.iloc[0]) if len(title) else f"Mailchimp RSS campaign {rss_id}"
+            description = f"Mailchimp RSS campaign {rss_id}: each of its sends is a child Campaign. Sync key {key}."
         else:
             workflow = key.removeprefix(WORKFLOW_KEY_PREFIX)
             title = titles[keys == key].dropna()

@@ -141,6 +141,13 @@ class MailchimpCampaignReport(pa.DataFrameModel):
     automation_title: Optional[Series[str]] = pa.Field(  # noqa: UP045
         nullable=True, description="Automation emails: their workflow's title; else NA."
     )
+    rss_campaign_id: Optional[Series[str]] = pa.Field(  # noqa: UP045
+        nullable=True,
+        description="RSS sends: the id of their Mailchimp RSS campaign (the send's parent_campaign_id); else NA.",
+    )
+    rss_campaign_title: Optional[Series[str]] = pa.Field(  # noqa: UP045
+        nullable=True, description="RSS sends: their RSS campaign's title; else NA."
+    )
 
     class Config:
         name = "MailchimpCampaignReport"

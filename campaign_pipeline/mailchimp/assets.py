@@ -7,7 +7,12 @@ import pandas as pd
 
 from campaign_pipeline.asset_metadata import counts_table, preview_table
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
-from campaign_pipeline.core.campaign_types import campaign_type_label, is_automation_type, is_known_campaign_type
+from campaign_pipeline.core.campaign_types import (
+    campaign_type_label,
+    canonical_campaign_type,
+    is_automation_type,
+    is_known_campaign_type,
+)
 from campaign_pipeline.core.events import (
     bot_opens_filtered,
     parse_campaign_report,
@@ -207,7 +212,7 @@ def mailchimp_campaign_report(
         ],
         ignore_index=True,
     )
-    reports = with_automation_workflows(reports, mailchimp)
+    reports = with_rss_campaigns(with_automation_workflows(reports, mailchimp), mailchimp)
     calls = mailchimp.stats.since(before)
     first = reports.iloc[0]
     metadata.update(
@@ -248,6 +253,25 @@ def with_automation_workflows(reports: pd.DataFrame, mailchimp: MailchimpResourc
             if workflow is not None:
                 reports.at[index, "automation_id"], title = workflow
                 reports.at[index, "automation_title"] = pd.NA if title is None else title
+    return reports
+
+
+def with_rss_campaigns(reports: pd.DataFrame, mailchimp: MailchimpResource) -> pd.DataFrame:
+    """The reports with the RSS campaign (id, title) of each RSS send: the key of its parent in the hierarchy.
+
+    Only a batch holding RSS sends asks Mailchimp (each send's campaign record, then each RSS campaign's).
+    """
+    reports = reports.copy()
+    reports["rss_campaign_id"] = pd.Series(pd.NA, index=reports.index, dtype=object)
+    reports["rss_campaign_title"] = pd.Series(pd.NA, index=reports.index, dtype=object)
+    rss = reports["campaign_type"].map(canonical_campaign_type).eq("rss")
+    if rss.any():
+        found = mailchimp.rss_campaigns([str(c) for c in reports.loc[rss, "campaign_id"]])
+        for index in reports.index[rss]:
+            parent = found.get(str(reports.at[index, "campaign_id"]))
+            if parent is not None:
+                reports.at[index, "rss_campaign_id"], title = parent
+                reports.at[index, "rss_campaign_title"] = pd.NA if title is None else title
     return reports
 
 

@@ -380,6 +380,30 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
                     found[str(email_id)] = (str(workflow), title if isinstance(title, str) and title else None)
         return found
 
+    def rss_campaigns(self, send_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """RSS send id -> (its RSS campaign's id, that campaign's title), from /campaigns/{id} (parent_campaign_id).
+
+        Reports name no parent; the send's campaign record does. A send whose record has none is left out; an RSS
+        campaign Mailchimp no longer serves (deleted) has no title.
+        """
+        parents: dict[str, str] = {}
+        for send_id in send_ids:
+            record = self._get(f"/campaigns/{checked_campaign_id(send_id)}", {"fields": "id,parent_campaign_id"})
+            parent = record.get("parent_campaign_id") if isinstance(record, dict) else None
+            if is_valid_campaign_id(parent):
+                parents[send_id] = str(parent)
+        titles: dict[str, str | None] = {}
+        for parent in sorted(set(parents.values())):
+            try:
+                record = self._get(f"/campaigns/{parent}", {"fields": "id,settings.title"})
+            except MailchimpApiError as error:
+                if error.status != 404:
+                    raise
+                record = {}
+            title = ((record or {}).get("settings") or {}).get("title")
+            titles[parent] = title if isinstance(title, str) and title else None
+        return {send_id: (parent, titles[parent]) for send_id, parent in parents.items()}
+
     def fetch_email_activity(self, campaign_id: str, since: pd.Timestamp | None = None) -> list[Any]:
         """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
         query: dict[str, Any] = {

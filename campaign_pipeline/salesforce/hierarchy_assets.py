@@ -17,6 +17,8 @@ def build_sf_parent_campaigns(profile: SyncProfile) -> dg.AssetsDefinition:
     parts = []
     if hierarchy.automation_parents:
         parts.append("each Mailchimp automation workflow (its emails become child Campaigns)")
+    if hierarchy.rss_parents:
+        parts.append("each Mailchimp RSS campaign (its sends become child Campaigns)")
     if hierarchy.regular_parent:
         parts.append(f"'{hierarchy.regular_parent}' for every other campaign")
 
@@ -26,9 +28,9 @@ def build_sf_parent_campaigns(profile: SyncProfile) -> dg.AssetsDefinition:
         kinds={"salesforce", "pandas"},
         ins={"mailchimp_campaign_report": dg.AssetIn()},
         description=(
-            f"The parent Campaigns of the campaign hierarchy: one for {' and one named '.join(parts)}. "
+            f"The parent Campaigns of the campaign hierarchy: one for {'; one for '.join(parts)}. "
             "salesforce_sync sets each Campaign's ParentId to its parent, so Salesforce's hierarchy roll-ups "
-            "(members, responses in hierarchy) add up. A parent is keyed by its workflow id (or a fixed key), "
+            "(members, responses in hierarchy) add up. A parent is keyed by its workflow or RSS campaign id (or a fixed key), "
             "created once through the sync ledger, and shared by every partition that names it."
         ),
     )

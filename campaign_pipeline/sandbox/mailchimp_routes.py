@@ -13,6 +13,8 @@ from campaign_pipeline.sandbox.mailchimp_data import CampaignSpec, SandboxAccoun
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 10  # Mailchimp's default `count`
+# The title of the sandbox account's RSS campaign (its sends are titled "Blog digest, send N").
+RSS_CAMPAIGN_TITLE = "Blog digest"
 
 
 class ApiError(Exception):
@@ -245,7 +247,25 @@ class MailchimpRoutes:
         return {"campaigns": [self._campaign(s) for s in page], "total_items": len(specs), "_links": []}
 
     def campaign(self, query: dict[str, str], cid: str) -> dict[str, Any]:
+        if self.account.every_campaign_type and cid == self.account.rss_campaign_id:
+            return self._rss_campaign()
         return self._campaign(self._spec(cid, sent=False))
+
+    def _rss_campaign(self) -> dict[str, Any]:
+        """The RSS campaign itself: it keeps sending (each send is a campaign of its own, naming it as parent)."""
+        return {
+            "id": self.account.rss_campaign_id,
+            "web_id": int(self.account.rss_campaign_id[:6], 16),
+            "parent_campaign_id": "",
+            "type": "rss",
+            "status": "sending",
+            "emails_sent": 0,
+            "send_time": "",
+            "recipients": {"list_id": self.account.list_id, "list_name": "Sandbox audience"},
+            "settings": {"title": RSS_CAMPAIGN_TITLE, "subject_line": "*|RSSFEED:TITLE|*", "from_name": "Example Co"},
+            "rss_opts": {"feed_url": "https://example.com/blog/feed", "frequency": "weekly"},
+            "_links": [],
+        }
 
     def content(self, query: dict[str, str], cid: str) -> dict[str, Any]:
         spec = self._spec(cid, sent=False)

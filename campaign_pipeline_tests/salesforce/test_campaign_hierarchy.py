@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from campaign_pipeline.core.campaign_hierarchy import campaign_parent_keys
 from campaign_pipeline.core.events import parse_campaign_report
-from campaign_pipeline.mailchimp.assets import with_automation_workflows
+from campaign_pipeline.mailchimp.assets import with_automation_workflows, with_rss_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.engine import sync_desired_records
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
@@ -138,3 +139,80 @@ def _check_workflows(mailchimp) -> None:
     assert found["automation_id"].tolist()[0] == automation[0].automation_id
     assert found["automation_title"].tolist()[0] == "Welcome series"
     assert pd.isna(found["automation_id"].tolist()[1])
+
+
+def _rss_reports(tmp_path) -> tuple[str, dict[str, pd.DataFrame], pd.DataFrame]:
+    """Over HTTP from the sandbox account: its RSS campaign's id, each RSS send's report (as the report asset makes
+    it) and one regular campaign's report."""
+    account = SandboxAccount(
+        seed=11, n_members=600, every_campaign_type=True, state_path=tmp_path / "mailchimp_state.json"
+    )
+    with MailchimpSandbox(account, faults=MailchimpFaults(seed=3)) as served:
+        mailchimp = resource_on(served)
+        sent = mailchimp.list_sent_campaigns()
+        sends = [c for c in sent if c.type == "rss"]
+        assert len(sends) == 2 and {c.parent_campaign_id for c in sends} == {account.rss_campaign_id}
+        regular = next(c for c in sent if c.type == "regular")
+
+        def report(campaign_id: str) -> pd.DataFrame:
+            parsed = parse_campaign_report(mailchimp.fetch_report(campaign_id))
+            return with_rss_campaigns(with_automation_workflows(parsed, mailchimp), mailchimp)
+
+        return account.rss_campaign_id, {c.id: report(c.id) for c in sends}, report(regular.id)
+
+
+def test_the_sends_of_one_rss_campaign_share_one_parent_keyed_by_the_rss_campaign(sandbox_org, tmp_path) -> None:
+    rss_id, sends, regular = _rss_reports(tmp_path)
+    for report in sends.values():
+        assert report["rss_campaign_id"].tolist() == [rss_id]
+        assert report["rss_campaign_title"].tolist() == ["Blog digest"]
+    assert pd.isna(regular["rss_campaign_id"].iloc[0])
+    profile = with_hierarchy(regular_parent="Newsletters")
+    people = {send: AUDIENCE[4 * n : 4 * n + 4] for n, send in enumerate(sends)}
+    regular_id = str(regular["campaign_id"].iloc[0])
+    # Each send is its own partition, synced in a run of its own; a regular campaign runs beside them.
+    outcomes = []
+    for send, report in sends.items():
+        run = sandbox_org.sync(statuses_for(people[send], send), profile, report_frame=report)
+        assert run.failures.empty, run.failures.to_dict("records")
+        outcomes.append(run.outcomes["parent_campaign"])
+    assert [(o.created, o.unchanged) for o in outcomes] == [(1, 0), (0, 1)]
+    assert sandbox_org.sync(statuses_for(AUDIENCE[8:10], regular_id), profile, report_frame=regular).failures.empty
+
+    by_id = {c["Id"]: c for c in sandbox_org.org.records("Campaign")}
+    parent = next(c for c in by_id.values() if c["Name"] == "Blog digest")
+    key = f"mailchimp-rss-{rss_id}"
+    assert key in parent["Description"] and parent.get("ParentId") is None
+    children = {c["Name"]: c.get("ParentId") for c in by_id.values() if c.get("ParentId") == parent["Id"]}
+    assert sorted(children) == sorted(str(r["campaign_title"].iloc[0]) for r in sends.values())
+    # The RSS parent is a hierarchy of its own beside the regular parent: each send counts once, in one hierarchy.
+    newsletters = next(c for c in by_id.values() if c["Name"] == "Newsletters")
+    assert [c["Name"] for c in by_id.values() if c.get("ParentId") == newsletters["Id"]] == [
+        str(regular["campaign_title"].iloc[0])
+    ]
+    ledger = sandbox_org.ledger.load_keys("parent_campaign", [key])
+    assert ledger["salesforce_id"].tolist() == [parent["Id"]]
+
+    # A rerun of either send is a no-op, and the parent's key does not move.
+    for send, report in sends.items():
+        assert sandbox_org.sync(statuses_for(people[send], send), profile, report_frame=report).write_calls == 0
+    assert sandbox_org.ledger.load_keys("parent_campaign", [key])["salesforce_id"].tolist() == [parent["Id"]]
+
+
+def test_rss_parents_off_puts_rss_sends_with_the_other_campaigns() -> None:
+    report = pd.concat(
+        [
+            campaign_report("send1", campaign_type="rss").assign(rss_campaign_id="f00dfeed01"),
+            campaign_report("reg1"),
+            automation_report("auto1"),
+        ],
+        ignore_index=True,
+    )
+    common = {"automation_parents": True, "regular_parent_name": "Newsletters"}
+    assert campaign_parent_keys(report, rss_parents=True, **common).tolist() == [
+        "mailchimp-rss-f00dfeed01",
+        "mailchimp-regular-campaigns",
+        f"mailchimp-workflow-{WORKFLOW}",
+    ]
+    assert campaign_parent_keys(report, rss_parents=False, **common).tolist()[0] == "mailchimp-regular-campaigns"
+    assert SyncProfile().campaign_hierarchy.rss_parents is True
