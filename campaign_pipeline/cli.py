@@ -244,30 +244,59 @@ def check(as_json: bool) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Queue at most this many campaigns (oldest first)."
 )
-@click.option("--preview", is_flag=True, help="List what would be queued; add no partition, launch nothing.")
+@click.option("--list", "list_only", is_flag=True, help="Print what would be queued; add no partition, launch nothing.")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Launch the backfill as a dry run: its runs carry the run tag campaign_pipeline/preview=true and show what "
+    "they would create and update; nothing is written to Salesforce or the ledger.",
+)
 @click.option(
     "--resync", is_flag=True, help="Queue campaigns already synced too (the ledger still writes only changes)."
 )
+@click.option(
+    "--instance",
+    "instance_name",
+    default=None,
+    metavar="NAME",
+    help="The named sync profile (a CampaignSync instance under campaign_pipeline/defs/) to backfill; the default "
+    "profile when left out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def backfill(since: Any, limit: int | None, preview: bool, resync: bool, as_json: bool) -> None:
+def backfill(
+    since: Any,
+    limit: int | None,
+    list_only: bool,
+    preview: bool,
+    resync: bool,
+    instance_name: str | None,
+    as_json: bool,
+) -> None:
     """Bring in campaigns of the profile's audience sent since a date: add their partitions and launch one Dagster
     backfill that runs them in batches of 20 campaigns (the backfill policy), as the UI would.
 
     Campaigns already synced, already queued or of another Mailchimp account are left out. The Dagster daemon
-    (`dagster dev`) launches the backfill's runs; they show under Overview -> Backfills.
+    (`dagster dev`) launches the backfill's runs; they show under Overview -> Backfills. `--list` only prints what
+    would be queued; `--preview` queues the same as dry runs, which write nothing.
     """
     import json
     from dataclasses import asdict
 
-    from campaign_pipeline.definitions import build_definitions, load_active_profile
+    from campaign_pipeline.definitions import deployment_profiles
     from campaign_pipeline.demo import demo_instance
     from campaign_pipeline.deployment import choose_deployment
-    from campaign_pipeline.history import backfill_history, format_plan
+    from campaign_pipeline.history import UnknownInstance, backfill_history, choose_target, format_plan
     from campaign_pipeline.preflight import stop_on_setup_error
 
-    profile = load_active_profile()
+    if list_only and preview:
+        raise click.UsageError("--list prints what would be queued and --preview queues dry runs: pick one")
+    loaded, profiles = deployment_profiles()
+    try:
+        target, profile = choose_target(profiles, instance_name)
+    except UnknownInstance as exc:
+        raise click.BadParameter(str(exc), param_hint="--instance") from exc
     deployment = choose_deployment(filter_bots=profile.mailchimp.filter_bots)
-    if not preview:
+    if not list_only:
         # A setup error would fail every queued run the same way: say it now, before anything is queued.
         stop_on_setup_error(profile, deployment)
     with demo_instance() as instance:
@@ -275,11 +304,13 @@ def backfill(since: Any, limit: int | None, preview: bool, resync: bool, as_json
             since.date(),
             limit=limit,
             preview=preview,
+            list_only=list_only,
             resync=resync,
             instance=instance,
             profile=profile,
             mailchimp=deployment.mailchimp,
-            defs=build_definitions(profile),
+            defs=loaded,
+            target=target,
         )
     click.echo(json.dumps(asdict(plan), indent=2) if as_json else format_plan(plan))
 

@@ -186,4 +186,14 @@ def build_deployment(project_module_dir: Path | None = None) -> dg.Definitions:
         raise
 
 
+def deployment_profiles(project_module_dir: Path | None = None) -> tuple[dg.Definitions, dict[str | None, SyncProfile]]:
+    """The deployment's Definitions and the profile of each of its CampaignSync instances, by name (None: the
+    default instance, with the classic unprefixed names)."""
+    from campaign_pipeline.components.campaign_sync import collected_profiles
+
+    with collected_profiles() as profiles:
+        loaded = build_deployment(project_module_dir)
+    return loaded, dict(profiles)
+
+
 defs = build_deployment()

@@ -10,6 +10,9 @@ Postgres, the resources and the landed Mailchimp data. The instance without a na
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,21 @@ from campaign_pipeline.profile import PROFILE_SECTIONS, ProfileError, SyncProfil
 
 # A name becomes an asset key prefix, a group, and part of job, sensor, schedule and partitions names.
 INSTANCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+# While set (collected_profiles), every instance built adds its name (None for the default one) and its profile.
+_collected: ContextVar[dict[str | None, SyncProfile] | None] = ContextVar("campaign_sync_profiles", default=None)
+
+
+@contextmanager
+def collected_profiles() -> Iterator[dict[str | None, SyncProfile]]:
+    """The profiles of the CampaignSync instances built inside the block, by instance name: what a command that
+    targets one instance (`campaign-pipeline backfill --instance`) picks from, as the deployment loaded them."""
+    found: dict[str | None, SyncProfile] = {}
+    token = _collected.set(found)
+    try:
+        yield found
+    finally:
+        _collected.reset(token)
 
 
 class CampaignSyncScaffolder(dg.Scaffolder):
@@ -95,4 +113,7 @@ class CampaignSync(dg.Component, dg.Resolvable, dg.Model):
             profile = self.sync_profile(context.path)
         except ProfileError as exc:
             raise ProfileError(f"{exc} (component defined in {context.path})") from exc
+        collecting = _collected.get()
+        if collecting is not None:
+            collecting[self.name] = profile
         return build_definitions(profile, instance=self.name)
