@@ -11,6 +11,12 @@ from campaign_pipeline.sandbox.salesforce_objects import API_VERSION, normalize_
 from campaign_pipeline.sandbox.salesforce_store import RequestError, SalesforceStore, SfError, WriteResult
 
 MAX_COLLECTION_RECORDS = 200
+# A JSON (non-multipart) REST request is at most 50 MB of text, i.e. 37.5 MB of data in base64 (REST API guide,
+# "Insert or Update Blob Data"), per request: a whole sObject Collections call, or one record's. A real org answers
+# a bigger body with 400 JSON_PARSER_ERROR "Maximum size of request reached. Maximum size of request is 52428800
+# bytes." (as reported from live orgs, simple-salesforce issue 195 and the Mobile SDK's issue 3575).
+MAX_JSON_REQUEST_BYTES = 50 * 1024 * 1024
+REQUEST_TOO_LARGE = f"Maximum size of request reached. Maximum size of request is {MAX_JSON_REQUEST_BYTES} bytes."
 # sObject Collections process a request in chunks (runs of one type) and take at most this many.
 MAX_COLLECTION_CHUNKS = 10
 
@@ -77,6 +83,13 @@ class SalesforceRoutes:
                     for name in ("sobjects", "query", "limits", "composite", "jobs")
                 },
             )
+        if (
+            head in ("sobjects", "composite")
+            and method in ("POST", "PATCH", "PUT")
+            and len(body) > MAX_JSON_REQUEST_BYTES
+        ):
+            # Nothing of the request is written, whatever it held.
+            return error_response(400, "JSON_PARSER_ERROR", REQUEST_TOO_LARGE)
         if head == "limits" and method == "GET":
             return self._limits(used)
         if head in ("query", "queryAll") and method == "GET":

@@ -239,3 +239,31 @@ def test_files_are_cut_by_payload_size_and_a_big_one_and_its_next_version_go_alo
     assert writes.count(("POST", "sobjects/ContentVersion")) == 4
     assert {_decoded(activity_org, f, "VersionData") for f in _files_by_person(activity_org).values()} == {bigger}
     assert_one_of_each_per_person(activity_org)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notes_format", ["enhanced", "classic"])
+def test_files_whose_sum_exceeds_one_requests_limit_sync_in_requests_under_it(activity_org, notes_format) -> None:
+    # Four people's copies of a 10.5 MB email: 56 MB of base64 in all, more than one JSON request may carry (the org
+    # refuses a body over 50 MB: sandbox_salesforce/test_request_size.py). The engine's cut keeps every call under.
+    from campaign_pipeline.sandbox.salesforce_routes import MAX_JSON_REQUEST_BYTES
+
+    profile = SyncProfile.model_validate({"mode": "notes", "activity": {"notes_format": notes_format}})
+    big = "<html><body><p>" + "w" * 10_500_000 + "</p></body></html>"
+    people = len(activity_org.person_ids)
+    kind, sobject, blob = (
+        ("email_file", "ContentVersion", "VersionData")
+        if notes_format == "enhanced"
+        else ("attachment", "Attachment", "Body")
+    )
+    run = activity_org.sync(profile, recipients(*AUDIENCE), _events(), report(), content(big))
+    assert run.failures.empty and not run.kind_errors, (run.failures, run.kind_errors)
+    written = [r for r in activity_org.records(sobject) if len(r.get(blob) or "") > 10_000_000]
+    assert len(written) == people == 4
+    assert sum(len(r[blob]) for r in written) > MAX_JSON_REQUEST_BYTES
+    assert {_decoded(activity_org, r, blob) for r in written} == {big}
+    outcome = run.outcomes[kind]
+    assert outcome.created == people and outcome.api == "collections"
+    assert outcome.file_bytes >= people * len(big)
+    # Nothing new: not one write (the ledger holds every File's hash).
+    assert activity_org.sync(profile, recipients(*AUDIENCE), _events(), report(), content(big)).write_calls == 0
