@@ -128,25 +128,50 @@ def with_percentages(frame: pd.DataFrame, columns: tuple[str, ...] = RATE_COLUMN
     return shown
 
 
+# Said next to API call counts on a partition of a batched run: the calls were made once for all its campaigns.
+RUN_WIDE_CALLS = "the whole run's: one batch of calls serves all its campaigns"
+
+
+def metadata_per_campaign(
+    context: dg.AssetExecutionContext,
+    build: Callable[[list[str]], dict[str, Any]],
+    run_wide: Mapping[str, Any] | None = None,
+    asset_key: dg.AssetKey | None = None,
+) -> dict[str, Any]:
+    """The metadata of a per-campaign asset: ``build(campaign_ids)`` says what those campaigns' rows show.
+
+    A run of one partition gets ``build`` of its campaign (plus ``run_wide``) as the Output's metadata. A batched
+    run (several campaign partitions) would otherwise record the whole batch's numbers on every partition: each
+    partition gets ``build`` of its own campaign instead, and the Output's metadata (recorded on every partition)
+    holds only ``run_wide`` and how many campaigns the run had. ``asset_key`` names the asset of a multi-asset.
+    """
+    keys = list(context.partition_keys)
+    campaigns = {key: campaign_id_from_key(key) for key in keys}
+    if len(keys) <= 1:
+        return {**(run_wide or {}), **build(list(campaigns.values()))}
+    for key, campaign_id in campaigns.items():
+        context.add_asset_metadata(build([campaign_id]), asset_key=asset_key, partition_key=key)
+    return {**(run_wide or {}), "campaigns_in_run": dg.MetadataValue.int(len(keys))}
+
+
 def metadata_per_partition(
     context: dg.AssetExecutionContext,
     frame: pd.DataFrame,
     build: Callable[[pd.DataFrame], dict[str, Any]],
     column: str = "campaign_id",
+    run_wide: Mapping[str, Any] | None = None,
+    asset_key: dg.AssetKey | None = None,
 ) -> dict[str, Any]:
-    """The metadata of a per-campaign asset, built from its frame by ``build``.
-
-    A run of one partition gets ``build(frame)`` as the Output's metadata. A batched run (several campaign
-    partitions) would otherwise record the whole batch's numbers on every partition: each partition gets
-    ``build`` of its own rows instead, and the Output's metadata says only how many campaigns the run had.
-    """
-    keys = list(context.partition_keys)
-    if len(keys) <= 1:
-        return build(frame)
-    for key in keys:
-        own = frame[frame[column] == campaign_id_from_key(key)].reset_index(drop=True)
-        context.add_asset_metadata(build(own), partition_key=key)
-    return {"campaigns_in_run": dg.MetadataValue.int(len(keys))}
+    """``metadata_per_campaign`` for an asset whose frame has a campaign column: ``build`` gets that campaign's rows
+    (a run of one partition: the whole frame)."""
+    if len(context.partition_keys) <= 1:
+        return {**(run_wide or {}), **build(frame)}
+    return metadata_per_campaign(
+        context,
+        lambda campaign_ids: build(frame[frame[column].isin(campaign_ids)].reset_index(drop=True)),
+        run_wide,
+        asset_key,
+    )
 
 
 def escaped_markdown_table(frame: pd.DataFrame, rows: int | None = PREVIEW_ROWS) -> dg.MarkdownMetadataValue:

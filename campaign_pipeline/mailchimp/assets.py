@@ -5,7 +5,13 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import counts_table, preview_table
+from campaign_pipeline.asset_metadata import (
+    RUN_WIDE_CALLS,
+    counts_table,
+    metadata_per_campaign,
+    metadata_per_partition,
+    preview_table,
+)
 from campaign_pipeline.core.campaign_keys import campaign_id_from_key
 from campaign_pipeline.core.campaign_types import (
     campaign_type_label,
@@ -42,6 +48,13 @@ def _campaign_ids(context: dg.AssetExecutionContext) -> list[str]:
     return [checked_campaign_id(campaign_id_from_key(key)) for key in context.partition_keys]
 
 
+def _run_calls(context: dg.AssetExecutionContext, api_calls: int) -> dict[str, Any]:
+    """The step's Mailchimp calls; in a batched run they serve all its campaigns, and say so."""
+    if len(context.partition_keys) <= 1:
+        return {"api_calls": api_calls}
+    return {"api_calls": api_calls, "api_calls_are": RUN_WIDE_CALLS}
+
+
 def _source_metadata(mailchimp: MailchimpResource, context: dg.AssetExecutionContext) -> dict[str, Any]:
     context.log.info(mailchimp.source_description)
     return {"mailchimp_source": mailchimp.source_description}
@@ -67,64 +80,72 @@ def raw_email_events(
     context: dg.AssetExecutionContext, mailchimp: MailchimpResource, landing_store: LandingStoreResource
 ) -> dg.MaterializeResult:
     store = landing_store.open()
-    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
-    totals = {
-        "new_events": 0,
-        "total_events": 0,
-        "quarantined_new": 0,
-        "quarantined_total": 0,
-        "pages": 0,
-        "api_calls": 0,
-    }
-    cursors: dict[str, str] = {}
-    bot_opens_left_out = 0
+    landed: dict[str, dict[str, Any]] = {}
     for campaign_id in _campaign_ids(context):
         sync = fetch_and_land_events(mailchimp, store, campaign_id)
+        own: dict[str, Any] = {
+            "new_events": sync.landing.new_events,
+            "total_events": sync.landing.total_events,
+            "quarantined_new": sync.landing.new_quarantined,
+            "quarantined_total": sync.landing.total_quarantined,
+            "pages": sync.calls.pages,
+            "api_calls": sync.calls.api_calls,
+            "events_filtered": 0,
+            "cursor": sync.landing.cursor.isoformat() if sync.landing.cursor is not None else "none",
+        }
         if mailchimp.filter_bots:
             # What the filter removed, as Mailchimp's report counts it (one call per campaign, only when filtering).
-            bot_opens_left_out += bot_opens_filtered(mailchimp.fetch_report(campaign_id))
-            totals["api_calls"] += 1
-        totals["new_events"] += sync.landing.new_events
-        totals["total_events"] += sync.landing.total_events
-        totals["quarantined_new"] += sync.landing.new_quarantined
-        totals["quarantined_total"] += sync.landing.total_quarantined
-        totals["pages"] += sync.calls.pages
-        totals["api_calls"] += sync.calls.api_calls
-        cursors[campaign_id] = sync.landing.cursor.isoformat() if sync.landing.cursor is not None else "none"
+            own["events_filtered"] = bot_opens_filtered(mailchimp.fetch_report(campaign_id))
+            own["api_calls"] += 1
+        landed[campaign_id] = own
         context.log.info(
             f"campaign {campaign_id}: since={sync.since.isoformat() if sync.since is not None else 'beginning'}, "
             f"{sync.fetched_events} fetched, {sync.landing.new_events} new, {sync.landing.total_events} landed, "
             f"{sync.landing.new_quarantined} newly quarantined, {sync.calls.api_calls} API calls"
         )
-    campaign_ids = list(cursors)
-    quarantined = pd.concat([store.quarantined(campaign_id) for campaign_id in campaign_ids], ignore_index=True)
-    metadata.update(
-        {
-            "new_events": totals["new_events"],
-            "total_events": totals["total_events"],
-            "cursor": cursors[next(iter(cursors))] if len(cursors) == 1 else dg.MetadataValue.json(cursors),
-            "pages": totals["pages"],
-            "api_calls": totals["api_calls"],
-            "quarantined_new": totals["quarantined_new"],
-            "quarantined_total": totals["quarantined_total"],
-            "bot_filter": (
-                "on: filter_bots=true, bot and privacy-proxy activity left out" if mailchimp.filter_bots else "off"
-            ),
-            "events_filtered": bot_opens_left_out,
-            "dagster/row_count": totals["total_events"],
-            "actions": counts_table(store.value_counts(LANDED_EVENTS_TABLE, "action", campaign_ids), "action"),
-            "preview": preview_table(store.preview(LANDED_EVENTS_TABLE, campaign_ids)),
-            "stored_in": f"{PIPELINE_SCHEMA}.{LANDED_EVENTS_TABLE}",
-        }
-    )
+    quarantined = pd.concat([store.quarantined(campaign_id) for campaign_id in landed], ignore_index=True)
     if len(quarantined):
-        metadata["quarantined_reasons"] = counts_table(quarantined["reason"].value_counts().to_dict(), "reason")
-        metadata["quarantined_preview"] = preview_table(quarantined[["campaign_id", "source", "reason", "record"]])
         context.log.warning(
             f"{len(quarantined)} malformed Mailchimp record(s) kept out of the events, see "
             f"campaign_pipeline.quarantined_records: {', '.join(sorted(set(quarantined['reason'])))}"
         )
-    return dg.MaterializeResult(metadata=metadata)
+
+    def describe(campaign_ids: list[str]) -> dict[str, Any]:
+        counts = {name: sum(landed[c][name] for c in campaign_ids) for name in _EVENT_COUNTS}
+        metadata: dict[str, Any] = {
+            **counts,
+            "cursor": landed[campaign_ids[0]]["cursor"],
+            "dagster/row_count": counts["total_events"],
+            "actions": counts_table(store.value_counts(LANDED_EVENTS_TABLE, "action", campaign_ids), "action"),
+            "preview": preview_table(store.preview(LANDED_EVENTS_TABLE, campaign_ids)),
+        }
+        own_quarantined = quarantined[quarantined["campaign_id"].isin(campaign_ids)]
+        if len(own_quarantined):
+            metadata["quarantined_reasons"] = counts_table(own_quarantined["reason"].value_counts().to_dict(), "reason")
+            metadata["quarantined_preview"] = preview_table(
+                own_quarantined[["campaign_id", "source", "reason", "record"]]
+            )
+        return metadata
+
+    run_wide = {
+        **_source_metadata(mailchimp, context),
+        "bot_filter": "on: filter_bots=true, bot and privacy-proxy activity left out"
+        if mailchimp.filter_bots
+        else "off",
+        "stored_in": f"{PIPELINE_SCHEMA}.{LANDED_EVENTS_TABLE}",
+    }
+    return dg.MaterializeResult(metadata=metadata_per_campaign(context, describe, run_wide))
+
+
+_EVENT_COUNTS = (
+    "new_events",
+    "total_events",
+    "quarantined_new",
+    "quarantined_total",
+    "pages",
+    "api_calls",
+    "events_filtered",
+)
 
 
 @campaign_asset(
@@ -147,46 +168,40 @@ def campaign_recipients(
     landing_store: LandingStoreResource,
     mailchimp_campaign_report: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    metadata: dict[str, Any] = _source_metadata(mailchimp, context)
-    before = mailchimp.stats.snapshot()
     store = landing_store.open()
-    campaign_ids = _campaign_ids(context)
     # The report asset already fetched /reports/{id} this run: its row says whether sent-to can have changed.
     reports = mailchimp_campaign_report.set_index("campaign_id")
-    syncs = [
-        fetch_and_land_recipients(
-            mailchimp,
-            store,
-            campaign_id,
-            reports.loc[campaign_id].to_dict() if campaign_id in reports.index else None,
+    syncs, calls = {}, {}
+    for campaign_id in _campaign_ids(context):
+        before = mailchimp.stats.snapshot()
+        syncs[campaign_id] = fetch_and_land_recipients(
+            mailchimp, store, campaign_id, reports.loc[campaign_id].to_dict() if campaign_id in reports.index else None
         )
-        for campaign_id in campaign_ids
-    ]
-    send_status = store.value_counts(RECIPIENTS_TABLE, "send_status", campaign_ids)
-    calls = mailchimp.stats.since(before)
-    approximate = sum(sync.is_automation for sync in syncs)
-    metadata.update(
-        {
-            "dagster/row_count": sum(send_status.values()),
-            "send_status": counts_table(send_status, "send_status"),
-            "sent_at_is_exact": approximate == 0,
-            "sent_to_fetched": sum(sync.fetched_sent_to for sync in syncs),
-            "new_members": sum(sync.new_members for sync in syncs),
-            "quarantined_new": sum(sync.new_quarantined for sync in syncs),
-            "pages": calls.pages,
-            "api_calls": calls.api_calls,
-            "preview": preview_table(store.preview(RECIPIENTS_TABLE, campaign_ids)),
-            "stored_in": f"{PIPELINE_SCHEMA}.{RECIPIENTS_TABLE}",
-        }
-    )
-    for sync in syncs:
-        if not sync.fetched_sent_to:
-            context.log.info(f"campaign {sync.campaign_id}: sent-to already landed in full, not re-read")
-    if approximate:
+        calls[campaign_id] = mailchimp.stats.since(before)
+        if not syncs[campaign_id].fetched_sent_to:
+            context.log.info(f"campaign {campaign_id}: sent-to already landed in full, not re-read")
+    if any(sync.is_automation for sync in syncs.values()):
         context.log.warning(
             "Automation email: sent_at is the email's send time, approximate per recipient (sent_at_is_exact = false)"
         )
-    return dg.MaterializeResult(metadata=metadata)
+
+    def describe(campaign_ids: list[str]) -> dict[str, Any]:
+        send_status = store.value_counts(RECIPIENTS_TABLE, "send_status", campaign_ids)
+        own = [syncs[c] for c in campaign_ids]
+        return {
+            "dagster/row_count": sum(send_status.values()),
+            "send_status": counts_table(send_status, "send_status"),
+            "sent_at_is_exact": not any(sync.is_automation for sync in own),
+            "sent_to_fetched": sum(sync.fetched_sent_to for sync in own),
+            "new_members": sum(sync.new_members for sync in own),
+            "quarantined_new": sum(sync.new_quarantined for sync in own),
+            "pages": sum(calls[c].pages for c in campaign_ids),
+            "api_calls": sum(calls[c].api_calls for c in campaign_ids),
+            "preview": preview_table(store.preview(RECIPIENTS_TABLE, campaign_ids)),
+        }
+
+    run_wide = {**_source_metadata(mailchimp, context), "stored_in": f"{PIPELINE_SCHEMA}.{RECIPIENTS_TABLE}"}
+    return dg.MaterializeResult(metadata=metadata_per_campaign(context, describe, run_wide))
 
 
 @campaign_asset(
@@ -214,20 +229,25 @@ def mailchimp_campaign_report(
     )
     reports = with_rss_campaigns(with_automation_workflows(reports, mailchimp), mailchimp)
     calls = mailchimp.stats.since(before)
-    first = reports.iloc[0]
-    metadata.update(
-        {
-            "dagster/row_count": len(reports),
-            "emails_sent": int(reports["emails_sent"].sum()),
-            "unique_opens": int(reports["unique_opens"].sum()),
-            "unique_subscriber_clicks": int(reports["unique_subscriber_clicks"].sum()),
+
+    def describe(own: pd.DataFrame) -> dict[str, Any]:
+        first = own.iloc[0]
+        return {
+            "dagster/row_count": len(own),
+            "emails_sent": int(own["emails_sent"].sum()),
+            "unique_opens": int(own["unique_opens"].sum()),
+            "unique_subscriber_clicks": int(own["unique_subscriber_clicks"].sum()),
             "campaign_type": str(first["campaign_type"]),
             "campaign_type_label": campaign_type_label(first["campaign_type"]),
-            "opens_counted": "human only (proxy-excluded, filter_bots)" if mailchimp.filter_bots else "all opens",
-            "api_calls": calls.api_calls,
-            "preview": preview_table(reports),
+            "preview": preview_table(own),
         }
-    )
+
+    run_wide = {
+        **metadata,
+        "opens_counted": "human only (proxy-excluded, filter_bots)" if mailchimp.filter_bots else "all opens",
+        **_run_calls(context, calls.api_calls),
+    }
+    metadata = metadata_per_partition(context, reports, describe, run_wide=run_wide)
     for campaign_id, campaign_type in zip(reports["campaign_id"], reports["campaign_type"], strict=True):
         if not is_known_campaign_type(campaign_type):
             context.log.warning(
@@ -291,12 +311,15 @@ def campaign_content(context: dg.AssetExecutionContext, mailchimp: MailchimpReso
     ]
     content = pd.DataFrame(rows, columns=["campaign_id", "html"]).astype(object)
     calls = mailchimp.stats.since(before)
-    metadata.update(
-        {
-            "dagster/row_count": len(content),
-            "html_bytes": int(content["html"].map(lambda html: len(html.encode("utf-8"))).sum()),
-            "api_calls": calls.api_calls,
+
+    def describe(own: pd.DataFrame) -> dict[str, Any]:
+        return {
+            "dagster/row_count": len(own),
+            "html_bytes": int(own["html"].map(lambda html: len(html.encode("utf-8"))).sum()),
         }
+
+    metadata = metadata_per_partition(
+        context, content, describe, run_wide={**metadata, **_run_calls(context, calls.api_calls)}
     )
     return dg.Output(content, metadata=metadata)
 

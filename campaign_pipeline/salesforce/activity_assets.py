@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import counts_table, preview_table
+from campaign_pipeline.asset_metadata import counts_table, metadata_per_partition, preview_table
 from campaign_pipeline.core.activity_records import ATTACHMENT_MAX_BYTES, attachment_bytes
 from campaign_pipeline.core.content_records import FILE_MAX_BYTES, file_bytes
 from campaign_pipeline.core.diff import diff_against_ledger
@@ -91,17 +91,7 @@ def build_sf_tasks(profile: SyncProfile) -> dg.AssetsDefinition:
                 "mailchimp_campaign_report": mailchimp_campaign_report,
             },
         )
-        subjects = desired["Subject"].str.split(" ").str[0].value_counts().to_dict() if len(desired) else {}
-        metadata = _common_metadata(desired)
-        metadata.update(
-            {
-                "tasks": len(desired),
-                "by_response": counts_table(subjects, "response"),
-                "matched_people": int(desired["WhoId"].nunique()),
-                "preview": _table(desired, ["sync_key", "WhoId", "Subject", "ActivityDate"]),
-            }
-        )
-        return dg.Output(desired, metadata=metadata)
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, _tasks_metadata))
 
     return sf_tasks
 
@@ -145,16 +135,7 @@ def build_sf_notes(profile: SyncProfile) -> dg.AssetsDefinition:
                 "mailchimp_campaign_report": mailchimp_campaign_report,
             },
         )
-        metadata = _common_metadata(desired)
-        metadata["notes"] = len(desired)
-        if "Body" in desired.columns:
-            metadata["body_characters"] = int(desired["Body"].str.len().sum()) if len(desired) else 0
-            metadata["preview"] = _table(desired, ["sync_key", "ParentId", "Title"])
-        else:
-            # Enhanced Notes are files: their content counts against the org's file storage.
-            metadata["file_bytes"] = file_bytes(desired)
-            metadata["preview"] = _table(desired, ["sync_key", "Title"])
-        return dg.Output(desired, metadata=metadata)
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, _notes_metadata))
 
     return sf_notes
 
@@ -212,27 +193,64 @@ def build_sf_attachments(profile: SyncProfile) -> dg.AssetsDefinition:
         writing = to_write[to_write["action"].isin(["create", "update"])]
         for reason in desired["reject_reason"].dropna().unique():
             context.log.warning(reason)
-        metadata = _common_metadata(desired)
-        if enhanced_notes(profile):
-            metadata.update(
-                {
-                    "files": len(desired),
-                    "file_bytes": file_bytes(desired),
-                    "file_bytes_to_write": file_bytes(writing),
-                    "files_to_write": len(writing),
-                    "preview": _table(desired, ["sync_key", "FirstPublishLocationId", "PathOnClient", "reject_reason"]),
-                }
-            )
-        else:
-            metadata.update(
-                {
-                    "attachments": len(desired),
-                    "attachment_bytes": attachment_bytes(desired),
-                    "attachment_bytes_to_write": attachment_bytes(writing),
-                    "attachments_to_write": len(writing),
-                    "preview": _table(desired, ["sync_key", "ParentId", "Name", "reject_reason"]),
-                }
-            )
-        return dg.Output(desired, metadata=metadata)
+
+        def describe(own: pd.DataFrame) -> dict[str, Any]:
+            own_writing = writing[writing["campaign_id"].isin(own["campaign_id"].unique())]
+            return _attachments_metadata(own, own_writing, enhanced_notes(profile))
+
+        # Each campaign's files and bytes to write: a campaign with no rows has none.
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, describe))
 
     return sf_attachments
+
+
+def _tasks_metadata(desired: pd.DataFrame) -> dict[str, Any]:
+    subjects = desired["Subject"].str.split(" ").str[0].value_counts().to_dict() if len(desired) else {}
+    metadata = _common_metadata(desired)
+    metadata.update(
+        {
+            "tasks": len(desired),
+            "by_response": counts_table(subjects, "response"),
+            "matched_people": int(desired["WhoId"].nunique()),
+            "preview": _table(desired, ["sync_key", "WhoId", "Subject", "ActivityDate"]),
+        }
+    )
+    return metadata
+
+
+def _notes_metadata(desired: pd.DataFrame) -> dict[str, Any]:
+    metadata = _common_metadata(desired)
+    metadata["notes"] = len(desired)
+    if "Body" in desired.columns:
+        metadata["body_characters"] = int(desired["Body"].str.len().sum()) if len(desired) else 0
+        metadata["preview"] = _table(desired, ["sync_key", "ParentId", "Title"])
+    else:
+        # Enhanced Notes are files: their content counts against the org's file storage.
+        metadata["file_bytes"] = file_bytes(desired)
+        metadata["preview"] = _table(desired, ["sync_key", "Title"])
+    return metadata
+
+
+def _attachments_metadata(desired: pd.DataFrame, writing: pd.DataFrame, as_files: bool) -> dict[str, Any]:
+    metadata = _common_metadata(desired)
+    if as_files:
+        metadata.update(
+            {
+                "files": len(desired),
+                "file_bytes": file_bytes(desired),
+                "file_bytes_to_write": file_bytes(writing),
+                "files_to_write": len(writing),
+                "preview": _table(desired, ["sync_key", "FirstPublishLocationId", "PathOnClient", "reject_reason"]),
+            }
+        )
+    else:
+        metadata.update(
+            {
+                "attachments": len(desired),
+                "attachment_bytes": attachment_bytes(desired),
+                "attachment_bytes_to_write": attachment_bytes(writing),
+                "attachments_to_write": len(writing),
+                "preview": _table(desired, ["sync_key", "ParentId", "Name", "reject_reason"]),
+            }
+        )
+    return metadata

@@ -10,8 +10,10 @@ import dagster as dg
 import pandas as pd
 
 from campaign_pipeline.asset_metadata import (
+    RUN_WIDE_CALLS,
     counts_table,
     escaped_markdown_table,
+    metadata_per_campaign,
     metadata_per_partition,
     partition_check_results,
     preview_table,
@@ -93,36 +95,47 @@ def build_salesforce_matches(profile: SyncProfile) -> dg.AssetsDefinition:
                     description=f"matching stopped before it finished: {stop}", allow_retries=False
                 ) from stop
             calls = dict(client.stats.calls)
-        # Matching only reads: the push creates these Leads (salesforce.leads).
-        would_become_leads = len(unmatched) if profile.matching.create_leads_for_unmatched else 0
-        several = int((matches["candidate_count"] > 1).sum())
         common: dict[str, Any] = {"salesforce_target": client.target, "salesforce_api_calls": sum(calls.values())}
-        people: dict[str, Any] = {}
+        if len(context.partition_keys) > 1:
+            common["salesforce_api_calls_are"] = RUN_WIDE_CALLS
+        person_accounts = mirror.last_refresh is not None and mirror.last_refresh.person_accounts
         if mirror.last_refresh is not None:
             # How fresh the people matched against are, and what keeping them fresh cost this run.
             common.update(mirror.last_refresh.metadata())
-            if mirror.last_refresh.person_accounts:
+
+        def describe_matches(campaign_ids: list[str]) -> dict[str, Any]:
+            own = matches[matches["campaign_id"].isin(campaign_ids)].reset_index(drop=True)
+            people: dict[str, Any] = {}
+            if person_accounts:
                 # Matched person contacts, counted among "contacts": their members and Tasks go on the person.
-                people["person_accounts"] = mirror.person_accounts_among(client.org_id, matches["salesforce_id"])
-        yield dg.Output(
-            matches,
-            output_name="salesforce_matches",
-            metadata={
-                **common,
-                "matched": len(matches),
-                "contacts": int((matches["salesforce_object"] == "Contact").sum()),
-                "leads": int((matches["salesforce_object"] == "Lead").sum()),
+                people["person_accounts"] = mirror.person_accounts_among(client.org_id, own["salesforce_id"])
+            # Matching only reads: the push creates these Leads (salesforce.leads).
+            would_become_leads = (
+                int(unmatched["campaign_id"].isin(campaign_ids).sum())
+                if profile.matching.create_leads_for_unmatched
+                else 0
+            )
+            return {
+                "matched": len(own),
+                "contacts": int((own["salesforce_object"] == "Contact").sum()),
+                "leads": int((own["salesforce_object"] == "Lead").sum()),
                 **people,
-                "several_candidates": several,
+                "several_candidates": int((own["candidate_count"] > 1).sum()),
                 "would_become_leads": would_become_leads,
-                "preview": preview_table(matches),
-            },
-        )
-        yield dg.Output(
-            unmatched,
-            output_name="unmatched_members",
-            metadata={**common, "unmatched": len(unmatched), "preview": preview_table(unmatched)},
-        )
+                "preview": preview_table(own),
+            }
+
+        def describe_unmatched(campaign_ids: list[str]) -> dict[str, Any]:
+            own = unmatched[unmatched["campaign_id"].isin(campaign_ids)].reset_index(drop=True)
+            return {"unmatched": len(own), "preview": preview_table(own)}
+
+        for output, describe in (("salesforce_matches", describe_matches), ("unmatched_members", describe_unmatched)):
+            metadata = metadata_per_campaign(
+                context, describe, run_wide=common, asset_key=context.asset_key_for_output(output)
+            )
+            yield dg.Output(
+                matches if output == "salesforce_matches" else unmatched, output_name=output, metadata=metadata
+            )
 
     return salesforce_matches
 

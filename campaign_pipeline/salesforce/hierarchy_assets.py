@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import metadata_per_campaign, preview_table
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.modes import build_desired_frame
 from campaign_pipeline.profile import SyncProfile
@@ -40,7 +40,17 @@ def build_sf_parent_campaigns(profile: SyncProfile) -> dg.AssetsDefinition:
         desired = build_desired_frame(
             profile, "sf_parent_campaigns", {"mailchimp_campaign_report": mailchimp_campaign_report}
         )
-        metadata: dict[str, Any] = {"dagster/row_count": len(desired), "preview": preview_table(desired)}
-        return dg.Output(desired, metadata=metadata)
+
+        def describe(campaign_ids: list[str]) -> dict[str, Any]:
+            # A parent is shared: each campaign shows the parents it names (built from its own report row).
+            own_report = mailchimp_campaign_report[mailchimp_campaign_report["campaign_id"].isin(campaign_ids)]
+            own = (
+                desired
+                if len(own_report) == len(mailchimp_campaign_report)
+                else build_desired_frame(profile, "sf_parent_campaigns", {"mailchimp_campaign_report": own_report})
+            )
+            return {"dagster/row_count": len(own), "preview": preview_table(own)}
+
+        return dg.Output(desired, metadata=metadata_per_campaign(context, describe))
 
     return sf_parent_campaigns

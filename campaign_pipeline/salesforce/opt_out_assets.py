@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import preview_table
+from campaign_pipeline.asset_metadata import metadata_per_partition, preview_table
 from campaign_pipeline.core.opt_out_records import opt_outs_of
 from campaign_pipeline.mailchimp.partitions import campaign_asset
 from campaign_pipeline.modes import build_desired_frame
@@ -32,13 +32,16 @@ def build_sf_opt_outs(profile: SyncProfile) -> dg.AssetsDefinition:
         desired = build_desired_frame(
             profile, "sf_opt_outs", {"member_statuses": member_statuses, "salesforce_matches": salesforce_matches}
         )
-        metadata: dict[str, Any] = {
-            "dagster/row_count": len(desired),
-            "contacts": len(opt_outs_of(desired, "Contact")),
-            "leads": len(opt_outs_of(desired, "Lead")),
-            "person_accounts": len(opt_outs_of(desired, "Account")),
-            "preview": preview_table(desired),
-        }
-        return dg.Output(desired, metadata=metadata)
+
+        def describe(own: pd.DataFrame) -> dict[str, Any]:
+            return {
+                "dagster/row_count": len(own),
+                "contacts": len(opt_outs_of(own, "Contact")),
+                "leads": len(opt_outs_of(own, "Lead")),
+                "person_accounts": len(opt_outs_of(own, "Account")),
+                "preview": preview_table(own),
+            }
+
+        return dg.Output(desired, metadata=metadata_per_partition(context, desired, describe))
 
     return sf_opt_outs

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from campaign_pipeline.asset_metadata import escaped_markdown_table, frame_table
+from campaign_pipeline.asset_metadata import RUN_WIDE_CALLS, escaped_markdown_table, frame_table
 from campaign_pipeline.core.opt_out_records import ACCOUNT_OPT_OUT, CONTACT_OPT_OUT, LEAD_OPT_OUT
 from campaign_pipeline.salesforce.engine import SyncReport
 
@@ -93,7 +93,7 @@ def run_metadata(report: SyncReport, campaigns: int) -> dict[str, Any]:
     }
     if campaigns > 1:
         metadata["campaigns_in_run"] = dg.MetadataValue.int(campaigns)
-        metadata["api_calls_are"] = "the whole run's: one batch of calls serves all its campaigns"
+        metadata["api_calls_are"] = RUN_WIDE_CALLS
     if report.stopped:
         metadata["stopped"] = report.stopped
     if report.kind_errors:

@@ -64,12 +64,20 @@ class PostgresPandasIOManager(dg.ConfigurableIOManager):
             partition_column=partition_expr,
             schema=self.schema_name,
         )
-        context.add_output_metadata(
-            {
-                "stored_rows": rows,
-                "table": f"{self.schema_name}.{table_for(context.asset_key)}",
-            }
-        )
+        table = {"table": f"{self.schema_name}.{table_for(context.asset_key)}"}
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        if len(keys) <= 1 or partition_expr is None:
+            context.add_output_metadata({"stored_rows": rows, **table})
+            return
+        # A batched run: each partition's materialization says how many of the rows are its own.
+        own_rows = obj[partition_expr].astype(str).value_counts()
+        context.add_output_metadata(table)
+        for key in keys:
+            context.step_context.add_asset_metadata(
+                {"stored_rows": int(own_rows.get(stored_partition(key), 0))},
+                asset_key=context.asset_key,
+                partition_key=key,
+            )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         """The input's partitions only, and only the columns in the input's ``columns`` metadata when given."""
