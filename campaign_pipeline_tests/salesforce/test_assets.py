@@ -8,14 +8,18 @@ from typing import ClassVar
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from campaign_pipeline.deployment import choose_deployment
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.salesforce.defs import salesforce_assets
+from campaign_pipeline.salesforce.ledger import LEDGER_TABLE
 from campaign_pipeline.salesforce.live import LiveSalesforceResource
 from campaign_pipeline.salesforce.resource import SANDBOX_TARGET
+from campaign_pipeline.salesforce.sync_metadata import PREVIEW_TAG
 from campaign_pipeline.sandbox.resources import SandboxSalesforceResource
+from campaign_pipeline.storage.database import get_engine
 from campaign_pipeline.storage.io_manager import PostgresPandasIOManager
 from campaign_pipeline.stores import SYNC_LEDGER_KEY, SyncLedgerResource, store_resources
 from campaign_pipeline_tests.metadata import materialization_metadata
@@ -54,11 +58,12 @@ def sync_ledger() -> SyncLedgerResource:
     return SyncLedgerResource(schema_name=f"ledger_{uuid.uuid4().hex[:8]}")
 
 
-def _materialize(assets, resource, instance, ledger: SyncLedgerResource) -> dg.ExecuteInProcessResult:
+def _materialize(assets, resource, instance, ledger: SyncLedgerResource, **tags: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets,
         partition_key=CAMPAIGN,
         instance=instance,
+        tags=tags,
         resources={
             "io_manager": PostgresPandasIOManager(),
             "salesforce": resource,
@@ -180,6 +185,74 @@ def test_leads_for_unmatched_members_are_created_by_the_push_not_by_matching(
     assert _metadata(second, "salesforce_matches")["would_become_leads"] == 0
     again = _metadata(second, "salesforce_sync")
     assert again["write_calls"] == 0 and again["failed"] == 0
+
+
+@pytest.mark.slow
+def test_a_preview_that_would_create_leads_counts_them_and_their_members_and_writes_nothing(
+    sandbox_resource, dagster_instance, sync_ledger
+) -> None:
+    from campaign_pipeline.sandbox.mailchimp_data import SandboxAccount
+    from campaign_pipeline.sandbox.salesforce_api import SalesforceSandbox
+
+    known = SandboxAccount(seed=sandbox_resource.sandbox_seed).audience_emails()[:5]
+    newcomers = ["first.newcomer@example.org", "Second.Newcomer@example.org", "third@example.net"]
+    statuses = member_statuses(CAMPAIGN, dict.fromkeys([*known, *newcomers], "Clicked"))
+    profile = SyncProfile.model_validate({"matching": {"create_leads_for_unmatched": True}})
+    assets = [*_stand_ins(statuses, campaign_report(CAMPAIGN)), *salesforce_assets(profile)]
+    dagster_instance.add_dynamic_partitions(mailchimp_campaigns.name, [CAMPAIGN])
+
+    def org_state() -> dict[str, list[str]]:
+        with SalesforceSandbox(schema=sandbox_resource.sandbox_schema) as org:
+            return {sobject: sorted(r["Id"] for r in org.records(sobject)) for sobject in ("Lead", "CampaignMember")}
+
+    def ledger_keys(kind: str | None = None) -> set[str]:
+        """The ledger's sync keys (of one kind), whatever their account and org."""
+        with get_engine().connect() as conn:
+            return set(
+                conn.execute(
+                    sa.text(
+                        f'SELECT sync_key FROM "{sync_ledger.schema_name}"."{LEDGER_TABLE}"'
+                        " WHERE object_kind = coalesce(:kind, object_kind)"
+                    ),
+                    {"kind": kind},
+                ).scalars()
+            )
+
+    with sandbox_resource.open_client():
+        pass  # the org is seeded with its people on first use
+    before = org_state()
+    preview = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger, **{PREVIEW_TAG: "true"})
+    assert preview.success
+    unmatched = preview.output_for_node("salesforce_matches", "unmatched_members")
+    assert {email.lower() for email in newcomers} <= set(unmatched["email_address"].str.lower())
+    said = _metadata(preview, "salesforce_sync")
+    assert said["preview_only"] is True and said["write_calls"] == 0
+    # Nothing written: not a Lead, not a member, not one ledger row.
+    assert org_state() == before and ledger_keys() == set()
+    planned = said["per_kind"]
+    # Every unmatched member would become a Lead, and every member (old match or new Lead) a CampaignMember.
+    assert planned["lead"]["would_create"] == len(unmatched) and planned["lead"]["would_fail"] == 0
+    assert planned["campaign_member"]["would_create"] == len(statuses)
+    assert said["would_fail"] == 0 and said["would_create"] == 1 + 4 + len(unmatched) + len(statuses)
+    planned_leads = {row["sync_key"] for row in said["changes"] if row["object_kind"] == "lead"}
+    assert planned_leads == set("lead|" + unmatched["email_id"])
+    [check] = preview.get_asset_check_evaluations()
+    assert check.passed
+
+    real = _materialize(assets, sandbox_resource, dagster_instance, sync_ledger)
+    done = _metadata(real, "salesforce_sync")
+    # The next real run writes exactly what the preview said, kind by kind.
+    for kind, counts in planned.items():
+        assert (counts["would_create"], counts["would_update"], counts["would_skip"], counts["would_fail"]) == (
+            done["per_kind"][kind]["created"],
+            done["per_kind"][kind]["updated"],
+            done["per_kind"][kind]["unchanged"],
+            done["per_kind"][kind]["failed"],
+        ), kind
+    after = org_state()
+    assert len(after["Lead"]) == len(before["Lead"]) + len(unmatched)
+    assert len(after["CampaignMember"]) == len(statuses)
+    assert ledger_keys("lead") == planned_leads
 
 
 def test_resources_use_the_sandbox_without_credentials_and_never_echo_secrets(monkeypatch) -> None:
