@@ -162,6 +162,7 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions
     from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
+    from campaign_pipeline.mailchimp.sensors import sent_campaign_key
     from campaign_pipeline.profile import SyncProfile
 
     profile = SyncProfile.model_validate({"mode": mode})
@@ -185,7 +186,9 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
         )
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         instance = dg.DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [campaign_id])
+        # The key the sensor gives the campaign (`<send date>_<title slug>_<campaign id>`), from its listing.
+        key = sent_campaign_key(next(c for c in mailchimp.list_sent_campaigns() if c.id == campaign_id))
+        instance.add_dynamic_partitions(MAILCHIMP_CAMPAIGNS_PARTITIONS, [key])
         label_of = api_wait.label_by_prefix(
             {
                 _origin(served.mailchimp_info["base_url"]): "mailchimp",
@@ -200,7 +203,7 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
             with api_wait.ApiWaitClock(time.time).installed(label_of) as waits:
                 started = time.perf_counter()
                 result = job.execute_in_process(
-                    partition_key=campaign_id, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
+                    partition_key=key, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
                 )
                 seconds = time.perf_counter() - started
             waited = waits.seconds()

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import warnings
+from datetime import UTC, datetime
 
 warnings.filterwarnings("ignore")
 
@@ -28,17 +29,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
+    from campaign_pipeline.core.campaign_keys import campaign_partition_key
     from campaign_pipeline.definitions import SYNC_JOB_NAME, build_definitions, load_active_profile
     from campaign_pipeline.demo import DatabaseUnavailable, DemoInterrupted, run_partition
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
     from campaign_pipeline.sandbox.resources import local_sandbox_account, sandbox_state_path_default
 
     account = local_sandbox_account(sandbox_state_path_default(), args.members, 7)
-    regular = [spec.campaign_id for spec in account.campaign_specs() if spec.kind == "regular"]
+    regular = [spec for spec in account.campaign_specs() if spec.kind == "regular"]
     if args.list_campaigns:
-        print(json.dumps(regular))
+        print(json.dumps([spec.campaign_id for spec in regular]))
         return 0
-    key = regular[args.campaign_index]
+    spec = regular[args.campaign_index]
+    # The key the sensor gives the campaign, from the send time and title the sandbox serves for it; not read over
+    # HTTP here, where it would count against the run's Mailchimp fault rules.
+    key = campaign_partition_key(datetime.fromtimestamp(spec.send_time, tz=UTC), spec.title, spec.campaign_id)
     defs = build_definitions(load_active_profile())
     run_config = {
         "loggers": {"console": {"config": {"log_level": "ERROR"}}},

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_campaign_report, raw_email_events
 from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
+from campaign_pipeline.mailchimp.sensors import sent_campaign_key
 from campaign_pipeline.metrics.assets import metrics_assets, metrics_resources
 from campaign_pipeline.profile import SyncProfile
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpSandbox
@@ -56,14 +57,17 @@ def run(recipients: int) -> dict[str, Any]:
     )
     [campaign_id] = account.campaign_ids()
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(mailchimp_campaigns.name, [campaign_id])
     with MailchimpSandbox(account) as sandbox:
         mailchimp = LiveMailchimpResource(
             connection=MailchimpConnection(api_key=sandbox.api_key, base_url=sandbox.base_url), page_size=1000
         )
+        # The key the sensor gives the campaign (`<send date>_<title slug>_<campaign id>`), from its listing.
+        [sent] = [c for c in mailchimp.list_sent_campaigns() if c.id == campaign_id]
+        key = sent_campaign_key(sent)
+        instance.add_dynamic_partitions(mailchimp_campaigns.name, [key])
         result = dg.materialize(
             [raw_email_events, campaign_recipients, mailchimp_campaign_report, *metrics_assets(SyncProfile())],
-            partition_key=campaign_id,
+            partition_key=key,
             instance=instance,
             resources={
                 "mailchimp": mailchimp,

@@ -48,14 +48,16 @@ REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { na
 
 
 @pytest.fixture
-def sandbox_campaign_id(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
-    return first_sent_campaign(dagster_dev, monkeypatch)
+def sandbox_campaign_key(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
+    return first_sent_campaign_key(dagster_dev, monkeypatch)
 
 
-def first_sent_campaign(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A sent campaign of the same sandbox account the webserver's runs will read (same data folder)."""
+def first_sent_campaign_key(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The partition key, as the sensor makes it (`<send date>_<title slug>_<campaign id>`), of a sent campaign of the
+    same sandbox account the webserver's runs will read (same data folder)."""
     from campaign_pipeline.definitions import load_active_profile
     from campaign_pipeline.deployment import choose_deployment
+    from campaign_pipeline.mailchimp.sensors import sent_campaign_key
     from campaign_pipeline.storage.database import DATA_DIR_ENV
 
     monkeypatch.setenv(DATA_DIR_ENV, str(dagster_dev.data_dir))
@@ -63,7 +65,7 @@ def first_sent_campaign(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch
     campaigns = choose_deployment().mailchimp.list_sent_campaigns(list_id=load_active_profile().mailchimp.list_id)
     regular = [c for c in campaigns if c.sent_at_is_exact]
     assert regular, f"the sandbox lists no sent regular campaign: {campaigns}"
-    return regular[0].id
+    return sent_campaign_key(regular[0])
 
 
 def _add_campaign_partition(dev: DagsterDev, key: str) -> None:
@@ -121,12 +123,12 @@ def _show_whole_asset_graph(page) -> None:
 
 
 def test_materialize_one_campaign_partition_from_the_ui(
-    dagster_dev: DagsterDev, sandbox_campaign_id: str, page, artifacts_dir: Path
+    dagster_dev: DagsterDev, sandbox_campaign_key: str, page, artifacts_dir: Path
 ):
     from playwright.sync_api import expect
 
     location = dagster_dev.wait_for_code_location()
-    _add_campaign_partition(dagster_dev, sandbox_campaign_id)
+    _add_campaign_partition(dagster_dev, sandbox_campaign_key)
 
     # A fresh instance greets a localhost user with a newsletter prompt a second after the page loads, which
     # closes any menu it lands on. Mark it seen first (what its "Skip" does), so it never shows.
@@ -141,8 +143,8 @@ def test_materialize_one_campaign_partition_from_the_ui(
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Partition selection")).to_be_visible()
     dialog.get_by_text("Select a partition or create one").click()
-    page.keyboard.type(sandbox_campaign_id)
-    page.get_by_role("menuitem").filter(has_text=re.compile(rf"^{re.escape(sandbox_campaign_id)}")).click()
+    page.keyboard.type(sandbox_campaign_key)
+    page.get_by_role("menuitem").filter(has_text=re.compile(rf"^{re.escape(sandbox_campaign_key)}")).click()
     page.keyboard.press("Escape")  # closes the partition picker, not the dialog
     launch = dialog.get_by_role("button", name="Launch 1 run")
     expect(launch).to_be_enabled()
@@ -162,7 +164,7 @@ def test_materialize_one_campaign_partition_from_the_ui(
     )
     tags = {tag["key"]: tag["value"] for tag in run["tags"]}
     assert run["jobName"] == JOB_NAME
-    assert tags.get("dagster/partition") == sandbox_campaign_id
+    assert tags.get("dagster/partition") == sandbox_campaign_key
     assert tags.get("dagster/from_ui") == "true", "the run must have been launched from the UI"
     # The daemon's launcher forked the run from its warm worker, not a code-server subprocess importing it all again.
     assert FORKED_WORKER_PID_TAG in tags, tags
@@ -174,7 +176,7 @@ def test_materialize_one_campaign_partition_from_the_ui(
     page.screenshot(path=str(artifacts_dir / "03-run-success.png"))
 
     # The campaign's funnel and status breakdown are a picture on campaign_totals' materialization.
-    page.goto(f"{dagster_dev.base_url}/assets/campaign_totals?view=events&partition={sandbox_campaign_id}")
+    page.goto(f"{dagster_dev.base_url}/assets/campaign_totals?view=events&partition={sandbox_campaign_key}")
     page.get_by_role("row").filter(has_text="funnel").get_by_text("Show Markdown").click()
     funnel = page.get_by_role("img", name="campaign funnel")
     expect(funnel).to_be_visible()

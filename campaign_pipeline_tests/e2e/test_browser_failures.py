@@ -21,7 +21,7 @@ from campaign_pipeline_tests.e2e.test_browser import (
     _add_campaign_partition,
     _failure_messages,
     _wait_for_run,
-    first_sent_campaign,
+    first_sent_campaign_key,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
@@ -57,8 +57,8 @@ def dagster_dev(
 
 
 @pytest.fixture
-def sandbox_campaign_id(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
-    return first_sent_campaign(dagster_dev, monkeypatch)
+def sandbox_campaign_key(dagster_dev: DagsterDev, monkeypatch: pytest.MonkeyPatch) -> str:
+    return first_sent_campaign_key(dagster_dev, monkeypatch)
 
 
 def _launch_partition_from_the_ui(page, dev: DagsterDev, location: str, partition: str, artifacts_dir: Path) -> str:
@@ -80,20 +80,20 @@ def _launch_partition_from_the_ui(page, dev: DagsterDev, location: str, partitio
 
 
 def test_records_salesforce_rejects_show_their_count_and_error_code_in_the_ui(
-    dagster_dev: DagsterDev, sandbox_campaign_id: str, page, artifacts_dir: Path
+    dagster_dev: DagsterDev, sandbox_campaign_key: str, page, artifacts_dir: Path
 ):
     from playwright.sync_api import expect
 
     location = dagster_dev.wait_for_code_location()
-    _add_campaign_partition(dagster_dev, sandbox_campaign_id)
+    _add_campaign_partition(dagster_dev, sandbox_campaign_key)
     assert dagster_dev.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
-    run_id = _launch_partition_from_the_ui(page, dagster_dev, location, sandbox_campaign_id, artifacts_dir)
+    run_id = _launch_partition_from_the_ui(page, dagster_dev, location, sandbox_campaign_key, artifacts_dir)
     run = _wait_for_run(dagster_dev, run_id)
     # Refused records are the sync's result, not a crash: the run ends, its check says what failed.
     assert run["status"] == "SUCCESS", f"{run}\n{_failure_messages(dagster_dev, run_id)}\n{dagster_dev.log_tail()}"
 
     materialization = dagster_dev.graphql(
-        MATERIALIZATION_QUERY, {"key": {"path": ["salesforce_sync"]}, "partition": sandbox_campaign_id}
+        MATERIALIZATION_QUERY, {"key": {"path": ["salesforce_sync"]}, "partition": sandbox_campaign_key}
     )["assetNodeOrError"]["assetMaterializations"][0]
     assert materialization["runId"] == run_id
     entries = {entry["label"]: entry for entry in materialization["metadataEntries"]}
@@ -102,7 +102,7 @@ def test_records_salesforce_rejects_show_their_count_and_error_code_in_the_ui(
     assert failed > 0 and written > 0, f"expected some records refused and some written: {entries}"
     assert "UNABLE_TO_LOCK_ROW" in entries["failures"]["mdStr"]
 
-    page.goto(f"{dagster_dev.base_url}/assets/salesforce_sync?view=events&partition={sandbox_campaign_id}")
+    page.goto(f"{dagster_dev.base_url}/assets/salesforce_sync?view=events&partition={sandbox_campaign_key}")
     failed_row = page.get_by_role("row").filter(has=page.get_by_text("failed", exact=True)).first
     expect(failed_row.get_by_role("cell").nth(1)).to_have_text(re.compile(rf"^\s*({failed}|{failed:,})\s*$"))
     page.get_by_role("row").filter(has=page.get_by_text("failures", exact=True)).get_by_text("Show Markdown").click()
