@@ -155,6 +155,7 @@ class SalesforceClient:
         reauthenticate: Callable[[], str] | None = None,
         renewal_hint: str = "set fresh credentials (SALESFORCE_SESSION_ID, or a username/password login)",
         org_id: str | None = None,
+        describes: dict[str, dict] | None = None,
     ) -> None:
         self.sf = sf
         self.target = target
@@ -170,7 +171,8 @@ class SalesforceClient:
         # Set when the session expired beyond renewal: the run must fail with this reason, not report success.
         self.session_lost: str | None = None
         self._org_id = org_id
-        self._describes: dict[str, dict] = {}
+        # Shared by the clients of one run (the resource's), so each sObject is described once per run.
+        self._describes: dict[str, dict] = {} if describes is None else describes
         self._lock = threading.Lock()
         policy = RetryPolicy(
             retries=max_retries,
@@ -379,6 +381,9 @@ class SalesforceResource(dg.ConfigurableResource, ABC):
 
     _checked_identity: str = PrivateAttr(default="")
     _opened_identity: str = PrivateAttr(default="")
+    # Describes fetched by this resource's clients. Dagster gives each run its own copy of a resource, shared by
+    # the run's steps, so the preflight's describes serve the push too and a new run describes afresh.
+    _describes: dict[str, dict] = PrivateAttr(default_factory=dict)
 
     @abstractmethod
     def describe_target(self) -> str:
@@ -416,6 +421,7 @@ class SalesforceResource(dg.ConfigurableResource, ABC):
                 timeout_seconds=self.timeout_seconds,
                 reauthenticate=reauthenticate,
                 renewal_hint=renewal_hint,
+                describes=self._describes,
             )
             self._opened_identity = self.org_identity(client)
             yield client
