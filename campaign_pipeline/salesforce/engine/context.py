@@ -93,6 +93,9 @@ class SyncContext:
     max_upload_bytes: int = BULK_MAX_UPLOAD_BYTES
     # Dry run: per kind, the keys it would create, so a child of such a parent counts as sent after it.
     planned_creates: dict[str, set[str]] = field(default_factory=dict)
+    # Dry run: per kind upserted by an external ID, the Ids of records the org holds that the ledger does not know
+    # (key -> Id): the real run's upsert updates them, and their children hang on those Ids.
+    found_by_external_id: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def record_call_failure(
         self, kind: RecordKind, rows: pd.DataFrame, outcome: KindOutcome, action: str, failure: SalesforceCallFailed

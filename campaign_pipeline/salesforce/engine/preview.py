@@ -3,7 +3,9 @@
 The counts follow the real run's path: records it would look up first are looked up (read-only queries), so one the
 org has already is counted as it would be adopted (unchanged or updated); records the org makes itself with a new
 parent (a Campaign's default CampaignMemberStatus values) are counted as adopted, not created; and a child waits
-(fails) when its parent neither has a Salesforce Id nor would be created before it.
+(fails) when its parent neither has a Salesforce Id nor would be created before it. A kind upserted by an external
+ID is asked for the external ids of the records it would create (one read-only query per chunk of keys): one the
+org holds already (a lost answer, a ledger rebuilt) is counted as the upsert's update, as the real run reports it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from campaign_pipeline.core.salesforce_records import salesforce_field_columns
 from campaign_pipeline.salesforce.engine.context import SyncContext
 from campaign_pipeline.salesforce.engine.encoding import none_if_na, same_value, wire_value
 from campaign_pipeline.salesforce.engine.kinds import RecordKind
-from campaign_pipeline.salesforce.engine.lookups import adopt_existing, record_identity
+from campaign_pipeline.salesforce.engine.lookups import adopt_existing, lookup_existing, record_identity
 from campaign_pipeline.salesforce.engine.report import KindOutcome
 
 
@@ -31,6 +33,7 @@ def preview_kind(
     """Count the kind's records as the real run would write them (``to_create``, ``to_update``, ``unchanged``,
     ``to_fail``) and list them in the change table; the ledger and the org are left as they are."""
     outcome.add("unchanged", diffed[diffed["action"] == "unchanged"])
+    diffed, parentless = _parents_found_by_external_id(ctx, kind, diffed, parentless)
     rejected = diffed["action"] == "rejected"
     coming = ctx.planned_creates.get(kind.parent_kind or "", set())
     parent_coming = diffed["parent_key"].astype(str).isin(coming) if kind.parent_kind else False
@@ -45,6 +48,8 @@ def preview_kind(
             todo = adopt_existing(ctx, kind, todo, lookup, outcome)
         if kind.org_made_with_parent:
             todo = _adopt_org_made(ctx, kind, todo, outcome)
+    if kind.external_id_field:
+        todo = _upserts_of_existing(ctx, kind, todo)
     creates = todo[todo["action"] == "create"]
     outcome.add("to_create", creates)
     outcome.add("to_update", todo[todo["action"] == "update"])
@@ -85,3 +90,46 @@ def _adopt_org_made(ctx: SyncContext, kind: RecordKind, todo: pd.DataFrame, outc
             unchanged.append(index)
     outcome.add("unchanged", todo.loc[unchanged])
     return todo.drop(index=unchanged)
+
+
+def _upserts_of_existing(ctx: SyncContext, kind: RecordKind, todo: pd.DataFrame) -> pd.DataFrame:
+    """Creates of a kind upserted by its external ID whose record the org holds already: the upsert updates them.
+
+    Only the rows the ledger has no Id for are asked about, by their external ids (``lookup_existing``: one
+    read-only query per chunk under the URI limit), and not those whose parent this run would create (nothing can
+    hang on it yet); the Ids found are kept for the kind's children.
+    """
+    creates = (todo["action"] == "create") & ~missing_parent(kind, todo)
+    if not creates.any():
+        return todo
+    found = lookup_existing(ctx.client, kind, todo[creates], [])
+    if found.empty:
+        return todo
+    ids = found.assign(_identity=record_identity(kind, found)).sort_values("Id").drop_duplicates("_identity")
+    id_of = ids.set_index("_identity")["Id"]
+    found_ids = record_identity(kind, todo).map(id_of).where(creates)
+    held = found_ids.notna()
+    todo = todo.copy()
+    todo.loc[held, "action"] = "update"
+    todo.loc[held, "salesforce_id"] = found_ids[held]
+    ctx.found_by_external_id[kind.name] = dict(
+        zip(todo.loc[held, "sync_key"].astype(str), found_ids[held].astype(str), strict=True)
+    )
+    return todo
+
+
+def _parents_found_by_external_id(
+    ctx: SyncContext, kind: RecordKind, diffed: pd.DataFrame, parentless: pd.Series
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows whose parent the ledger lacks but the org holds (found by its external ID): the real run upserts the
+    parent first and fills its Id, so these rows take that Id and no longer wait."""
+    found = ctx.found_by_external_id.get(kind.parent_kind or "", {})
+    if not found or not kind.parent_field or not parentless.any():
+        return diffed, parentless
+    parent_ids = diffed["parent_key"].astype(str).map(found).where(parentless)
+    filled = parent_ids.notna()
+    if not filled.any():
+        return diffed, parentless
+    diffed = diffed.copy()
+    diffed.loc[filled, kind.parent_field] = parent_ids[filled]
+    return diffed, parentless & ~filled
