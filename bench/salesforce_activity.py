@@ -2,10 +2,12 @@
 
     python -m bench.salesforce_activity --mode activity --members 100000
 
-Prints one JSON object with the engine bench's keys — members, write_calls, min_write_calls, read_calls,
-noop_write_calls (write calls of a second run with no new activity), seconds (the first sync: matching, desired
-records and writing, as in the engine bench) — plus records, records_by_kind, api, created, failed, match_seconds,
-desired_seconds, build_seconds (synthetic data and the org's people) and peak_rss_mb; mode notes adds file_bytes
+Prints one JSON object with the engine bench's keys, every one of them (bench.salesforce_sync): members, matched,
+records, records_by_kind, write_calls, min_write_calls, read_calls, min_read_calls, noop_read_calls,
+noop_write_calls (a second run with no new activity), update_write_calls and updated (a third run after one more
+open for 1% of the members), seconds (the first sync: matching, desired records and writing), match_seconds,
+noop_seconds, api, mirror, created, failed, stopped, desired_seconds, build_seconds (synthetic data and the org's
+people) and peak_rss_mb; mode notes adds file_bytes
 (decoded bytes of note content and files the first run wrote: the org's file storage it takes) and
 noop_file_bytes. ``min_write_calls`` is the fewest calls the APIs' documented limits allow for the records
 (bench.minimums): per kind the fewer of one Bulk API 2.0 job (create, upload, close per 150 MB of CSV) and one
@@ -25,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,6 +100,18 @@ def synthetic_campaign(members: int, opens_per_member: float, clicks_per_member:
     return recipients, events, report
 
 
+def more_activity(events: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The events plus one later open for 1% of the members who have any: the run after a little new activity."""
+    members = events["email_id"].drop_duplicates()
+    picked = members.sample(n=max(1, len(members) // 100), random_state=seed + 1)
+    extra = events[events["email_id"].isin(picked)].drop_duplicates("email_id").copy()
+    extra["action"] = "open"
+    extra["url"] = pd.NA
+    extra["timestamp"] = events["timestamp"].max() + pd.Timedelta(hours=1)
+    extra["event_id"] = event_ids(extra.drop(columns="event_id"))
+    return pd.concat([events, extra], ignore_index=True)
+
+
 def min_write_calls(records: int, bulk_allowed: bool = True, csv_bytes: int = 0) -> int:
     """The APIs' floor for one kind (bench.minimums); a kind Bulk cannot load (Attachments) takes Collections calls."""
     return minimums.salesforce_write_calls(records, bulk_allowed=bulk_allowed, csv_bytes=csv_bytes)
@@ -143,28 +158,45 @@ def run(
                         reauthenticate=lambda: sandbox_session(org),
                     )
 
-                timed_from = time.perf_counter()
-                first_client = client()
-                # Matching reads the org like the asset does; its SOQL calls count in read_calls and seconds.
-                matches, _ = match_campaign_members(
-                    first_client, statuses, PeopleMirror(engine, schema=f"bench_activity_mirror_{suffix}")
-                )
-                matched_at = time.perf_counter()
+                mirror = PeopleMirror(engine, schema=f"bench_activity_mirror_{suffix}")
                 content = pd.DataFrame({"campaign_id": ["bench1"], "html": ["<html><p>Benchmark</p></html>"]})
-                desired = desired_records(
-                    profile,
-                    {
-                        "raw_email_events": events,
-                        "member_statuses": statuses,
-                        "salesforce_matches": matches,
-                        "mailchimp_campaign_report": report,
-                        "campaign_content": content,
-                    },
-                )
-                desired_at = time.perf_counter()
-                first = sync_desired_records(first_client, ledger, desired, profile.sync)
-                seconds = time.perf_counter() - timed_from
-                second = sync_desired_records(client(), ledger, desired, profile.sync)
+                refreshes = []
+
+                def sync(event_frame: pd.DataFrame, run_statuses: pd.DataFrame) -> dict[str, Any]:
+                    """One run as the assets do it: matching (reads the org like the asset), desired records, push."""
+                    sync_client = client()
+                    began = time.perf_counter()
+                    matches, _ = match_campaign_members(sync_client, run_statuses, mirror)
+                    assert mirror.last_refresh is not None
+                    refreshes.append(mirror.last_refresh)
+                    matched_at = time.perf_counter()
+                    desired = desired_records(
+                        profile,
+                        {
+                            "raw_email_events": event_frame,
+                            "member_statuses": run_statuses,
+                            "salesforce_matches": matches,
+                            "mailchimp_campaign_report": report,
+                            "campaign_content": content,
+                        },
+                    )
+                    desired_at = time.perf_counter()
+                    result = sync_desired_records(sync_client, ledger, desired, profile.sync)
+                    return {
+                        "report": result,
+                        "desired": desired,
+                        "matched": len(matches),
+                        "match_seconds": matched_at - began,
+                        "desired_seconds": desired_at - matched_at,
+                        "seconds": time.perf_counter() - began,
+                    }
+
+                built = time.perf_counter() - started
+                first_run = sync(events, statuses)
+                noop_run = sync(events, statuses)
+                changed = more_activity(events, seed)
+                update_run = sync(changed, member_statuses(recipients, changed))
+                first, second, desired = first_run["report"], noop_run["report"], first_run["desired"]
                 records = sum(len(item.frame) for item in desired)
                 files = (
                     {
@@ -178,6 +210,7 @@ def run(
                 return {
                     "mode": mode,
                     "members": members,
+                    "matched": first_run["matched"],
                     "records": records,
                     "records_by_kind": {item.kind.name: len(item.frame) for item in desired},
                     "write_calls": first.write_calls,
@@ -186,15 +219,26 @@ def run(
                         for item in desired
                     ),
                     "read_calls": first.read_calls,
+                    "min_read_calls": sum(
+                        minimums.salesforce_read_calls(len(org.records(sobject))) for sobject in ("Contact", "Lead")
+                    ),
+                    "noop_read_calls": second.read_calls,
                     "noop_write_calls": second.write_calls,
-                    "seconds": round(seconds, 2),
+                    "update_write_calls": update_run["report"].write_calls,
+                    "updated": update_run["report"].total("updated"),
+                    "seconds": round(first_run["seconds"], 2),
+                    "match_seconds": round(first_run["match_seconds"], 2),
+                    "noop_seconds": round(noop_run["seconds"], 2),
                     "api": {name: outcome.api for name, outcome in first.outcomes.items()},
+                    "mirror": [
+                        {"mode": r.mode, "rows": r.rows, "upserted": r.upserted, "calls": r.calls}
+                        for r in refreshes[:2]
+                    ],
                     "created": first.total("created"),
                     "failed": first.total("failed"),
                     "stopped": first.stopped,
-                    "match_seconds": round(matched_at - timed_from, 2),
-                    "desired_seconds": round(desired_at - matched_at, 2),
-                    "build_seconds": round(timed_from - started, 2),
+                    "desired_seconds": round(first_run["desired_seconds"], 2),
+                    "build_seconds": round(built, 2),
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                     **files,
                 }

@@ -8,7 +8,9 @@ call per 200 records and one Bulk API 2.0 job, whatever our bulk threshold), rea
 mirror's fill included), min_read_calls (reading the org's Contacts and Leads once, bench.minimums),
 noop_read_calls and noop_write_calls (a second sync with nothing new), update_write_calls and updated (a third
 sync after 1% of members changed), mirror (the first and the no-op refresh: rows, mode, calls), seconds (first
-sync: matching and writing), match_seconds, noop_seconds, api. Modes activity and notes run
+sync: matching and writing), match_seconds, noop_seconds, api, records and records_by_kind (desired records),
+created, failed, stopped, desired_seconds, build_seconds (synthetic data and the org's people), peak_rss_mb. Every
+mode reports these keys; mode notes adds notes_format, file_bytes and noop_file_bytes. Modes activity and notes run
 ``bench.salesforce_activity`` with --members, and --bulk-threshold and --seed when given (its own defaults
 otherwise).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -148,6 +151,7 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
             "sync": {"bulk_threshold": bulk_threshold, "api_call_budget": 1_000_000},
         }
     )
+    build_started = time.perf_counter()
     statuses = synthetic_member_statuses(members, seed)
     totals, report = campaign_frames(statuses)
     suffix = uuid.uuid4().hex[:8]
@@ -180,9 +184,12 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
                         refreshes.append(mirror.last_refresh)
                     matched_at = time.perf_counter()
                     desired = desired_records(profile, frames)
+                    desired_seconds.append(time.perf_counter() - matched_at)
                     result = sync_desired_records(sync_client, ledger, desired, profile.sync)
                     return result, desired, matched_at - started, time.perf_counter() - started
 
+                desired_seconds: list[float] = []
+                build_seconds = time.perf_counter() - build_started
                 first, desired, match_seconds, seconds = sync(statuses)
                 least_writes = min_write_calls(desired)
                 least_reads = min_read_calls(org) if mode == "campaign" else 0
@@ -199,6 +206,8 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
         "mode": mode,
         "members": members,
         "matched": member_outcome.desired if member_outcome else 0,
+        "records": sum(len(item.frame) for item in desired),
+        "records_by_kind": {item.kind.name: len(item.frame) for item in desired},
         "write_calls": first.write_calls,
         "min_write_calls": least_writes,
         "read_calls": first.read_calls,
@@ -218,6 +227,9 @@ def run(members: int, mode: str, bulk_threshold: int, seed: int, coverage: float
             for refresh in refreshes[:2]
         ],
         "stopped": first.stopped,
+        "desired_seconds": round(desired_seconds[0], 3),
+        "build_seconds": round(build_seconds, 3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
 
 
