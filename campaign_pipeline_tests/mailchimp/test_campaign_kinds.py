@@ -6,7 +6,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from campaign_pipeline.core.campaign_types import campaign_type_label
 from campaign_pipeline.mailchimp.assets import campaign_recipients, mailchimp_campaign_report, raw_email_events
+from campaign_pipeline.mailchimp.campaigns import sent_campaign
 from campaign_pipeline.mailchimp.landing import LandingStore
 from campaign_pipeline.mailchimp.partitions import mailchimp_campaigns
 from campaign_pipeline.metrics.assets import METRICS_SETTINGS_KEY, MetricsSettings, metrics_asset_checks, metrics_assets
@@ -90,6 +92,10 @@ def test_each_type_lands_and_reconciles_with_repeated_clicks(typed_account, type
         )
         assert result.success, campaign_type
         report = result.asset_value("mailchimp_campaign_report").iloc[0]
+        # The UI shows the type in words on the report's materialization.
+        [shown] = [m.metadata for m in result.asset_materializations_for_node("mailchimp_campaign_report")]
+        assert shown["campaign_type"].value == campaign_type
+        assert shown["campaign_type_label"].value == campaign_type_label(campaign_type)
         assert report["campaign_type"] == campaign_type  # "plain-text" and "ab_split" in /reports, canonical here
         # raw_email_events is stored in the landing tables themselves (no second copy): read it there.
         events = LandingStore().events(campaign_id)
@@ -105,3 +111,18 @@ def test_each_type_lands_and_reconciles_with_repeated_clicks(typed_account, type
         assert approximate.any() == (campaign_type == "automation")
         assert statuses.loc[approximate, "time_to_open_minutes"].isna().all()
         assert (statuses["time_to_open_minutes"].dropna() >= 0).all()
+
+
+def test_a_campaign_of_a_type_mailchimp_adds_later_is_discovered_with_a_warning(caplog) -> None:
+    record = {
+        "id": "abc123def4",
+        "type": "SMS",
+        "status": "sent",
+        "send_time": "2026-01-05T10:00:00+00:00",
+        "settings": {"title": "Text blast"},
+        "recipients": {"list_id": "list1"},
+    }
+    with caplog.at_level("WARNING", logger="campaign_pipeline.mailchimp.campaigns"):
+        campaign = sent_campaign(record)
+    assert campaign is not None and campaign.type == "sms" and campaign.sent_at_is_exact
+    assert "type 'sms', which this pipeline does not know; it is synced like a regular campaign" in caplog.text
