@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import psutil
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
 
 from campaign_pipeline.core.errors import exception_chain
@@ -209,6 +211,27 @@ def free_slots_of_finished_runs(instance: dg.DagsterInstance) -> list[str]:
     return stale
 
 
+def serving_process(argv: list[str] | None = None) -> str | None:
+    """'daemon' or 'webserver' when this process is one of the two `dagster dev` starts (also run on their own as
+    `dagster-daemon run` / `dagster-webserver`), else None (a CLI command, a test, a run worker)."""
+    program = (argv if argv is not None else sys.argv)[:1]
+    path = Path(program[0]) if program else Path()
+    if path.name == "dagster-daemon" or path.parent.name == "_daemon" and path.parent.parent.name == "dagster":
+        return "daemon"
+    if path.name == "dagster-webserver" or path.parent.name == "dagster_webserver":
+        return "webserver"
+    return None
+
+
+def launches_runs_here(instance: dg.DagsterInstance, argv: list[str] | None = None) -> bool:
+    """Whether this process launches the instance's runs: the daemon always (queued runs, backfills, sensors); the
+    webserver only without the queued run coordinator (with it, the webserver queues and the daemon launches)."""
+    kind = serving_process(argv)
+    if kind == "webserver":
+        return not isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    return kind == "daemon"
+
+
 class LocalProcessRunLauncher(DefaultRunLauncher):
     """Runs as local processes, forked warm (campaign_pipeline.run_workers), with a worker health check.
 
@@ -219,6 +242,19 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
     answers from the run's pid; a run whose worker ran on another machine is reported RUNNING (unknown here),
     and is covered by max_runtime_seconds if set.
     """
+
+    def register_instance(self, instance: dg.DagsterInstance) -> None:
+        """Made by the process that will launch runs (the daemon, with the queued run coordinator), the launcher
+        warms its forkserver in the background at once, so the first run a user launches starts warm too."""
+        super().register_instance(instance)
+        if launches_runs_here(instance):
+            self.warm_up()
+
+    def warm_up(self) -> Any:
+        """Start this process's run forkserver in the background (run_workers.warm_forkserver); returns the thread."""
+        from campaign_pipeline.run_workers import warm_forkserver
+
+        return warm_forkserver()
 
     def launch_run(self, context: LaunchRunContext) -> None:
         from campaign_pipeline.run_workers import FORKED_WORKER_PID_TAG, can_fork_for, start_forked_worker
@@ -269,3 +305,18 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
             remembered = _remembered_failure(run.run_id)
             return CheckRunHealthResult(WorkerStatus.FAILED, f"{message}: {remembered}" if remembered else message)
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker process {worker.pid}")
+
+
+class WarmStartQueuedRunCoordinator(QueuedRunCoordinator):
+    """Dagster's queued run coordinator, which also makes the run launcher when the daemon starts.
+
+    Dagster makes an instance's launcher only when it first needs it: in the daemon that is the first dequeued run,
+    so that run would wait for the forkserver's imports. The daemon makes its coordinator at start (the queue's
+    dequeue interval); making the launcher then starts its warm-up (LocalProcessRunLauncher.register_instance).
+    The webserver makes the coordinator too (to queue runs) and is left alone: it launches nothing.
+    """
+
+    def register_instance(self, instance: dg.DagsterInstance) -> None:
+        super().register_instance(instance)
+        if serving_process() == "daemon":
+            instance.run_launcher  # noqa: B018 (made now: its register_instance warms the forkserver)

@@ -6,6 +6,8 @@ SQLAlchemy, matplotlib... again before the first step: about 4 s of a no-op run'
 Only third-party libraries are preloaded: the project's own code is imported by each run, so an edited asset is
 picked up by the next run exactly as with the code server. The worker then does what the code server's run
 subprocess does (dagster._grpc.impl): load the job from its code origin, execute it, log its process id.
+The daemon starts the forkserver as it starts (run_health.WarmStartQueuedRunCoordinator, warm_forkserver), in
+the background, so the first run is forked warm too; a launch during that warm-up waits for it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 import dagster as dg
@@ -41,8 +44,14 @@ PRELOADED_LIBRARIES = (
 # The forked worker's pid, for terminate (the run's own events name it too, once the worker has started).
 FORKED_WORKER_PID_TAG = "campaign_pipeline/forked_worker_pid"
 
+# How long a launch waits for a warm-up under way before it forks anyway (the forkserver then finishes its imports
+# first: multiprocessing starts one forkserver per process, whoever asks first).
+WARM_UP_WAIT_SECONDS = 300.0
+
 _context_lock = threading.Lock()
 _context: Any = None
+_warm_up: threading.Thread | None = None
+_warm_up_seconds: float | None = None
 
 
 def can_fork_for(run: dg.DagsterRun) -> bool:
@@ -64,16 +73,87 @@ def _forkserver_context() -> Any:
         return _context
 
 
+def warm_forkserver() -> threading.Thread:
+    """Start the forkserver in the background, so the first run launched is forked warm; once per process.
+
+    The thread starts the forkserver (which imports PRELOADED_LIBRARIES) and forks one no-op worker from it, so
+    when the thread ends the forkserver has imported everything and forked once. Starting the process that
+    launches runs (the daemon) does not wait for it."""
+    global _warm_up
+    with _context_lock:
+        if _warm_up is None:
+            _warm_up = threading.Thread(target=_fork_once, name="forkserver-warm-up", daemon=True)
+            _warm_up.start()
+        return _warm_up
+
+
+def _fork_once() -> None:
+    started = time.perf_counter()
+    try:
+        process = _forkserver_context().Process(target=_ready, name="forkserver-warm-up")
+        process.start()
+        process.join()
+    except Exception:  # a failed warm-up only costs the first run its imports: that launch starts the forkserver
+        logger.warning("could not warm the run forkserver; the first run will start it", exc_info=True)
+        return
+    global _warm_up_seconds
+    _warm_up_seconds = time.perf_counter() - started
+    logger.info("run forkserver warm after %.1f s (pid %s)", _warm_up_seconds, forkserver_pid())
+
+
+def warm_up_seconds() -> float | None:
+    """How long this process's warm-up took, from its start to the forkserver's first fork (None: none done)."""
+    return _warm_up_seconds
+
+
+def _ready() -> None:
+    """The warm-up worker's body: nothing; forking it proved the forkserver ready."""
+
+
+def forkserver_pid() -> int | None:
+    """The pid of this process's forkserver, None before one was started."""
+    from multiprocessing import forkserver
+
+    return forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+
+
+def stop_forkserver() -> None:
+    """Stop this process's forkserver and the resource tracker multiprocessing started with it (workers it forked
+    keep running); a process exiting stops both anyway. The next launch starts them again."""
+    from multiprocessing import forkserver, resource_tracker
+
+    global _warm_up
+    _wait_for_warm_up()
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
+    with _context_lock:
+        _warm_up = None
+
+
+def _wait_for_warm_up() -> None:
+    """A launch that arrives during the warm-up waits for it rather than racing it for the forkserver."""
+    warm_up = _warm_up
+    if warm_up is not None and warm_up.is_alive() and warm_up is not threading.current_thread():
+        warm_up.join(WARM_UP_WAIT_SECONDS)
+
+
+def fork_worker(target: Any, args: tuple[Any, ...], name: str) -> Any:
+    """Start ``target(*args)`` in a process forked from the forkserver, after a warm-up under way if any."""
+    _wait_for_warm_up()
+    process = _forkserver_context().Process(target=target, args=args, name=name)
+    process.start()
+    return process
+
+
 def start_forked_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
     """Fork the worker that executes `run` and return its pid; the run's events and status do the rest."""
     from dagster._serdes import serialize_value
 
-    process = _forkserver_context().Process(
-        target=execute_run_in_worker,
-        args=(serialize_value(instance.get_ref()), run.run_id, dict(os.environ)),
+    process = fork_worker(
+        execute_run_in_worker,
+        (serialize_value(instance.get_ref()), run.run_id, dict(os.environ)),
         name=f"dagster-run-{run.run_id}",
     )
-    process.start()
     # The forkserver reaps the worker. Left in multiprocessing's list of children, a clean exit of this process
     # (the daemon, a test) would wait for the run to finish; a run of the code server does not tie it either.
     multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
