@@ -50,50 +50,42 @@ def _pooled_engine(postgres_url: str) -> sa.Engine:
     return engine
 
 
-class PooledRunStorage(PostgresRunStorage):
-    """dagster-postgres run storage on a pooled engine (see ``_pooled_engine``)."""
+class _KeptConnections:
+    """Mixed in before a dagster-postgres storage: its engine becomes a pooled one (see ``_pooled_engine``).
+
+    The storage's own ``__init__`` runs first (its table checks on its NullPool engine), then that engine is
+    swapped; disposing the storage closes the kept connections.
+    """
+
+    _engine: sa.Engine
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True):
-        super().__init__(postgres_url, should_autocreate_tables=should_autocreate_tables)
+        super().__init__(postgres_url, should_autocreate_tables=should_autocreate_tables)  # type: ignore[call-arg]
         self._engine.dispose()
         self._engine = _pooled_engine(postgres_url)
 
     def dispose(self) -> None:
-        super().dispose()
+        super().dispose()  # type: ignore[misc]
         self._engine.dispose()
 
 
-class PooledScheduleStorage(PostgresScheduleStorage):
-    """dagster-postgres schedule storage on a pooled engine (see ``_pooled_engine``)."""
-
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True):
-        super().__init__(postgres_url, should_autocreate_tables=should_autocreate_tables)
-        self._engine.dispose()
-        self._engine = _pooled_engine(postgres_url)
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engine.dispose()
+class PooledRunStorage(_KeptConnections, PostgresRunStorage):
+    """dagster-postgres run storage on a pooled engine."""
 
 
-class PoolDefaultSafeEventLogStorage(PostgresEventLogStorage):
+class PooledScheduleStorage(_KeptConnections, PostgresScheduleStorage):
+    """dagster-postgres schedule storage on a pooled engine."""
+
+
+class PoolDefaultSafeEventLogStorage(_KeptConnections, PostgresEventLogStorage):
     """dagster-postgres event log storage that survives a change of the pools' default limit.
 
     Dagster 1.13 re-applies a changed `concurrency.pools.default_limit` by inserting the pool's row and, on the
     duplicate key, updating it inside the same transaction, which Postgres has already aborted: every run
     using the pool then fails. Here the row is updated when it exists and inserted when it does not.
 
-    It runs on a pooled engine (see ``_pooled_engine``).
+    It runs on a pooled engine (``_KeptConnections``).
     """
-
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool = True):
-        super().__init__(postgres_url, should_autocreate_tables=should_autocreate_tables)
-        self._engine.dispose()
-        self._engine = _pooled_engine(postgres_url)
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engine.dispose()
 
     def initialize_concurrency_limit_to_default(self, concurrency_key: str) -> bool:
         default_limit = self._instance.global_op_concurrency_default_limit if self.has_instance else None
