@@ -74,7 +74,7 @@ def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[fl
     return times
 
 
-def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+def _materialized(result: Any) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
@@ -165,6 +165,7 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
     from campaign_pipeline.mailchimp.partitions import MAILCHIMP_CAMPAIGNS_PARTITIONS
     from campaign_pipeline.mailchimp.sensors import sent_campaign_key
     from campaign_pipeline.profile import SyncProfile
+    from campaign_pipeline.run_in_process import execute_partition
 
     profile = SyncProfile.model_validate({"mode": mode})
     url = engine.url.render_as_string(hide_password=False)
@@ -203,9 +204,9 @@ def _run(engine: sa.Engine, recipients: int, mode: str, seed: int) -> dict[str, 
             # Epoch seconds, the clock of Dagster's event log, so each step's own time can be told too.
             with api_wait.ApiWaitClock(time.time).installed(label_of) as waits:
                 started = time.perf_counter()
-                result = job.execute_in_process(
-                    partition_key=key, instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
-                )
+                # As a launched run executes (no step output kept in memory), not execute_in_process, which
+                # captures every output for the result and so would count each step's frames till the end.
+                result = execute_partition(job, key, instance, run_config=QUIET_LOGGING)
                 seconds = time.perf_counter() - started
             waited = waits.seconds()
             return {

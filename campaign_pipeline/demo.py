@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.job_execution_result import JobExecutionResult
 from dagster._core.utils import make_new_run_id
 
 from campaign_pipeline.asset_metadata import table_rows
@@ -31,6 +32,7 @@ from campaign_pipeline.run_health import (
     remember_failure,
     worker_tags,
 )
+from campaign_pipeline.run_in_process import execute_partition
 from campaign_pipeline.salesforce.sync_metadata import PREVIEW_TAG
 from campaign_pipeline.sandbox.resources import MAILCHIMP_SANDBOX_IDENTITY
 from campaign_pipeline.storage.database import data_dir, get_engine
@@ -154,7 +156,7 @@ def discover_campaigns(
     return [key for key in keys if owners.get(campaign_of[key], source) == source]
 
 
-def summarise(key: str, result: dg.ExecuteInProcessResult, preview: bool = False) -> CampaignSummary:
+def summarise(key: str, result: JobExecutionResult, preview: bool = False) -> CampaignSummary:
     """Counts from the stored frames (the same rows the UI previews) and the sync's own metadata."""
     campaign_id = campaign_id_from_key(key)
     summary = CampaignSummary(
@@ -220,7 +222,7 @@ def run_partition(
     run_config: dict[str, Any] | None = None,
     progress=None,
     extra_tags: dict[str, str] | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> JobExecutionResult:
     """One campaign's run, in this process, that reacts to SIGTERM/SIGINT at once.
 
     Dagster's in-process executor holds SIGINT/SIGTERM back until a step boundary, and never looks while a
@@ -228,7 +230,8 @@ def run_partition(
     and the main thread answers a signal: the run is marked failed, its pool slots freed, and the demo exits.
     Whatever the run had written to Salesforce is in the sync ledger, and a re-run resumes from it.
     Runs left STARTED by a demo that was killed (SIGKILL, a lost machine) are marked failed first, so their
-    pool slots cannot block this one.
+    pool slots cannot block this one. The run keeps no step output in memory, as a launched run does
+    (``run_in_process.execute_partition``).
     """
     for run_id in fail_dead_runs(instance, reason=" by campaign-pipeline demo"):
         if progress:
@@ -240,13 +243,8 @@ def run_partition(
 
     def execute() -> None:
         try:
-            outcome["result"] = job.execute_in_process(
-                partition_key=key,
-                instance=instance,
-                run_config=run_config or QUIET_LOGGING,
-                raise_on_error=False,
-                tags=tags,
-                run_id=run_id,
+            outcome["result"] = execute_partition(
+                job, key, instance, run_config=run_config or QUIET_LOGGING, tags=tags, run_id=run_id
             )
         except BaseException as exc:  # handed to the main thread, which raises it
             outcome["error"] = exc

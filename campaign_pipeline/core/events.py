@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,6 +329,31 @@ def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> Pars
         }
     )
     return _finish_events(campaign_id, rows, "email-activity", rejected, ACTIVITY_ACTIONS)
+
+
+def merged_pages(parts: Sequence[ParsedRecords], kind: str) -> ParsedRecords:
+    """Records parsed page by page (``parse_email_activity`` or ``parse_sent_to`` of each page) as if parsed at once.
+
+    A member's record is on one page, so identities and occurrences come out the same; a record a paging artefact
+    put on two pages is kept once, as a whole-listing parse keeps it (events by event_id, recipients by email_id).
+    ``kind`` is ``events`` or ``recipients``.
+    """
+    if not parts:
+        return ParsedRecords(
+            empty_raw_email_events() if kind == "events" else empty_campaign_recipients(), empty_quarantine()
+        )
+    frames = [part.frame for part in parts if len(part.frame)] or [parts[0].frame]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for column in frame.columns[frame.dtypes == object]:
+        # concat turns the nulls of a page whose column is all null into NaN; a parse marks them pd.NA.
+        if frame[column].isna().any():
+            frame[column] = frame[column].where(frame[column].notna(), pd.NA)
+    if kind == "events":
+        frame = dedupe_events(frame)
+    else:
+        frame = frame.drop_duplicates(subset="email_id", keep="first").reset_index(drop=True)
+    quarantined = [part.quarantined for part in parts if len(part.quarantined)] or [parts[0].quarantined]
+    return ParsedRecords(frame, pd.concat(quarantined, ignore_index=True) if len(quarantined) > 1 else quarantined[0])
 
 
 def parse_unsubscribes(campaign_id: str, unsubscribe_records: Iterable[Any]) -> ParsedRecords:

@@ -8,6 +8,7 @@ import io
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from campaign_pipeline.core.events import (
     CAMPAIGN_RECIPIENT_COLUMNS,
     RAW_EMAIL_EVENT_COLUMNS,
     empty_raw_email_events,
+    merged_pages,
     parse_campaign_report,
     parse_email_activity,
     parse_sent_to,
@@ -448,7 +450,11 @@ def fetch_and_land_events(mailchimp: MailchimpResource, store: LandingStore, cam
     before = mailchimp.stats.snapshot()
     cursor = store.cursor(campaign_id)
     since = None if cursor is None else cursor - pd.Timedelta(minutes=mailchimp.overlap_minutes)
-    activity = parse_email_activity(campaign_id, mailchimp.fetch_email_activity(campaign_id, since=since))
+    # Parsed page by page as the pages arrive: the run never holds the whole listing as JSON objects.
+    activity = merged_pages(
+        mailchimp.fetch_email_activity_pages(campaign_id, partial(parse_email_activity, campaign_id), since=since),
+        "events",
+    )
     # /unsubscribed has no `since` filter; it is small (a fraction of a percent of recipients).
     unsubscribes = parse_unsubscribes(campaign_id, mailchimp.fetch_unsubscribes(campaign_id))
     events = pd.concat([activity.frame, unsubscribes.frame], ignore_index=True)
@@ -509,7 +515,8 @@ def fetch_and_land_recipients(
     complete = not is_automation and isinstance(emails_sent, int) and emails_sent > 0 and landed == emails_sent
     new_members = new_quarantined = 0
     if not complete:
-        parsed = parse_sent_to(campaign_id, mailchimp.fetch_recipients(campaign_id), None, not is_automation)
+        parse_page = partial(parse_sent_to, campaign_id, sent_at=None, sent_at_is_exact=not is_automation)
+        parsed = merged_pages(mailchimp.fetch_recipient_pages(campaign_id, parse_page), "recipients")
         new_members = store.land_recipients(campaign_id, parsed.frame)
         if not parsed.quarantined.empty:
             new_quarantined = store.land(

@@ -8,9 +8,10 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -32,6 +33,8 @@ LIVE_SOURCE_MESSAGE = "Mailchimp source: Mailchimp API"
 MAILCHIMP_CONNECTION_LIMIT = 10
 MAILCHIMP_MAX_PAGE_SIZE = 1000
 MAX_RELISTINGS = 2
+# What a caller makes of one page of records (``MailchimpResource._get_pages``).
+T = TypeVar("T")
 # What the pipeline reads from each report listing; `total_items` drives paging.
 EMAIL_ACTIVITY_FIELDS = "emails.email_address,emails.email_id,emails.activity,total_items"
 SENT_TO_FIELDS = "sent_to.email_address,sent_to.email_id,sent_to.status,total_items"
@@ -270,24 +273,34 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
         return result
 
     def _get_all(self, path: str, items_key: str, query: dict[str, Any] | None = None) -> list[Any]:
-        """Every record of a paged collection: the first page tells the total, the rest load in parallel.
+        """Every record of a paged collection, in Mailchimp's order (see ``_get_pages``)."""
+        return [record for page in self._get_pages(path, items_key, query, list) for record in page]
+
+    def _get_pages(
+        self, path: str, items_key: str, query: dict[str, Any] | None, per_page: Callable[[list[Any]], T]
+    ) -> list[T]:
+        """``per_page`` of each page of a paged collection, in page order: the first page tells the total, the rest
+        load in parallel, and each page is handed to ``per_page`` as it arrives (in the thread that fetched it), so
+        a caller that turns records into compact rows never holds the whole collection as JSON objects.
 
         Offset paging over a collection that grows while we read it can skip a record; when the
         total changes between pages the whole listing is read again (bounded), since a record
         skipped here could fall behind the incremental cursor for good.
         """
         for _listing in range(MAX_RELISTINGS + 1):
-            records, totals = self._list_once(path, items_key, dict(query or {}))
+            pages, totals = self._list_once(path, items_key, dict(query or {}), per_page)
             if len(set(totals)) <= 1:
-                return records
+                return pages
             logger.warning(
                 "Mailchimp GET %s: total_items changed while paging (%s); reading the listing again",
                 path,
                 sorted(set(totals)),
             )
-        return records
+        return pages
 
-    def _list_once(self, path: str, items_key: str, base_query: dict[str, Any]) -> tuple[list[Any], list[int]]:
+    def _list_once(
+        self, path: str, items_key: str, base_query: dict[str, Any], per_page: Callable[[list[Any]], T]
+    ) -> tuple[list[T], list[int]]:
         page_size = self.page_size
         first = self._get(path, {**base_query, "count": page_size, "offset": 0})
         self._stats.add(pages=1)
@@ -295,21 +308,24 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
         total = int(first.get("total_items", len(records)) or 0)
         totals = [total]
         if len(records) >= total or not records:
-            return records, totals
+            return [per_page(records)], totals
         # A server that serves fewer than asked per page sets the stride.
         stride = min(page_size, len(records))
         offsets = list(range(stride, total, stride))
+        del first
 
-        def fetch(offset: int) -> tuple[list[Any], int]:
+        def fetch(offset: int) -> tuple[T, int]:
             page = self._get(path, {**base_query, "count": stride, "offset": offset})
             self._stats.add(pages=1)
-            return list(_items(page, items_key, path)), int(page.get("total_items", total) or 0)
+            return per_page(list(_items(page, items_key, path))), int(page.get("total_items", total) or 0)
 
+        pages = [per_page(records)]
+        del records
         with ThreadPoolExecutor(max_workers=min(self.max_connections, len(offsets))) as pool:
-            for page_records, page_total in pool.map(fetch, offsets):
-                records.extend(page_records)
+            for page, page_total in pool.map(fetch, offsets):
+                pages.append(page)
                 totals.append(page_total)
-        return records, totals
+        return pages, totals
 
     # ---------------------------------------------------------------- what the assets use
 
@@ -406,6 +422,12 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
 
     def fetch_email_activity(self, campaign_id: str, since: pd.Timestamp | None = None) -> list[Any]:
         """`emails` records of /reports/{id}/email-activity, all of them or those with activity after `since`."""
+        return [record for page in self.fetch_email_activity_pages(campaign_id, list, since=since) for record in page]
+
+    def fetch_email_activity_pages(
+        self, campaign_id: str, per_page: Callable[[list[Any]], T], since: pd.Timestamp | None = None
+    ) -> list[T]:
+        """``per_page`` of each page of `fetch_email_activity`'s records, in page order (``_get_pages``)."""
         query: dict[str, Any] = {
             "since": _format_since(since) if since is not None else None,
             "fields": EMAIL_ACTIVITY_FIELDS if self.trim_fields else None,
@@ -414,7 +436,7 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
             # Mailchimp's documented name (the current official SDKs send `filter_bots`); the 3.0.80 client's
             # get_email_activity_for_campaign rejects the keyword, hence call_api.
             query["filter_bots"] = "true"
-        return self._get_all(f"/reports/{checked_campaign_id(campaign_id)}/email-activity", "emails", query)
+        return self._get_pages(f"/reports/{checked_campaign_id(campaign_id)}/email-activity", "emails", query, per_page)
 
     def fetch_unsubscribes(self, campaign_id: str) -> list[Any]:
         return self._get_all(
@@ -424,10 +446,15 @@ class MailchimpResource(dg.ConfigurableResource, ABC):
         )
 
     def fetch_recipients(self, campaign_id: str) -> list[Any]:
-        return self._get_all(
+        return [record for page in self.fetch_recipient_pages(campaign_id, list) for record in page]
+
+    def fetch_recipient_pages(self, campaign_id: str, per_page: Callable[[list[Any]], T]) -> list[T]:
+        """``per_page`` of each page of /reports/{id}/sent-to, in page order (``_get_pages``)."""
+        return self._get_pages(
             f"/reports/{checked_campaign_id(campaign_id)}/sent-to",
             "sent_to",
             {"fields": SENT_TO_FIELDS if self.trim_fields else None},
+            per_page,
         )
 
     def fetch_report(self, campaign_id: str) -> dict[str, Any]:

@@ -300,10 +300,12 @@ def build_salesforce_sync(profile: SyncProfile) -> dg.AssetsDefinition:
         # Kinds with no rows yet (a preview, a mode's first run) are left out: pandas would otherwise guess the
         # columns' types from all-empty frames, which it warns is going away.
         ledger_rows = pd.concat([rows for rows in per_kind_rows if len(rows)] or per_kind_rows[:1], ignore_index=True)
+        # Text columns as read (nulls are None): handed on without another copy of a campaign's every row.
         ledger_rows = ledger_rows[
             ["campaign_id", "object_kind", "sync_key", "salesforce_id", "last_result", "error_code", "error_message"]
         ]
-        yield dg.Output(ledger_rows.astype(object).where(ledger_rows.notna(), None), metadata=metadata)
+        del per_kind_rows, desired, desired_frames, frames
+        yield dg.Output(ledger_rows, metadata=metadata)
         yield from partition_check_results(
             context,
             "no_failed_records",

@@ -14,6 +14,7 @@ from campaign_pipeline.core.events import (
     email_hash,
     event_ids,
     is_valid_campaign_id,
+    merged_pages,
     parse_campaign_report,
     parse_email_activity,
     parse_sent_to,
@@ -272,3 +273,29 @@ def test_same_second_repeats_are_counted_occurrences_and_refetches_still_dedupe(
     # A re-fetch, or the member record listed twice by paging, gives the same identities.
     again = parse_email_activity("c1", [record, record])
     assert sorted(again.frame["event_id"]) == sorted(once.frame["event_id"])
+
+
+def test_pages_parsed_apart_merge_as_one_parse():
+    """A member record a paging artefact put on two pages counts once, as in a parse of the whole listing; each
+    page's refused records are kept."""
+    anna = member("anna@x.com", {"action": "open", "timestamp": "2026-01-05T10:00:00+00:00"})
+    bob = member(
+        "bob@x.com",
+        {"action": "open", "timestamp": "2026-01-05T09:00:00+00:00"},
+        {"action": "open", "timestamp": "2026-01-05T09:00:00+00:00"},
+    )
+    broken = {"email_address": "", "activity": []}
+    pages = [[anna, bob], [bob, broken, member("cy@x.com", {"action": "click", "timestamp": "2026-01-05T08:00:00Z"})]]
+    whole = parse_email_activity("c1", [record for page in pages for record in page])
+    merged = merged_pages([parse_email_activity("c1", page) for page in pages], "events")
+    pd.testing.assert_frame_equal(merged.frame, whole.frame)
+    assert merged.frame["occurrence"].tolist() == [0, 1, 0]  # bob's repeat kept, cy's click refused (no url)
+    assert merged.frame["url"].map(lambda value: value is pd.NA).all()
+    assert sorted(merged.quarantined["reason"]) == sorted(whole.quarantined["reason"])
+
+    sent = [{"email_address": "anna@x.com", "status": "sent"}, {"email_address": "bob@x.com", "status": "sent"}]
+    recipients = merged_pages(
+        [parse_sent_to("c1", sent, None, True), parse_sent_to("c1", sent[1:], None, True)], "recipients"
+    )
+    assert recipients.frame["email_address"].tolist() == ["anna@x.com", "bob@x.com"]
+    assert merged_pages([], "recipients").frame.empty and merged_pages([], "events").frame.empty

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from campaign_pipeline.core.events import parse_email_activity, parse_sent_to, parse_unsubscribes
+from campaign_pipeline.core.events import (
+    ParsedRecords,
+    merged_pages,
+    parse_email_activity,
+    parse_sent_to,
+    parse_unsubscribes,
+)
 from campaign_pipeline.mailchimp.live import LiveMailchimpResource, MailchimpConnection
 from campaign_pipeline.mailchimp.resource import MailchimpApiError, MailchimpResource
 from campaign_pipeline.sandbox.mailchimp_api import MailchimpFaults, MailchimpSandbox
@@ -243,3 +249,36 @@ def test_only_the_fields_the_pipeline_reads_are_requested(account, sandbox, make
     full = make_resource(sandbox, trim_fields=False).fetch_recipients(campaign_id)
     assert {"merge_fields", "open_count"} <= set(full[0])
     assert [(r["email_id"], r["status"]) for r in trimmed] == [(r["email_id"], r["status"]) for r in full]
+
+
+def test_parsed_page_by_page_equals_parsed_whole(account, sandbox, make_resource):
+    """What landing does (each page parsed as it arrives, in the thread that fetched it) gives the very frames a
+    parse of the whole listing gives, and parses each page once."""
+    mailchimp = make_resource(sandbox, page_size=7)
+    campaign_id = account.campaign_ids()[-1]
+    whole = parse_email_activity(campaign_id, mailchimp.fetch_email_activity(campaign_id))
+    page_sizes: list[int] = []
+
+    def parse_page(records: list) -> ParsedRecords:
+        page_sizes.append(len(records))
+        return parse_email_activity(campaign_id, records)
+
+    before = mailchimp.stats.pages
+    paged = merged_pages(mailchimp.fetch_email_activity_pages(campaign_id, parse_page), "events")
+    assert len(page_sizes) == mailchimp.stats.pages - before > 3
+    assert max(page_sizes) == 7
+    pd.testing.assert_frame_equal(paged.frame, whole.frame)
+    # The same refused records (listed page by page, so in another order).
+    assert len(paged.quarantined) == len(whole.quarantined) > 0
+    pd.testing.assert_frame_equal(
+        paged.quarantined.sort_values(["reason", "record"]).reset_index(drop=True),
+        whole.quarantined.sort_values(["reason", "record"]).reset_index(drop=True),
+    )
+
+    recipients = parse_sent_to(campaign_id, mailchimp.fetch_recipients(campaign_id), None, True)
+    paged_recipients = merged_pages(
+        mailchimp.fetch_recipient_pages(campaign_id, lambda records: parse_sent_to(campaign_id, records, None, True)),
+        "recipients",
+    )
+    assert len(paged_recipients.frame) > 7
+    pd.testing.assert_frame_equal(paged_recipients.frame, recipients.frame)
