@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core.events import iso_utc_strings
 from campaign_pipeline.core.salesforce_records import salesforce_field_columns
 
 # Ledger results: the record is in Salesforce as hashed; the last write failed; a write was started but its
@@ -26,7 +27,7 @@ def canonical_text(values: pd.Series) -> pd.Series:
     """Values as the text they hash by, so a frame that went through storage (other dtypes) hashes the same."""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
         stamps = pd.to_datetime(values, utc=True)
-        return stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").fillna("\x00")
+        return iso_utc_strings(stamps).fillna("\x00")
     if pd.api.types.is_bool_dtype(values.dtype) and not values.isna().any():
         return pd.Series(np.where(values.to_numpy(dtype=bool), "true", "false"), index=values.index)
     if pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():

@@ -68,10 +68,22 @@ def email_hashes(email_addresses: pd.Series) -> pd.Series:
     return pd.Series(hashes, index=email_addresses.index, dtype=object)
 
 
+def iso_utc_strings(timestamps: pd.Series) -> pd.Series:
+    """Instants as fixed-width UTC text, `2026-01-05T10:00:00.000000Z` (strftime's `%Y-%m-%dT%H:%M:%S.%fZ`), null
+    as None: the form event identities hash and COPY reads. numpy formats it about ten times faster than strftime.
+    """
+    utc = timestamps.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    text = np.char.add(np.datetime_as_string(utc, unit="us"), "Z").astype(object)
+    missing = np.isnat(utc)
+    if missing.any():
+        text[missing] = None
+    return pd.Series(text, index=timestamps.index, dtype=object)
+
+
 def _iso_utc(timestamps: pd.Series) -> pd.Series:
     # Fixed-width microsecond form so one instant always gives one string, whatever offset
     # Mailchimp wrote it with.
-    return timestamps.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_utc_strings(timestamps)
 
 
 def event_ids(events: pd.DataFrame) -> pd.Series:
@@ -344,7 +356,7 @@ def merged_pages(parts: Sequence[ParsedRecords], kind: str) -> ParsedRecords:
         )
     frames = [part.frame for part in parts if len(part.frame)] or [parts[0].frame]
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    for column in frame.columns[frame.dtypes == object]:
+    for column in frame.select_dtypes(include="object").columns:
         # concat turns the nulls of a page whose column is all null into NaN; a parse marks them pd.NA.
         if frame[column].isna().any():
             frame[column] = frame[column].where(frame[column].notna(), pd.NA)

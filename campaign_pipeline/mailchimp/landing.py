@@ -20,6 +20,7 @@ from campaign_pipeline.core.events import (
     CAMPAIGN_RECIPIENT_COLUMNS,
     RAW_EMAIL_EVENT_COLUMNS,
     empty_raw_email_events,
+    iso_utc_strings,
     merged_pages,
     parse_campaign_report,
     parse_email_activity,
@@ -213,7 +214,7 @@ class LandingStore:
         )
         outgoing = events.reindex(columns=RAW_EMAIL_EVENT_COLUMNS).copy()
         outgoing["occurrence"] = outgoing["occurrence"].fillna(0).astype("int64")
-        outgoing["timestamp"] = outgoing["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+        outgoing["timestamp"] = iso_utc_strings(outgoing["timestamp"])
         cur.copy_expert(
             f"COPY incoming_email_events ({_EVENT_COLUMNS_SQL}) FROM STDIN WITH (FORMAT csv)",
             _frame_to_csv(outgoing),

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from campaign_pipeline.core.events import iso_utc_strings
 from campaign_pipeline.salesforce.bulk_query import QueryJob, query_rows, start_query
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
@@ -345,7 +346,7 @@ class PeopleMirror:
         buffer = io.StringIO()
         out = rows.copy()
         for column in ("created_date", "system_modstamp"):
-            out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").where(out[column].notna(), None)
+            out[column] = iso_utc_strings(out[column])
         out.to_csv(buffer, index=False, header=False, na_rep="\\N")
         buffer.seek(0)
         cur.copy_expert(

@@ -14,6 +14,7 @@ from campaign_pipeline.core.events import (
     email_hash,
     event_ids,
     is_valid_campaign_id,
+    iso_utc_strings,
     merged_pages,
     parse_campaign_report,
     parse_email_activity,
@@ -299,3 +300,16 @@ def test_pages_parsed_apart_merge_as_one_parse():
     )
     assert recipients.frame["email_address"].tolist() == ["anna@x.com", "bob@x.com"]
     assert merged_pages([], "recipients").frame.empty and merged_pages([], "events").frame.empty
+
+
+def test_iso_utc_strings_is_strftimes_fixed_width_utc_form():
+    instants = pd.Series(
+        pd.to_datetime(
+            ["2026-01-05T10:00:00.123456789+02:00", None, "1969-07-20T20:17:40Z", "2026-03-29T01:30:00Z"],
+            utc=True,
+            format="ISO8601",
+        )
+    ).dt.tz_convert("America/New_York")
+    expected = instants.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso_utc_strings(instants).tolist() == [expected[0], None, expected[2], expected[3]]
+    assert iso_utc_strings(instants)[0] == "2026-01-05T08:00:00.123456Z"

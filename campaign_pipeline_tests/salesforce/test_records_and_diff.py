@@ -228,3 +228,21 @@ def test_duplicate_sync_keys_are_refused() -> None:
 
 def test_email_id_helper_matches_mailchimp_hash() -> None:
     assert email_id(" A@X.com ") == email_id("a@x.com")
+
+
+def test_content_hashes_are_pinned_so_a_new_formatting_cannot_resend_every_record():
+    """The ledger keeps these digests: an instant hashes as its fixed-width UTC text whatever formats it (strftime
+    before, numpy now), a null as itself; a change here would make the next run update every record once."""
+    frame = pd.DataFrame(
+        {
+            "sync_key": ["a", "b", "c"],
+            "StartDate": pd.to_datetime(
+                ["2026-01-05T10:00:00.5Z", None, "1999-12-31T23:59:59.000001Z"], utc=True, format="ISO8601"
+            ),
+            "Name": ["x", "y", None],
+            "parent_key": [None, "p", "p"],
+        }
+    )
+    assert diff.content_hashes(frame).tolist() == ["5239431c8d21361c", "68216927a1250ac0", "8cb9e7f12cfd3cce"]
+    berlin = frame.assign(StartDate=frame["StartDate"].dt.tz_convert("Europe/Berlin"))
+    assert diff.content_hashes(berlin).tolist() == diff.content_hashes(frame).tolist()
