@@ -267,3 +267,26 @@ def test_files_whose_sum_exceeds_one_requests_limit_sync_in_requests_under_it(ac
     assert outcome.file_bytes >= people * len(big)
     # Nothing new: not one write (the ledger holds every File's hash).
     assert activity_org.sync(profile, recipients(*AUDIENCE), _events(), report(), content(big)).write_calls == 0
+
+
+def test_the_documents_of_new_files_are_read_once_for_all_their_calls(activity_org, monkeypatch) -> None:
+    # Each File in a call of its own (four calls), their ContentDocumentIds in one query after the last call.
+    monkeypatch.setattr(sobject_collections, "COLLECTION_MAX_BODY_BYTES", 30_000)
+    queries: list[str] = []
+    real_query_all = SalesforceClient.query_all
+
+    def spying_query_all(self: SalesforceClient, soql: str, *args: Any, **kwargs: Any) -> Any:
+        queries.append(soql)
+        return real_query_all(self, soql, *args, **kwargs)
+
+    monkeypatch.setattr(SalesforceClient, "query_all", spying_query_all)
+    big = "<p>" + "d" * 40_000 + "</p>"
+    run = activity_org.sync(PROFILE, recipients(*AUDIENCE), _events(), report(), content(big))
+    assert run.failures.empty and not run.kind_errors, (run.failures, run.kind_errors)
+    writes = [(method, path.split("/v", 1)[1].split("/", 1)[1]) for method, path, _ in activity_org.org.call_log]
+    assert writes.count(("POST", "sobjects/ContentVersion")) == 4
+    document_reads = [soql for soql in queries if "FROM ContentVersion WHERE Id IN" in soql]
+    assert len(document_reads) == 1 and document_reads[0].count("'") == 8  # the four new versions' Ids
+    assert run.outcomes["email_file"].created == 4 and run.total("file_bytes") > 4 * len(big)
+    assert_one_of_each_per_person(activity_org)
+    assert activity_org.sync(PROFILE, recipients(*AUDIENCE), _events(), report(), content(big)).write_calls == 0

@@ -35,7 +35,7 @@ from campaign_pipeline.salesforce.engine.sobject_collections import (
     _single_record_call,
     collection_batches,
 )
-from campaign_pipeline.salesforce.resource import TRANSIENT_RECORD_ERRORS, SalesforceCallFailed
+from campaign_pipeline.salesforce.resource import TRANSIENT_RECORD_ERRORS, SalesforceCallFailed, SalesforceStopped
 from campaign_pipeline.salesforce.soql import in_list_chunks
 
 DATA_FIELD = "VersionData"
@@ -106,7 +106,6 @@ def _latest_versions(ctx: SyncContext, document_ids: pd.Series) -> pd.DataFrame:
 
 def _send_versions(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, action: str, outcome: KindOutcome) -> None:
     """POST ContentVersions: first versions (``create``) or next versions of the ledger's documents (``update``)."""
-    client = ctx.client
     rows = rows.reset_index(drop=True)
     records = payloads(kind, rows, "create", ctx.fields.types_of(kind), set())
     if action == "update":
@@ -118,6 +117,28 @@ def _send_versions(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, actio
     positions = list(range(len(rows)))
     # Read at call time: one JSON request carries at most 37.5 MB of base64 (see sobject_collections).
     max_bytes = sobject_collections.COLLECTION_MAX_BODY_BYTES
+    # First versions written, whose documents are read once for all of them after the last call.
+    unsettled: list[tuple[pd.DataFrame, pd.Series]] = []
+    try:
+        _send_chunks(ctx, kind, rows, records, sizes, positions, max_bytes, action, outcome, unsettled)
+    finally:
+        # Also after a stop: what was written is settled if Salesforce still answers, else it stays pending.
+        _settle_first_versions(ctx, kind, unsettled, outcome)
+
+
+def _send_chunks(
+    ctx: SyncContext,
+    kind: RecordKind,
+    rows: pd.DataFrame,
+    records: list[dict],
+    sizes: list[int],
+    positions: list[int],
+    max_bytes: int,
+    action: str,
+    outcome: KindOutcome,
+    unsettled: list[tuple[pd.DataFrame, pd.Series]],
+) -> None:
+    client = ctx.client
     for attempt in range(client.max_retries + 1):
         retry: list[int] = []
         for chunk in collection_batches(positions, sizes, max_bytes):
@@ -131,7 +152,9 @@ def _send_versions(ctx: SyncContext, kind: RecordKind, rows: pd.DataFrame, actio
             if isinstance(answer, SalesforceCallFailed):
                 ctx.record_call_failure(kind, chunk_rows, outcome, "create", answer)
                 continue
-            retry += _apply(ctx, kind, chunk_rows, chunk, answer, action, outcome, final=attempt == client.max_retries)
+            retry += _apply(
+                ctx, kind, chunk_rows, chunk, answer, action, outcome, unsettled, final=attempt == client.max_retries
+            )
         if not retry:
             return
         positions = retry
@@ -147,6 +170,7 @@ def _apply(
     results: list[dict],
     action: str,
     outcome: KindOutcome,
+    unsettled: list[tuple[pd.DataFrame, pd.Series]],
     *,
     final: bool,
 ) -> list[int]:
@@ -159,21 +183,37 @@ def _apply(
     outcome.add("failed", rows[failed])
     written = rows[ok]
     if action == "create" and len(written):
-        version_ids = pd.Series([r.get("id") for r in results], index=rows.index)[ok]
-        documents = _documents_of(ctx, version_ids)
-        if documents is None:
-            # The versions exist but their documents are unknown: they stay pending for the next run's lookup.
-            return [p for p, retry in zip(positions, transient, strict=True) if retry]
-        document_ids = version_ids.map(documents)
-        # A version whose document the read did not return stays pending too, never "ok" without an Id.
-        written = written[document_ids.notna()]
-        ctx.book.record(kind, written, document_ids[document_ids.notna()], "ok", None, None)
-        outcome.add("created", written)
+        # Pending until their documents are read (``_settle_first_versions``), in as few queries as the URI allows.
+        unsettled.append((written, pd.Series([r.get("id") for r in results], index=rows.index)[ok]))
     elif len(written):
         ctx.book.record(kind, written, written["salesforce_id"], "ok", None, None)
         outcome.add("updated", written)
-    outcome.add("file_bytes", written, blob_bytes(written, ctx.fields.types_of(kind)))
+        outcome.add("file_bytes", written, blob_bytes(written, ctx.fields.types_of(kind)))
     return [p for p, retry in zip(positions, transient, strict=True) if retry]
+
+
+def _settle_first_versions(
+    ctx: SyncContext, kind: RecordKind, unsettled: list[tuple[pd.DataFrame, pd.Series]], outcome: KindOutcome
+) -> None:
+    """Record the first versions written as ``ok`` with their ContentDocumentId, read for all of them at once."""
+    if not unsettled:
+        return
+    written = pd.concat([rows for rows, _ in unsettled])
+    version_ids = pd.concat([ids for _, ids in unsettled])
+    unsettled.clear()
+    try:
+        documents = _documents_of(ctx, version_ids)
+    except SalesforceStopped:
+        documents = None
+    if documents is None:
+        # The versions exist but their documents are unknown: they stay pending for the next run's lookup.
+        return
+    document_ids = version_ids.map(documents)
+    # A version whose document the read did not return stays pending too, never "ok" without an Id.
+    written = written[document_ids.notna()]
+    ctx.book.record(kind, written, document_ids[document_ids.notna()], "ok", None, None)
+    outcome.add("created", written)
+    outcome.add("file_bytes", written, blob_bytes(written, ctx.fields.types_of(kind)))
 
 
 def _documents_of(ctx: SyncContext, version_ids: pd.Series) -> dict[str, str] | None:
