@@ -1,5 +1,6 @@
 """Per-campaign Mailchimp assets: landed events, recipients, Mailchimp's own report and the sent HTML."""
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -262,18 +263,10 @@ def with_automation_workflows(reports: pd.DataFrame, mailchimp: MailchimpResourc
 
     Only a batch holding automation emails asks Mailchimp (/automations and each workflow's emails).
     """
-    reports = reports.copy()
-    reports["automation_id"] = pd.Series(pd.NA, index=reports.index, dtype=object)
-    reports["automation_title"] = pd.Series(pd.NA, index=reports.index, dtype=object)
     automation = reports["campaign_type"].map(is_automation_type).astype(bool)
-    if automation.any():
-        workflows = mailchimp.automation_workflows()
-        for index in reports.index[automation]:
-            workflow = workflows.get(str(reports.at[index, "campaign_id"]))
-            if workflow is not None:
-                reports.at[index, "automation_id"], title = workflow
-                reports.at[index, "automation_title"] = pd.NA if title is None else title
-    return reports
+    return _with_parents(
+        reports, automation, ("automation_id", "automation_title"), lambda _ids: mailchimp.automation_workflows()
+    )
 
 
 def with_rss_campaigns(reports: pd.DataFrame, mailchimp: MailchimpResource) -> pd.DataFrame:
@@ -281,17 +274,30 @@ def with_rss_campaigns(reports: pd.DataFrame, mailchimp: MailchimpResource) -> p
 
     Only a batch holding RSS sends asks Mailchimp (each send's campaign record, then each RSS campaign's).
     """
-    reports = reports.copy()
-    reports["rss_campaign_id"] = pd.Series(pd.NA, index=reports.index, dtype=object)
-    reports["rss_campaign_title"] = pd.Series(pd.NA, index=reports.index, dtype=object)
     rss = reports["campaign_type"].map(canonical_campaign_type).eq("rss")
-    if rss.any():
-        found = mailchimp.rss_campaigns([str(c) for c in reports.loc[rss, "campaign_id"]])
-        for index in reports.index[rss]:
-            parent = found.get(str(reports.at[index, "campaign_id"]))
-            if parent is not None:
-                reports.at[index, "rss_campaign_id"], title = parent
-                reports.at[index, "rss_campaign_title"] = pd.NA if title is None else title
+    return _with_parents(reports, rss, ("rss_campaign_id", "rss_campaign_title"), mailchimp.rss_campaigns)
+
+
+def _with_parents(
+    reports: pd.DataFrame,
+    children: pd.Series,
+    columns: tuple[str, str],
+    parents_of: Callable[[list[str]], Mapping[str, tuple[str, str | None]]],
+) -> pd.DataFrame:
+    """``reports`` with two more columns, the (id, title) of each child campaign's parent (NA for the others, and
+    a title Mailchimp does not give); ``parents_of`` (the child campaign ids) is asked only when there are children."""
+    reports = reports.copy()
+    id_column, title_column = columns
+    for column in columns:
+        reports[column] = pd.Series(pd.NA, index=reports.index, dtype=object)
+    if not children.any():
+        return reports
+    found = parents_of([str(campaign_id) for campaign_id in reports.loc[children, "campaign_id"]])
+    for index in reports.index[children]:
+        parent = found.get(str(reports.at[index, "campaign_id"]))
+        if parent is not None:
+            reports.at[index, id_column], title = parent
+            reports.at[index, title_column] = pd.NA if title is None else title
     return reports
 
 
