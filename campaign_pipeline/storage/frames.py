@@ -19,6 +19,8 @@ from campaign_pipeline.storage.database import PIPELINE_SCHEMA
 PARTITION_COLUMN = "_partition"
 UNPARTITIONED = "__all__"
 DTYPES_TABLE = "_frame_dtypes"
+# Per table and partition key, the fingerprint of the frame last written there (``frame_fingerprint``).
+FINGERPRINTS_TABLE = "_frame_fingerprints"
 
 
 class FrameStorageError(RuntimeError):
@@ -138,6 +140,53 @@ def ensure_dtypes_table(conn, schema: str = PIPELINE_SCHEMA) -> None:
     )
 
 
+def _ensure_fingerprints_table(conn, schema: str) -> None:
+    # The key column is named like the asset tables' own, so whatever deletes a campaign's rows there (the sandbox
+    # reset) deletes its fingerprints too.
+    conn.execute(
+        sa.text(
+            f"CREATE TABLE IF NOT EXISTS {qualified(FINGERPRINTS_TABLE, schema)} ("
+            f" table_name text NOT NULL, {_quote_ident(PARTITION_COLUMN)} text NOT NULL, fingerprint text NOT NULL,"
+            f" rows bigint NOT NULL, PRIMARY KEY (table_name, {_quote_ident(PARTITION_COLUMN)}))"
+        )
+    )
+
+
+def frame_fingerprint(frame: pd.DataFrame, specs: dict[str, dict]) -> str:
+    """sha256 of a frame's shape, columns, dtype specs and every value (nulls apart from any text they resemble)."""
+    digest = hashlib.sha256(json.dumps([len(frame), list(specs.items())], sort_keys=True).encode())
+    for name in frame.columns:
+        column = frame[name]
+        digest.update(column.isna().to_numpy().tobytes())
+        digest.update(pd.util.hash_pandas_object(column, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _unchanged(conn, table: str, key: str, fingerprint: str, rows: int, specs: list, schema: str) -> bool:
+    """The partition holds exactly this frame already: same fingerprint, same row count, same stored specs."""
+    stored = conn.execute(
+        sa.text(
+            f"SELECT fingerprint, rows FROM {qualified(FINGERPRINTS_TABLE, schema)} "
+            f"WHERE table_name = :t AND {_quote_ident(PARTITION_COLUMN)} = :k"
+        ),
+        {"t": table, "k": key},
+    ).first()
+    if stored is None or stored.fingerprint != fingerprint or stored.rows != rows:
+        return False
+    if _relkind(conn, partition_table(table, key), schema) is None:
+        return False
+    present = conn.execute(sa.text(f"SELECT count(*) FROM {qualified(partition_table(table, key), schema)}"))
+    if present.scalar_one() != rows:
+        return False  # rows deleted or added behind our back (by hand, a reset): write them again
+    stored_specs = conn.execute(
+        sa.text(
+            f"SELECT column_name, spec FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t ORDER BY position"
+        ),
+        {"t": table},
+    ).all()
+    return [[name, spec] for name, spec in stored_specs] == specs
+
+
 def _literal(value: str) -> str:
     """A SQL string literal, for the DDL statements that take no bind parameters."""
     return "'" + value.replace("'", "''") + "'"
@@ -214,7 +263,8 @@ def write_frame(
     Each partition key is a Postgres partition of its own: replacing it is a TRUNCATE (no dead rows, no index to
     maintain) and a COPY, and reading it scans only its rows. With several partitions, `partition_column` says
     which frame column holds each row's partition. Other partitions are never touched; on any error the old rows
-    of these partitions stay as they were.
+    of these partitions stay as they were. A one-partition write of exactly the frame stored there already (its
+    ``frame_fingerprint``, row count and column specs unchanged: a re-sync with nothing new) writes nothing.
     """
     keys = list(dict.fromkeys(partitions)) if partitions else [UNPARTITIONED]
     if PARTITION_COLUMN in frame.columns:
@@ -236,12 +286,26 @@ def write_frame(
     pg_types = {str(c): _pg_type(frame[c].dtype) for c in frame.columns}
     arrow = _to_arrow(frame, partition_values)
     multiline = _multiline_columns(frame, arrow)
+    fingerprint = frame_fingerprint(frame, specs) if len(keys) == 1 else None
 
     with engine.begin() as conn:
         # Serialise writers of one table: DDL and replace must not interleave across run workers.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"{schema}.{table}"})
         ensure_dtypes_table(conn, schema)
+        _ensure_fingerprints_table(conn, schema)
         _ensure_partitioned_table(conn, table, schema)
+        # A line break once stored in a column keeps that column on the newline-aware parse (other partitions).
+        previous = conn.execute(
+            sa.text(
+                f"SELECT column_name FROM {qualified(DTYPES_TABLE, schema)} "
+                "WHERE table_name = :t AND (spec->>'multiline')::boolean"
+            ),
+            {"t": table},
+        )
+        multiline |= set(previous.scalars().all())
+        stored_specs = [[name, {**spec, "multiline": name in multiline}] for name, spec in specs.items()]
+        if fingerprint is not None and _unchanged(conn, table, keys[0], fingerprint, len(frame), stored_specs, schema):
+            return len(frame)
         existing = {
             row.column_name: row.data_type
             for row in conn.execute(
@@ -269,15 +333,6 @@ def write_frame(
                 _create_partition(conn, table, key, schema)
             else:
                 conn.execute(sa.text(f"TRUNCATE {qualified(partition_table(table, key), schema)}"))
-        # A line break once stored in a column keeps that column on the newline-aware parse (other partitions).
-        previous = conn.execute(
-            sa.text(
-                f"SELECT column_name FROM {qualified(DTYPES_TABLE, schema)} "
-                "WHERE table_name = :t AND (spec->>'multiline')::boolean"
-            ),
-            {"t": table},
-        )
-        multiline |= set(previous.scalars().all())
         conn.execute(sa.text(f"DELETE FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t"), {"t": table})
         conn.execute(
             sa.text(
@@ -285,11 +340,24 @@ def write_frame(
                 "SELECT :t, e.value->>0, e.ordinality::int - 1, e.value->1 "
                 "FROM jsonb_array_elements(CAST(:specs AS jsonb)) WITH ORDINALITY AS e"
             ),
-            {
-                "t": table,
-                "specs": json.dumps([[name, {**spec, "multiline": name in multiline}] for name, spec in specs.items()]),
-            },
+            {"t": table, "specs": json.dumps(stored_specs)},
         )
+        # What each written partition now holds; a batched write (several keys) leaves them unknown.
+        conn.execute(
+            sa.text(
+                f"DELETE FROM {qualified(FINGERPRINTS_TABLE, schema)} "
+                f"WHERE table_name = :t AND {_quote_ident(PARTITION_COLUMN)} = ANY(:keys)"
+            ),
+            {"t": table, "keys": keys},
+        )
+        if fingerprint is not None:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {qualified(FINGERPRINTS_TABLE, schema)} "
+                    f"(table_name, {_quote_ident(PARTITION_COLUMN)}, fingerprint, rows) VALUES (:t, :k, :f, :n)"
+                ),
+                {"t": table, "k": keys[0], "f": fingerprint, "n": len(frame)},
+            )
         if len(frame):
             if partition_values is None:
                 target, columns = partition_table(table, keys[0]), list(specs)

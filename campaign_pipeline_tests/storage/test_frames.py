@@ -231,3 +231,63 @@ def test_campaign_partitions_are_stored_by_campaign_id_whatever_the_key_shape(da
     assert result.success
     assert read_frame(pg_engine, "asset_keyed_members", ["ghi789"])["campaign_id"].tolist() == ["ghi789"]
     assert read_frame(pg_engine, "asset_keyed_members", [batch[-1]]).empty  # never stored under the key itself
+
+
+def _child_file(engine: sa.Engine, table: str, key: str) -> int:
+    """The partition's storage file: TRUNCATE gives it a new one, so an unchanged number means nothing was written."""
+    from campaign_pipeline.storage.frames import partition_table
+
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT relfilenode FROM pg_class WHERE relname = :t"), {"t": partition_table(table, key)}
+        ).scalar_one()
+
+
+def test_writing_the_frame_a_partition_holds_already_writes_nothing(pg_engine):
+    frame = every_dtype_frame()
+    write_frame(pg_engine, "t_same", frame, ["p1"])
+    stored = _child_file(pg_engine, "t_same", "p1")
+    assert write_frame(pg_engine, "t_same", frame.copy(), ["p1"]) == 3
+    assert _child_file(pg_engine, "t_same", "p1") == stored
+    pd.testing.assert_frame_equal(read_frame(pg_engine, "t_same", ["p1"]), frame)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: f.assign(count=f["count"].replace(2, 4)),  # one value
+        lambda f: f.assign(text=f["text"].where(f["text"].notna(), "None")),  # a null becomes the text "None"
+        lambda f: f.assign(rate=f["rate"].fillna(0.0)),  # NaN becomes 0.0
+        lambda f: f.assign(count=f["count"].astype("float64")),  # same numbers, another dtype
+        lambda f: f.iloc[:2],  # a row fewer
+        lambda f: f[list(reversed(f.columns))],  # the columns in another order
+        lambda f: f.assign(extra=1),  # a column more
+    ],
+)
+def test_any_change_is_written(pg_engine, change):
+    frame = every_dtype_frame()
+    write_frame(pg_engine, "t_changed", frame, ["p1"])
+    changed = change(frame.copy())
+    write_frame(pg_engine, "t_changed", changed, ["p1"])
+    pd.testing.assert_frame_equal(read_frame(pg_engine, "t_changed", ["p1"]), changed)
+
+
+def test_rows_changed_behind_the_writer_or_by_a_batched_write_are_written_again(pg_engine):
+    frame = pd.DataFrame({"campaign_id": ["c1", "c1"], "v": [1, 2]})
+    write_frame(pg_engine, "t_behind", frame, ["c1"])
+    with pg_engine.begin() as conn:  # e.g. the sandbox reset deleting a campaign's rows
+        conn.execute(sa.text("DELETE FROM campaign_pipeline.t_behind WHERE v = 1"))
+    write_frame(pg_engine, "t_behind", frame, ["c1"])
+    assert read_frame(pg_engine, "t_behind", ["c1"])["v"].tolist() == [1, 2]
+
+    # A batched write replaces c1 with other rows; writing the first frame again must then restore it.
+    batch = pd.DataFrame({"campaign_id": ["c1", "c2"], "v": [7, 8]})
+    write_frame(pg_engine, "t_behind", batch, ["c1", "c2"], partition_column="campaign_id")
+    write_frame(pg_engine, "t_behind", frame, ["c1"])
+    assert read_frame(pg_engine, "t_behind", ["c1"])["v"].tolist() == [1, 2]
+    assert read_frame(pg_engine, "t_behind", ["c2"])["v"].tolist() == [8]
+
+    # Another partition's write changing the table's columns: the unchanged frame is still written back whole.
+    write_frame(pg_engine, "t_behind", pd.DataFrame({"campaign_id": ["c2"], "v": [9], "w": ["x"]}), ["c2"])
+    write_frame(pg_engine, "t_behind", frame, ["c1"])
+    pd.testing.assert_frame_equal(read_frame(pg_engine, "t_behind", ["c1"]), frame)
