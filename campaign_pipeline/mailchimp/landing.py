@@ -29,7 +29,7 @@ from campaign_pipeline.core.events import (
 )
 from campaign_pipeline.core.schemas import RawEmailEvents
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine, table_setup
-from campaign_pipeline.storage.frames import parse_csv
+from campaign_pipeline.storage.frames import query_frame
 
 if TYPE_CHECKING:
     from campaign_pipeline.mailchimp.resource import MailchimpCallStats, MailchimpResource
@@ -267,17 +267,7 @@ class LandingStore:
 
     def _copy_frame(self, select_sql: str, params: tuple, specs: dict[str, dict]) -> pd.DataFrame:
         """A SELECT's rows through COPY (timestamps in UTC), parsed by pyarrow into the dtypes of `specs`."""
-        buffer = io.BytesIO()
-        raw = self.engine.raw_connection()
-        try:
-            with closing(raw.cursor()) as cur:
-                query = cur.mogrify(select_sql, params).decode()
-                cur.execute("SET LOCAL TIME ZONE 'UTC'")
-                cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", buffer, size=1 << 20)
-            raw.commit()
-        finally:
-            raw.close()
-        return parse_csv(buffer.getbuffer(), specs)
+        return query_frame(self.engine, select_sql, params, specs)
 
     def raw_email_events(
         self, campaign_ids: Sequence[str] | None, columns: Sequence[str] | None = None, limit: int | None = None

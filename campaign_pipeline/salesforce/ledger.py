@@ -9,8 +9,21 @@ import sqlalchemy as sa
 
 from campaign_pipeline.core.diff import LEDGER_COLUMNS, RESULT_ERROR, RESULT_OK, RESULT_PENDING
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
+from campaign_pipeline.storage.frames import query_frame
 
 LEDGER_TABLE = "sync_ledger"
+_TEXT = {"dtype": "object", "multiline": False}
+# What load() reads, with the dtypes COPY's text is parsed into (an error message may hold a line break).
+_LOADED: dict[str, dict] = {
+    "sync_key": _TEXT,
+    "salesforce_id": _TEXT,
+    "content_hash": _TEXT,
+    "last_result": _TEXT,
+    "error_code": _TEXT,
+    "error_message": {"dtype": "object", "multiline": True},
+    "attempted_at": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "campaign_id": _TEXT,
+}
 # Columns a results frame passed to record_results carries.
 RESULT_COLUMNS: tuple[str, ...] = (
     "sync_key",
@@ -142,15 +155,16 @@ class SyncLedger:
         return {"scope": self.scope, "source": self.source, "target": self.target, **more}
 
     def load(self, object_kind: str, campaign_ids: list[str] | None = None) -> pd.DataFrame:
-        """Ledger rows of a kind (optionally only some campaigns), with LEDGER_COLUMNS plus error details."""
-        columns = (
-            "sync_key, salesforce_id, content_hash, last_result, error_code, error_message, attempted_at, campaign_id"
-        )
-        query = f"SELECT {columns} FROM {self._qualified} WHERE {self._owned()} AND object_kind = :kind"
-        params = self._params(kind=object_kind)
+        """Ledger rows of a kind (optionally only some campaigns), with LEDGER_COLUMNS plus error details.
+
+        Read through COPY: a million-member campaign's rows come back without a Python tuple per row.
+        """
+        owned = "scope = %(scope)s AND source_identity = %(source)s AND target_identity = %(target)s"
+        query = f"SELECT {', '.join(_LOADED)} FROM {self._qualified} WHERE {owned} AND object_kind = %(kind)s"
+        params: dict[str, object] = self._params(kind=object_kind)
         campaign_filter = ""
         if campaign_ids is not None:
-            campaign_filter = " AND campaign_id = ANY(:campaign_ids)"
+            campaign_filter = " AND campaign_id = ANY(%(campaign_ids)s::text[])"
             params["campaign_ids"] = list(campaign_ids)
         query += campaign_filter
         if self.source or self.target:
@@ -160,17 +174,17 @@ class SyncLedger:
                 SELECT legacy.sync_key, NULL, NULL, '{RESULT_PENDING}', NULL, NULL, legacy.attempted_at,
                        legacy.campaign_id
                 FROM {self._qualified} AS legacy
-                WHERE legacy.scope = :scope AND legacy.source_identity = '' AND legacy.target_identity = ''
-                  AND legacy.object_kind = :kind AND legacy.salesforce_id IS NOT NULL
+                WHERE legacy.scope = %(scope)s AND legacy.source_identity = '' AND legacy.target_identity = ''
+                  AND legacy.object_kind = %(kind)s AND legacy.salesforce_id IS NOT NULL
                   {campaign_filter.replace(" campaign_id =", " legacy.campaign_id =")}
                   AND NOT EXISTS (
                       SELECT 1 FROM {self._qualified} AS own
-                      WHERE {self._owned("own")} AND own.object_kind = legacy.object_kind
+                      WHERE own.scope = %(scope)s AND own.source_identity = %(source)s
+                        AND own.target_identity = %(target)s AND own.object_kind = legacy.object_kind
                         AND own.sync_key = legacy.sync_key
                   )
             """
-        with self.engine.connect() as conn:
-            frame = pd.read_sql_query(sa.text(query), conn, params=params)
+        frame = query_frame(self.engine, query, params, _LOADED)
         if frame.empty:
             frame = pd.DataFrame({column: pd.Series(dtype=object) for column in frame.columns})
         return frame[[*LEDGER_COLUMNS, "error_code", "error_message", "attempted_at", "campaign_id"]]
