@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from campaign_pipeline.core.events import (
 )
 from campaign_pipeline.core.schemas import RawEmailEvents
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine, table_setup
-from campaign_pipeline.storage.frames import query_frame
+from campaign_pipeline.storage.frames import copy_stream, query_frame
 
 if TYPE_CHECKING:
     from campaign_pipeline.mailchimp.resource import MailchimpCallStats, MailchimpResource
@@ -101,12 +100,9 @@ class LandingResult:
     total_quarantined: int
 
 
-def _frame_to_csv(frame: pd.DataFrame) -> io.StringIO:
-    """CSV for COPY: NA becomes an unquoted empty field, which COPY reads as NULL (the frames hold no empty strings)."""
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, quoting=csv.QUOTE_MINIMAL, na_rep="")
-    buffer.seek(0)
-    return buffer
+def _frame_to_csv(frame: pd.DataFrame) -> io.RawIOBase:
+    """CSV for COPY: NA becomes an unquoted empty field, which COPY reads as NULL (storage.frames.copy_stream)."""
+    return copy_stream(frame)
 
 
 _TEXT: dict = {"dtype": "object"}

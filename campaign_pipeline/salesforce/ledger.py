@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 import sqlalchemy as sa
 
 from campaign_pipeline.core.diff import LEDGER_COLUMNS, RESULT_ERROR, RESULT_OK, RESULT_PENDING
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
-from campaign_pipeline.storage.frames import query_frame
+from campaign_pipeline.storage.frames import copy_stream, query_frame
 
 LEDGER_TABLE = "sync_ledger"
 _TEXT = {"dtype": "object", "multiline": False}
@@ -268,10 +266,8 @@ class SyncLedger:
         frame.insert(0, "target_identity", self.target)
         frame.insert(0, "source_identity", self.source)
         frame.insert(0, "scope", self.scope)
-        buffer = io.StringIO()
-        # CSV quoting copes with any text in error messages; an unquoted \N is null.
-        frame.astype(object).where(frame.notna(), None).to_csv(buffer, header=False, index=False, na_rep="\\N")
-        buffer.seek(0)
+        # CSV quoting copes with any text in error messages; a null is an unquoted empty field.
+        buffer = copy_stream(frame)
         columns = ", ".join(("scope", "source_identity", "target_identity", "object_kind", *RESULT_COLUMNS))
         raw = self.engine.raw_connection()
         try:
@@ -280,7 +276,9 @@ class SyncLedger:
                 cursor.execute(
                     f"CREATE TEMP TABLE ledger_incoming (LIKE {self._qualified} INCLUDING DEFAULTS) ON COMMIT DROP"
                 )
-                cursor.copy_expert(f"COPY ledger_incoming ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+                cursor.copy_expert(
+                    f"COPY ledger_incoming ({columns}) FROM STDIN WITH (FORMAT csv)", buffer, size=1 << 20
+                )
                 cursor.execute(
                     f"""
                     INSERT INTO {self._qualified} AS ledger ({columns}, attempted_at)

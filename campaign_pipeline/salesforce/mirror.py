@@ -35,10 +35,10 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from campaign_pipeline.core.events import iso_utc_strings
 from campaign_pipeline.salesforce.bulk_query import QueryJob, query_rows, start_query
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
+from campaign_pipeline.storage.frames import copy_stream, parse_csv
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,17 @@ def _instants(values: pd.Series) -> pd.Series:
 
 def _soql_instant(moment: pd.Timestamp) -> str:
     return moment.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_TEXT = {"dtype": "object", "multiline": False}
+# people_for's frame (matching's PEOPLE_COLUMNS) as COPY's text is parsed: text, nulls None, instants in UTC.
+_PEOPLE_SPECS: dict[str, dict] = {
+    "salesforce_id": _TEXT,
+    "salesforce_object": _TEXT,
+    "email": _TEXT,
+    "created_date": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "person_account_id": _TEXT,
+}
 
 
 class PeopleMirror:
@@ -343,14 +354,10 @@ class PeopleMirror:
             "created_date timestamptz, system_modstamp timestamptz, is_person_account boolean, account_id text) "
             "ON COMMIT DELETE ROWS"
         )
-        buffer = io.StringIO()
-        out = rows.copy()
-        for column in ("created_date", "system_modstamp"):
-            out[column] = iso_utc_strings(out[column])
-        out.to_csv(buffer, index=False, header=False, na_rep="\\N")
-        buffer.seek(0)
         cur.copy_expert(
-            f"COPY mirror_stage ({', '.join(MIRROR_COLUMNS)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
+            f"COPY mirror_stage ({', '.join(MIRROR_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+            copy_stream(rows[list(MIRROR_COLUMNS)]),
+            size=1 << 20,
         )
 
     def _save_state(
@@ -456,10 +463,11 @@ class PeopleMirror:
         wanted = wanted[wanted != ""].drop_duplicates()
         with self._raw() as (raw, cur):
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS mirror_wanted (email text) ON COMMIT DELETE ROWS")
-            buffer = io.StringIO()
-            wanted.to_csv(buffer, index=False, header=False)
-            buffer.seek(0)
-            cur.copy_expert("COPY mirror_wanted (email) FROM STDIN WITH (FORMAT csv)", buffer)
+            cur.copy_expert(
+                "COPY mirror_wanted (email) FROM STDIN WITH (FORMAT csv)",
+                copy_stream(wanted.to_frame("email")),
+                size=1 << 20,
+            )
             select = cur.mogrify(
                 f"""
                 SELECT p.id, p.sobject, p.email, p.created_date, p.account_id
@@ -470,17 +478,7 @@ class PeopleMirror:
             ).decode()
             # COPY out as CSV: hundreds of thousands of people without a Python tuple per row.
             found = io.BytesIO()
-            cur.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv, NULL '')", found)
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            cur.copy_expert(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)", found, size=1 << 20)
             raw.commit()
-        found.seek(0)
-        people = pd.read_csv(
-            found,
-            names=["salesforce_id", "salesforce_object", "email", "created_date", "person_account_id"],
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
-        )
-        people = people.astype(object).where(people.notna(), None)
-        people["created_date"] = pd.to_datetime(people["created_date"], utc=True, format="ISO8601")
-        return people
+        return parse_csv(found.getbuffer(), _PEOPLE_SPECS)

@@ -131,6 +131,13 @@ class _CsvStream(io.RawIOBase):
         return bytes(chunk)
 
 
+def copy_stream(frame: pd.DataFrame) -> io.RawIOBase:
+    """The frame's columns as CSV for ``COPY ... FROM STDIN WITH (FORMAT csv)``, encoded by Arrow chunk by chunk:
+    a null is COPY's NULL (an unquoted empty field), text is quoted, booleans are true/false, instants ISO 8601."""
+    arrays = [_arrow_column(frame[name]) for name in frame.columns]
+    return _CsvStream(pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns]))
+
+
 def ensure_dtypes_table(conn, schema: str = PIPELINE_SCHEMA) -> None:
     conn.execute(
         sa.text(
