@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from campaign_pipeline.core.events import (
 )
 from campaign_pipeline.core.schemas import RawEmailEvents
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, get_engine, table_setup
-from campaign_pipeline.storage.frames import copy_stream, query_frame
+from campaign_pipeline.storage.frames import UTC_INSTANT_SPEC, copy_stream, query_frame
 
 if TYPE_CHECKING:
     from campaign_pipeline.mailchimp.resource import MailchimpCallStats, MailchimpResource
@@ -100,20 +99,15 @@ class LandingResult:
     total_quarantined: int
 
 
-def _frame_to_csv(frame: pd.DataFrame) -> io.RawIOBase:
-    """CSV for COPY: NA becomes an unquoted empty field, which COPY reads as NULL (storage.frames.copy_stream)."""
-    return copy_stream(frame)
-
-
 _TEXT: dict = {"dtype": "object"}
 _EVENT_SPECS: dict[str, dict] = {
     **{c: _TEXT for c in RAW_EMAIL_EVENT_COLUMNS},
-    "timestamp": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "timestamp": UTC_INSTANT_SPEC,
     "occurrence": {"dtype": "int64", "multiline": False},
 }
 _RECIPIENT_SPECS: dict[str, dict] = {
     **{c: _TEXT for c in CAMPAIGN_RECIPIENT_COLUMNS},
-    "sent_at": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
+    "sent_at": UTC_INSTANT_SPEC,
     "sent_at_is_exact": {"dtype": "bool", "multiline": False},
 }
 
@@ -213,7 +207,7 @@ class LandingStore:
         outgoing["timestamp"] = iso_utc_strings(outgoing["timestamp"])
         cur.copy_expert(
             f"COPY incoming_email_events ({_EVENT_COLUMNS_SQL}) FROM STDIN WITH (FORMAT csv)",
-            _frame_to_csv(outgoing),
+            copy_stream(outgoing),
         )
         cur.execute(
             f'INSERT INTO "{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} ({_EVENT_COLUMNS_SQL}) '
@@ -261,10 +255,6 @@ class LandingStore:
 
     # ------------------------------------------------------------------ reading
 
-    def _copy_frame(self, select_sql: str, params: tuple, specs: dict[str, dict]) -> pd.DataFrame:
-        """A SELECT's rows through COPY (timestamps in UTC), parsed by pyarrow into the dtypes of `specs`."""
-        return query_frame(self.engine, select_sql, params, specs)
-
     def raw_email_events(
         self, campaign_ids: Sequence[str] | None, columns: Sequence[str] | None = None, limit: int | None = None
     ) -> pd.DataFrame:
@@ -273,7 +263,8 @@ class LandingStore:
         The landing table is the asset's storage: nothing is copied into another table on the way.
         """
         wanted = _checked_columns(columns, RAW_EMAIL_EVENT_COLUMNS, LANDED_EVENTS_TABLE)
-        frame = self._copy_frame(
+        frame = query_frame(
+            self.engine,
             f"SELECT {', '.join(chr(34) + c + chr(34) for c in wanted)} FROM "
             f'"{PIPELINE_SCHEMA}".{LANDED_EVENTS_TABLE} WHERE %s IS NULL OR campaign_id = ANY(%s) '
             'ORDER BY campaign_id, "timestamp", event_id' + _limit(limit),
@@ -302,7 +293,8 @@ class LandingStore:
             "sent_at_is_exact": "coalesce(s.sent_at_is_exact, true)",
         }
         expressions = ", ".join(f"{select.get(c, 'r.' + c)} AS {c}" for c in wanted)
-        return self._copy_frame(
+        return query_frame(
+            self.engine,
             f'SELECT {expressions} FROM "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} r '
             f'LEFT JOIN "{PIPELINE_SCHEMA}".{SENDS_TABLE} s USING (campaign_id) '
             "WHERE %s IS NULL OR r.campaign_id = ANY(%s) ORDER BY r.campaign_id, r.email_id" + _limit(limit),
@@ -380,7 +372,7 @@ class LandingStore:
                 columns = ", ".join(RECIPIENT_COLUMNS)
                 cur.copy_expert(
                     f"COPY incoming_recipients ({columns}) FROM STDIN WITH (FORMAT csv)",
-                    _frame_to_csv(recipients[RECIPIENT_COLUMNS]),
+                    copy_stream(recipients[RECIPIENT_COLUMNS]),
                 )
                 cur.execute(
                     f'INSERT INTO "{PIPELINE_SCHEMA}".{RECIPIENTS_TABLE} AS landed ({columns}) '

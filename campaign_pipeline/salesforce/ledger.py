@@ -7,20 +7,19 @@ import sqlalchemy as sa
 
 from campaign_pipeline.core.diff import LEDGER_COLUMNS, RESULT_ERROR, RESULT_OK, RESULT_PENDING
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
-from campaign_pipeline.storage.frames import copy_stream, query_frame
+from campaign_pipeline.storage.frames import TEXT_SPEC, UTC_INSTANT_SPEC, copy_stream, query_frame
 
 LEDGER_TABLE = "sync_ledger"
-_TEXT = {"dtype": "object", "multiline": False}
 # What load() reads, with the dtypes COPY's text is parsed into (an error message may hold a line break).
 _LOADED: dict[str, dict] = {
-    "sync_key": _TEXT,
-    "salesforce_id": _TEXT,
-    "content_hash": _TEXT,
-    "last_result": _TEXT,
-    "error_code": _TEXT,
+    "sync_key": TEXT_SPEC,
+    "salesforce_id": TEXT_SPEC,
+    "content_hash": TEXT_SPEC,
+    "last_result": TEXT_SPEC,
+    "error_code": TEXT_SPEC,
     "error_message": {"dtype": "object", "multiline": True},
-    "attempted_at": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
-    "campaign_id": _TEXT,
+    "attempted_at": UTC_INSTANT_SPEC,
+    "campaign_id": TEXT_SPEC,
 }
 # Columns a results frame passed to record_results carries.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -144,10 +143,14 @@ class SyncLedger:
         conn.execute(sa.text(f"ALTER TABLE {self._qualified} ADD COLUMN scope text NOT NULL DEFAULT ''"))
         self._replace_primary_key(conn, "scope, object_kind, sync_key")
 
-    def _owned(self, alias: str = "") -> str:
-        """The WHERE condition of this ledger's own rows (profile scope, source and target)."""
+    def _owned(self, alias: str = "", *, pyformat: bool = False) -> str:
+        """The WHERE condition of this ledger's own rows (profile scope, source and target), with SQLAlchemy's
+        ``:name`` placeholders or, for psycopg2 (``query_frame``), ``%(name)s`` ones."""
         prefix = f"{alias}." if alias else ""
-        return f"{prefix}scope = :scope AND {prefix}source_identity = :source AND {prefix}target_identity = :target"
+        scope, source, target = (
+            ("%(scope)s", "%(source)s", "%(target)s") if pyformat else (":scope", ":source", ":target")
+        )
+        return f"{prefix}scope = {scope} AND {prefix}source_identity = {source} AND {prefix}target_identity = {target}"
 
     def _params(self, **more: object) -> dict[str, object]:
         return {"scope": self.scope, "source": self.source, "target": self.target, **more}
@@ -157,8 +160,10 @@ class SyncLedger:
 
         Read through COPY: a million-member campaign's rows come back without a Python tuple per row.
         """
-        owned = "scope = %(scope)s AND source_identity = %(source)s AND target_identity = %(target)s"
-        query = f"SELECT {', '.join(_LOADED)} FROM {self._qualified} WHERE {owned} AND object_kind = %(kind)s"
+        query = (
+            f"SELECT {', '.join(_LOADED)} FROM {self._qualified} "
+            f"WHERE {self._owned(pyformat=True)} AND object_kind = %(kind)s"
+        )
         params: dict[str, object] = self._params(kind=object_kind)
         campaign_filter = ""
         if campaign_ids is not None:
@@ -177,8 +182,7 @@ class SyncLedger:
                   {campaign_filter.replace(" campaign_id =", " legacy.campaign_id =")}
                   AND NOT EXISTS (
                       SELECT 1 FROM {self._qualified} AS own
-                      WHERE own.scope = %(scope)s AND own.source_identity = %(source)s
-                        AND own.target_identity = %(target)s AND own.object_kind = legacy.object_kind
+                      WHERE {self._owned("own", pyformat=True)} AND own.object_kind = legacy.object_kind
                         AND own.sync_key = legacy.sync_key
                   )
             """

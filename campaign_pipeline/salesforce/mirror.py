@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from campaign_pipeline.salesforce.bulk_query import QueryJob, query_rows, start_query
 from campaign_pipeline.salesforce.resource import SalesforceClient
 from campaign_pipeline.storage.database import PIPELINE_SCHEMA, table_setup
-from campaign_pipeline.storage.frames import copy_stream, parse_csv
+from campaign_pipeline.storage.frames import TEXT_SPEC, UTC_INSTANT_SPEC, copy_stream, parse_csv
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +107,13 @@ def _soql_instant(moment: pd.Timestamp) -> str:
     return moment.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_TEXT = {"dtype": "object", "multiline": False}
 # people_for's frame (matching's PEOPLE_COLUMNS) as COPY's text is parsed: text, nulls None, instants in UTC.
 _PEOPLE_SPECS: dict[str, dict] = {
-    "salesforce_id": _TEXT,
-    "salesforce_object": _TEXT,
-    "email": _TEXT,
-    "created_date": {"dtype": "datetime_tz", "tz": "UTC", "multiline": False},
-    "person_account_id": _TEXT,
+    "salesforce_id": TEXT_SPEC,
+    "salesforce_object": TEXT_SPEC,
+    "email": TEXT_SPEC,
+    "created_date": UTC_INSTANT_SPEC,
+    "person_account_id": TEXT_SPEC,
 }
 
 

@@ -22,6 +22,9 @@ UNPARTITIONED = "__all__"
 DTYPES_TABLE = "_frame_dtypes"
 # Per table and partition key, the fingerprint of the frame last written there (``frame_fingerprint``).
 FINGERPRINTS_TABLE = "_frame_fingerprints"
+# Specs of columns read back through COPY (``query_frame``, ``parse_csv``): text on one line, an instant in UTC.
+TEXT_SPEC: dict[str, Any] = {"dtype": "object", "multiline": False}
+UTC_INSTANT_SPEC: dict[str, Any] = {"dtype": "datetime_tz", "tz": "UTC", "multiline": False}
 
 
 class FrameStorageError(RuntimeError):
@@ -185,7 +188,22 @@ def frame_fingerprint(arrow: pa.Table, specs: dict[str, dict]) -> str:
     return sink.digest.hexdigest()
 
 
-def _unchanged(conn, table: str, key: str, fingerprint: str, rows: int, specs: list, schema: str) -> bool:
+def _stored_specs(conn, table: str, schema: str) -> dict[str, dict]:
+    """The column specs the table's last write recorded, in column order."""
+    return {
+        row.column_name: row.spec
+        for row in conn.execute(
+            sa.text(
+                f"SELECT column_name, spec FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t ORDER BY position"
+            ),
+            {"t": table},
+        )
+    }
+
+
+def _unchanged(
+    conn, table: str, key: str, fingerprint: str, rows: int, specs: list, stored_specs: dict[str, dict], schema: str
+) -> bool:
     """The partition holds exactly this frame already: same fingerprint, same row count, same stored specs."""
     stored = conn.execute(
         sa.text(
@@ -201,13 +219,7 @@ def _unchanged(conn, table: str, key: str, fingerprint: str, rows: int, specs: l
     present = conn.execute(sa.text(f"SELECT count(*) FROM {qualified(partition_table(table, key), schema)}"))
     if present.scalar_one() != rows:
         return False  # rows deleted or added behind our back (by hand, a reset): write them again
-    stored_specs = conn.execute(
-        sa.text(
-            f"SELECT column_name, spec FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t ORDER BY position"
-        ),
-        {"t": table},
-    ).all()
-    return [[name, spec] for name, spec in stored_specs] == specs
+    return [[name, spec] for name, spec in stored_specs.items()] == specs
 
 
 def _literal(value: str) -> str:
@@ -317,17 +329,13 @@ def write_frame(
         ensure_dtypes_table(conn, schema)
         _ensure_fingerprints_table(conn, schema)
         _ensure_partitioned_table(conn, table, schema)
+        previous = _stored_specs(conn, table, schema)
         # A line break once stored in a column keeps that column on the newline-aware parse (other partitions).
-        previous = conn.execute(
-            sa.text(
-                f"SELECT column_name FROM {qualified(DTYPES_TABLE, schema)} "
-                "WHERE table_name = :t AND (spec->>'multiline')::boolean"
-            ),
-            {"t": table},
-        )
-        multiline |= set(previous.scalars().all())
+        multiline |= {name for name, spec in previous.items() if spec.get("multiline")}
         stored_specs = [[name, {**spec, "multiline": name in multiline}] for name, spec in specs.items()]
-        if fingerprint is not None and _unchanged(conn, table, keys[0], fingerprint, len(frame), stored_specs, schema):
+        if fingerprint is not None and _unchanged(
+            conn, table, keys[0], fingerprint, len(frame), stored_specs, previous, schema
+        ):
             return len(frame)
         existing = {
             row.column_name: row.data_type
@@ -438,15 +446,7 @@ def read_frame(
             f"{schema}.{table} does not exist yet: materialize the upstream asset for these partitions first"
         )
     with engine.connect() as conn:
-        specs = {
-            row.column_name: row.spec
-            for row in conn.execute(
-                sa.text(
-                    f"SELECT column_name, spec FROM {qualified(DTYPES_TABLE, schema)} WHERE table_name = :t ORDER BY position"
-                ),
-                {"t": table},
-            )
-        }
+        specs = _stored_specs(conn, table, schema)
         if not specs:
             return pd.DataFrame(columns=list(columns or []))
         if columns is not None:
