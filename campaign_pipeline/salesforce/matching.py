@@ -35,49 +35,66 @@ def match_members(members: pd.DataFrame, people: pd.DataFrame) -> tuple[pd.DataF
     """(matches, unmatched) for members (campaign_id, email_id, email_address) against people (PEOPLE_COLUMNS).
 
     Pure and vectorised: candidates are ranked Contact before Lead, then oldest CreatedDate, then Id.
+    Most addresses have one candidate, so only the people sharing an address are sorted; the others are their
+    address's pick as they stand.
     """
-    people = people.dropna(subset=["email"]).copy()
-    if "person_account_id" not in people.columns:
-        people["person_account_id"] = None
-    people["email_key"] = people["email"].str.strip().str.lower()
-    people["kind_rank"] = np.where(people["salesforce_object"] == "Contact", 0, 1)
-    people["created_at"] = pd.to_datetime(people["created_date"], utc=True, errors="coerce", format="ISO8601")
-    ranked = people.sort_values(["email_key", "kind_rank", "created_at", "salesforce_id"], na_position="last")
-    counts = ranked.groupby("email_key").size().rename("candidate_count")
-    best = ranked.drop_duplicates("email_key", keep="first").set_index("email_key")
-    best = best.join(counts)
+    people = people.dropna(subset=["email"])
+    email_key = people["email"].str.strip().str.lower().to_numpy(dtype=object)
+    codes, uniques = pd.factorize(email_key)
+    per_key = np.bincount(codes, minlength=len(uniques))
+    shared = per_key[codes] > 1
 
-    keyed = members[list(MEMBER_KEY_COLUMNS)].copy()
-    keyed["email_key"] = keyed["email_address"].str.strip().str.lower()
-    joined = keyed.merge(
-        best[["salesforce_id", "salesforce_object", "candidate_count", "person_account_id"]],
-        left_on="email_key",
-        right_index=True,
-        how="left",
-    )
-    found = joined["salesforce_id"].notna()
-    matches = joined[found].copy()
-    matches["candidate_count"] = matches["candidate_count"].astype("int64")
-    account = matches["person_account_id"].astype(object)
-    matches["person_account_id"] = account.where(account.notna(), None)
-    several = matches["candidate_count"] > 1
-    matches["match_note"] = np.where(
-        several,
-        "picked "
-        + matches["salesforce_object"]
-        + " "
-        + matches["salesforce_id"]
-        + " of "
-        + matches["candidate_count"].astype(str)
-        + " candidates (Contact over Lead, then oldest)",
-        "",
-    )
-    unmatched = joined[~found].copy()
+    contested = people[shared]
+    ranked = pd.DataFrame(
+        {
+            "email_code": codes[shared],
+            "kind_rank": np.where(contested["salesforce_object"] == "Contact", 0, 1),
+            "created_at": pd.to_datetime(
+                contested["created_date"], utc=True, errors="coerce", format="ISO8601"
+            ).reset_index(drop=True),
+            "salesforce_id": contested["salesforce_id"].to_numpy(),
+            "row": np.flatnonzero(shared),
+        }
+    ).sort_values(["email_code", "kind_rank", "created_at", "salesforce_id"], na_position="last")
+    picked = ranked.drop_duplicates("email_code", keep="first")["row"].to_numpy()
+    best_rows = np.sort(np.concatenate([np.flatnonzero(~shared), picked]))
+
+    best_keys = pd.Index(email_key[best_rows])
+    member_keys = members["email_address"].str.strip().str.lower().to_numpy(dtype=object)
+    position = best_keys.get_indexer(member_keys)
+    found = position >= 0
+    take = best_rows[position[found]]
+
+    matches = members.loc[found, list(MEMBER_KEY_COLUMNS)].reset_index(drop=True)
+    salesforce_object = people["salesforce_object"].to_numpy(dtype=object)[take]
+    salesforce_id = people["salesforce_id"].to_numpy(dtype=object)[take]
+    candidate_count = per_key[codes[take]].astype("int64")
+    if "person_account_id" in people.columns:
+        account = people["person_account_id"].to_numpy(dtype=object)[take]
+        account = np.where(pd.isna(account), None, account)
+    else:
+        account = np.full(len(take), None, dtype=object)
+    matches["salesforce_id"] = salesforce_id
+    matches["salesforce_object"] = salesforce_object
+    matches["candidate_count"] = candidate_count
+    note = np.full(len(take), "", dtype=object)
+    several = candidate_count > 1
+    if several.any():
+        note[several] = (
+            "picked "
+            + pd.Series(salesforce_object[several], dtype=object)
+            + " "
+            + pd.Series(salesforce_id[several], dtype=object)
+            + " of "
+            + pd.Series(candidate_count[several]).astype(str)
+            + " candidates (Contact over Lead, then oldest)"
+        ).to_numpy()
+    matches["match_note"] = note
+    matches["person_account_id"] = account
+
+    unmatched = members.loc[~found, list(MEMBER_KEY_COLUMNS)].reset_index(drop=True)
     unmatched["reason"] = "no Contact or unconverted Lead has this email"
-    return (
-        matches[list(MATCH_COLUMNS)].reset_index(drop=True),
-        unmatched[list(UNMATCHED_COLUMNS)].reset_index(drop=True),
-    )
+    return matches[list(MATCH_COLUMNS)], unmatched[list(UNMATCHED_COLUMNS)]
 
 
 def match_campaign_members(
