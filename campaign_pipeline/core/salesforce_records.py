@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from campaign_pipeline.core.campaign_types import campaign_type_label, canonical_campaign_type, is_automation_type
+from campaign_pipeline.core.ordering import sort_positions
 from campaign_pipeline.core.vocabulary import MEMBER_STATUS_DISPLAY_ORDER, RESPONDED_STATUSES
 
 META_COLUMNS: tuple[str, ...] = (
@@ -234,17 +235,21 @@ def desired_campaign_members(
     The sync key is campaign id + Salesforce person id, because Salesforce allows one member per Campaign and
     person; if two Mailchimp members resolve to one person the most recent status wins, deterministically.
     """
-    joined = member_statuses.merge(
+    needed = ["campaign_id", "email_id", "sent_at_is_exact", "latest_status", "latest_status_at"]
+    needed += [metric for metric in member_mapping if metric not in needed]
+    joined = member_statuses[needed].merge(
         matches[["campaign_id", "email_id", "salesforce_id", "salesforce_object"]],
         on=["campaign_id", "email_id"],
         how="inner",
     )
     joined["sync_key"] = joined["campaign_id"] + "|" + joined["salesforce_id"]
-    joined = joined.sort_values(
-        ["sync_key", "latest_status_at", "email_id"],
-        ascending=[True, False, True],
-        na_position="last",
-    ).drop_duplicates("sync_key", keep="first")
+    joined = joined.take(
+        sort_positions(joined, ["sync_key", "latest_status_at", "email_id"], descending=["latest_status_at"])
+    )
+    sync_keys = joined["sync_key"].to_numpy(dtype=object)
+    first_of_key = np.ones(len(sync_keys), dtype=bool)
+    first_of_key[1:] = sync_keys[1:] != sync_keys[:-1]
+    joined = joined[first_of_key]
     is_contact = (joined["salesforce_object"] == "Contact").to_numpy()
     person_ids = joined["salesforce_id"].astype(object).to_numpy()
     desired = pd.DataFrame(

@@ -246,3 +246,28 @@ def test_content_hashes_are_pinned_so_a_new_formatting_cannot_resend_every_recor
     assert diff.content_hashes(frame).tolist() == ["5239431c8d21361c", "68216927a1250ac0", "8cb9e7f12cfd3cce"]
     berlin = frame.assign(StartDate=frame["StartDate"].dt.tz_convert("Europe/Berlin"))
     assert diff.content_hashes(berlin).tolist() == diff.content_hashes(frame).tolist()
+
+
+def test_content_hashes_are_pinned_so_an_upgrade_never_rewrites_the_ledger() -> None:
+    # Digests written by earlier releases sit in every user's ledger: a new hash for the same values would send the
+    # whole campaign again as updates. These were computed before the vectorised canonical text and row format.
+    desired = pd.DataFrame(
+        {
+            "sync_key": ["c1|003A", "c1|003B", "c1|00QC"],
+            "campaign_id": ["c1", "c1", "c1"],
+            "parent_key": ["c1", None, "c1"],
+            "reject_reason": [pd.NA, pd.NA, pd.NA],
+            "truncated_fields": ["", "", ""],
+            "sent_at_is_exact": [True, False, True],
+            "ContactId": ["003A", "003B", pd.NA],
+            "LeadId": [pd.NA, pd.NA, "00QC"],
+            "Status": ["Clicked", "Opened", "Sent"],
+            "Total_Opens__c": pd.Series([3, 0, pd.NA], dtype=object),
+            "Minutes__c": pd.Series([12.5, 7.0, float("nan")], dtype=object),
+            "Opted__c": pd.Series([True, False, None], dtype=object),
+            "First_Open__c": pd.to_datetime(
+                ["2026-01-05T10:00:00Z", None, "2026-01-05T11:30:00.250Z"], utc=True, format="ISO8601"
+            ),
+        }
+    )
+    assert diff.content_hashes(desired).tolist() == ["91fc0aefc295844a", "46902c8a676b78e9", "fbfd2815307e8220"]
