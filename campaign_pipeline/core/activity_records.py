@@ -15,6 +15,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from campaign_pipeline.core.ordering import sort_positions
 from campaign_pipeline.core.salesforce_records import (
     META_COLUMNS,
     TRUNCATION_MARKER,
@@ -96,7 +97,7 @@ def _matched_events(
     joined = joined.merge(exact, on=["campaign_id", "email_id"], how="left")
     joined["sent_at_is_exact"] = joined["sent_at_is_exact"].fillna(False).astype(bool)
     joined["timestamp"] = pd.to_datetime(joined["timestamp"], utc=True)
-    return joined.sort_values(["campaign_id", "timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    return joined.take(sort_positions(joined, ["campaign_id", "timestamp", "event_id"])).reset_index(drop=True)
 
 
 def _url_digest(urls: pd.Series) -> pd.Series:
@@ -148,7 +149,7 @@ def desired_tasks(
             events = pd.concat([opens, _per_url_clicks(clicks)], ignore_index=True)
         else:
             events = opens
-        events = events.sort_values(["campaign_id", "timestamp", "event_id"], kind="stable").reset_index(drop=True)
+        events = events.take(sort_positions(events, ["campaign_id", "timestamp", "event_id"])).reset_index(drop=True)
     status = events["action"].map(TASK_STATUS_BY_ACTION).astype(object)
     name = _name_per_row(events["campaign_id"], campaign_names(campaign_report))
     is_click = (events["action"] == "click").to_numpy()
@@ -305,7 +306,7 @@ def _matched_people(member_statuses: pd.DataFrame, matches: pd.DataFrame) -> pd.
     people = matches[["campaign_id", "email_id", "salesforce_id"]].drop_duplicates(["campaign_id", "email_id"])
     joined = member_statuses.merge(people, on=["campaign_id", "email_id"], how="inner")
     joined["sync_key"] = joined["campaign_id"] + "|" + joined["salesforce_id"].astype(str)
-    return joined.sort_values(["sync_key", "email_id"], kind="stable").reset_index(drop=True)
+    return joined.take(sort_positions(joined, ["sync_key", "email_id"])).reset_index(drop=True)
 
 
 NOTE_TITLE_PREFIX = "Email response: "

@@ -14,6 +14,7 @@ import pandas as pd
 
 from campaign_pipeline.core import vocabulary
 from campaign_pipeline.core.campaign_types import canonical_campaign_type
+from campaign_pipeline.core.ordering import sort_positions
 
 RAW_EMAIL_EVENT_COLUMNS = [
     "event_id",
@@ -280,7 +281,7 @@ def dedupe_events(events: pd.DataFrame) -> pd.DataFrame:
     if events.empty:
         return events.reset_index(drop=True)
     deduped = events.drop_duplicates(subset="event_id", keep="first")
-    return deduped.sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    return deduped.take(sort_positions(deduped, ["timestamp", "event_id"])).reset_index(drop=True)
 
 
 def parse_email_activity(campaign_id: str, email_records: Iterable[Any]) -> ParsedRecords:
