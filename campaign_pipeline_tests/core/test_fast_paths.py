@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pandera.engines import pandas_engine
 
 from campaign_pipeline.core import diff
 from campaign_pipeline.core.ordering import sort_positions
+from campaign_pipeline.core.schemas import Text
 
 FAST_PATH_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -69,3 +71,12 @@ def test_canonical_text_keeps_numpy_scalars_and_str_subclasses_to_their_plain_te
     assert all(type(value) is str for value in diff.canonical_text(column))
     floats = pd.Series([np.float32(0.1), np.float64(3.0), np.float64(2.0**60)], dtype=object)
     assert diff.canonical_text(floats).tolist() == [repr(float(np.float32(0.1))), "3", str(2**60)]
+
+
+@FAST_PATH_SETTINGS
+@given(column_values)
+def test_text_dtype_check_agrees_with_panderas_per_value_str_check(values):
+    column = pd.Series(values, dtype=object)
+    fast = Text().check(Text(), column)
+    per_value = pandas_engine.NpString().check(pandas_engine.NpString(), column)
+    assert list(fast) == list(per_value)
