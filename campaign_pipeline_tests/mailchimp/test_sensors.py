@@ -178,7 +178,10 @@ def test_definitions_wire_the_sensor_and_schedule_to_the_lead_job():
         schedules=schedules,
         resources={"mailchimp": SandboxMailchimpResource(), **store_resources()},
     )
-    dg.Definitions.validate_loadable(defs)
+    # Loading reads the current instance's definitions state: give it a live one, not whatever an earlier test's
+    # instance left behind (its weak reference dies when that instance is collected).
+    with dg.instance_for_test():
+        dg.Definitions.validate_loadable(defs)
     assert defs.resolve_sensor_def("mailchimp_new_sends_sensor").job_name == "mailchimp_campaign_job"
     assert defs.resolve_schedule_def("mailchimp_resync_schedule").job_name == "mailchimp_campaign_job"
 
